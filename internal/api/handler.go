@@ -1,0 +1,126 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"eventsproxy/internal/binding"
+	"eventsproxy/internal/broker"
+)
+
+// Broker is what the API needs of the broker side.
+type Broker interface {
+	// Subscribe returns once every binding is in place on the broker.
+	Subscribe(ctx context.Context, bs []binding.Binding) (*broker.Subscription, error)
+	// Connected reports whether new subscriptions can be served.
+	Connected() bool
+}
+
+// Config shapes the HTTP API. Zero values mean the defaults given.
+type Config struct {
+	// PingInterval is the time between `ping` events; default 20s.
+	PingInterval time.Duration
+	// WriteTimeout bounds each write to a client; a client that does not
+	// take its events within it is dropped. Default 30s.
+	WriteTimeout time.Duration
+	// CORSOrigin is sent as Access-Control-Allow-Origin; default "*".
+	CORSOrigin string
+	// Limits bound what a client may ask for.
+	Limits binding.Limits
+}
+
+// Handler serves the API. It is safe for concurrent use. Shutdown ends
+// every open stream.
+type Handler struct {
+	cfg     Config
+	broker  Broker
+	log     *slog.Logger
+	mux     *http.ServeMux
+	started time.Time
+
+	shutdownOnce sync.Once
+	shutdown     chan struct{}
+}
+
+// NewHandler returns the API handler; it starts no goroutines.
+func NewHandler(cfg Config, b Broker, log *slog.Logger) *Handler {
+	if cfg.PingInterval <= 0 {
+		cfg.PingInterval = 20 * time.Second
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = 30 * time.Second
+	}
+	if cfg.CORSOrigin == "" {
+		cfg.CORSOrigin = "*"
+	}
+	h := &Handler{
+		cfg:      cfg,
+		broker:   b,
+		log:      log.With("component", "api"),
+		mux:      http.NewServeMux(),
+		started:  time.Now(),
+		shutdown: make(chan struct{}),
+	}
+	h.mux.HandleFunc("GET /api/events/v1/connect/{$}", h.connect)
+	h.mux.HandleFunc("GET /api/events/v1/connect", h.connect)
+	h.mux.HandleFunc("GET /api/events/v1/ping", h.ping)
+	h.mux.HandleFunc("GET /__lbheartbeat__", h.lbheartbeat)
+	h.mux.HandleFunc("GET /__heartbeat__", h.heartbeat)
+	h.mux.HandleFunc("/", h.notFound)
+	return h
+}
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h.mux.ServeHTTP(w, r)
+}
+
+// Shutdown tells every open stream, and every stream that starts from now
+// on, to send an `error` event and end. It does not wait for them; the
+// http.Server's Shutdown does. It is safe to call more than once.
+func (h *Handler) Shutdown() {
+	h.shutdownOnce.Do(func() { close(h.shutdown) })
+}
+
+func (h *Handler) ping(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{
+		"alive":  true,
+		"uptime": time.Since(h.started).Seconds(),
+	})
+}
+
+func (h *Handler) lbheartbeat(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{})
+}
+
+func (h *Handler) heartbeat(w http.ResponseWriter, r *http.Request) {
+	if !h.broker.Connected() {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"broker": "down"})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"broker": "up"})
+}
+
+func (h *Handler) notFound(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusNotFound, errorBody{
+		Code:    "ResourceNotFound",
+		Message: "No such resource: " + r.URL.Path,
+	})
+}
+
+// errorBody is the JSON body of a refused request.
+type errorBody struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

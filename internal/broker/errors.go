@@ -1,0 +1,42 @@
+package broker
+
+import (
+	"errors"
+	"fmt"
+
+	"eventsproxy/internal/binding"
+)
+
+var (
+	// ErrUnavailable means that the broker connection is not up: no new
+	// subscription can be served until it is back.
+	ErrUnavailable = errors.New("broker connection unavailable")
+
+	// ErrConnectionLost is the cause reported by Subscription.Err when the
+	// broker connection that served the subscription went away.
+	ErrConnectionLost = errors.New("broker connection lost")
+
+	// ErrClosed is returned by Subscribe after the broker has been shut down.
+	ErrClosed = errors.New("broker closed")
+
+	// ErrExchangeNotFound means that the broker has no exchange of the
+	// requested name (AMQP reply 404 NOT_FOUND to a bind).
+	ErrExchangeNotFound = errors.New("exchange not found")
+
+	// ErrAccessRefused means that the broker refused our user access to the
+	// exchange (AMQP reply 403 ACCESS_REFUSED to a bind).
+	ErrAccessRefused = errors.New("access to exchange refused")
+)
+
+// BindError reports a binding that the broker refused. Err is
+// ErrExchangeNotFound, ErrAccessRefused or another error from the broker.
+type BindError struct {
+	Binding binding.Binding
+	Err     error
+}
+
+func (e *BindError) Error() string {
+	return fmt.Sprintf("bind exchange %q pattern %q: %v", e.Binding.Exchange, e.Binding.RoutingKeyPattern, e.Err)
+}
+
+func (e *BindError) Unwrap() error { return e.Err }

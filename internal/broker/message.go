@@ -1,0 +1,135 @@
+package broker
+
+import (
+	"bytes"
+	"encoding/json"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// routePrefix marks the CC entries that Taskcluster uses as routes.
+const routePrefix = "route."
+
+// Message is one message taken from the broker. It is shared, read-only,
+// by every subscription it is routed to; its fields must not be modified.
+type Message struct {
+	Exchange    string
+	RoutingKey  string
+	Redelivered bool
+	// CC holds the routing keys of the message's CC header, in order.
+	CC   []string
+	Body []byte
+	// Received is when the process took the message from the broker.
+	Received time.Time
+
+	dataOnce sync.Once
+	data     []byte
+}
+
+// messageFromDelivery copies what eventsproxy needs out of d.
+func messageFromDelivery(d *amqp.Delivery, now time.Time) *Message {
+	return &Message{
+		Exchange:    d.Exchange,
+		RoutingKey:  d.RoutingKey,
+		Redelivered: d.Redelivered,
+		CC:          ccKeys(d.Headers),
+		Body:        d.Body,
+		Received:    now,
+	}
+}
+
+// ccKeys returns the string entries of the CC header. Publishers send an AMQP
+// array of strings; anything else in it cannot be a routing key and is skipped,
+// as RabbitMQ itself ignores it for routing.
+func ccKeys(h amqp.Table) []string {
+	v, ok := h["CC"]
+	if !ok {
+		return nil
+	}
+	var keys []string
+	switch cc := v.(type) {
+	case []interface{}:
+		keys = make([]string, 0, len(cc))
+		for _, e := range cc {
+			switch s := e.(type) {
+			case string:
+				keys = append(keys, s)
+			case []byte:
+				keys = append(keys, string(s))
+			}
+		}
+	case []string:
+		keys = append(keys, cc...)
+	}
+	return keys
+}
+
+// Routes returns the CC entries that start with "route.", without that
+// prefix, in order.
+func (m *Message) Routes() []string {
+	routes := []string{}
+	for _, k := range m.CC {
+		if r, ok := strings.CutPrefix(k, routePrefix); ok {
+			routes = append(routes, r)
+		}
+	}
+	return routes
+}
+
+// Data returns the JSON object that a `message` event carries:
+// {"exchange","routingKey","redelivered","routes","payload"}, on one line.
+// The payload is the body itself when it is valid JSON (compacted), else the
+// body as a JSON string. Data is computed once, however many streams send
+// it, and is safe to call concurrently; the result must not be modified.
+func (m *Message) Data() []byte {
+	m.dataOnce.Do(func() { m.data = m.encode() })
+	return m.data
+}
+
+func (m *Message) encode() []byte {
+	var b bytes.Buffer
+	b.Grow(len(m.Body) + len(m.Exchange) + len(m.RoutingKey) + 96)
+	b.WriteString(`{"exchange":`)
+	writeJSONString(&b, m.Exchange)
+	b.WriteString(`,"routingKey":`)
+	writeJSONString(&b, m.RoutingKey)
+	b.WriteString(`,"redelivered":`)
+	b.WriteString(strconv.FormatBool(m.Redelivered))
+	b.WriteString(`,"routes":[`)
+	for i, r := range m.Routes() {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		writeJSONString(&b, r)
+	}
+	b.WriteString(`],"payload":`)
+	writePayload(&b, m.Body)
+	b.WriteByte('}')
+	return b.Bytes()
+}
+
+// writePayload writes body as compact JSON when it is JSON, else as a JSON
+// string. Invalid UTF-8 makes it a string (with replacement characters), so
+// the stream stays valid UTF-8.
+func writePayload(b *bytes.Buffer, body []byte) {
+	if utf8.Valid(body) && json.Valid(body) {
+		n := b.Len()
+		if err := json.Compact(b, body); err == nil {
+			return
+		}
+		b.Truncate(n)
+	}
+	writeJSONString(b, string(body))
+}
+
+func writeJSONString(b *bytes.Buffer, s string) {
+	// json.Marshal of a string cannot fail; it escapes control characters,
+	// so the result never holds a raw newline.
+	out, _ := json.Marshal(s)
+	b.Write(out)
+}

@@ -1,0 +1,468 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"eventsproxy/internal/binding"
+	"eventsproxy/internal/topic"
+)
+
+// prefetch is how many deliveries the broker may have in flight to us before
+// it waits for an ack. It bounds the memory that deliveries can take in the
+// AMQP client (which buffers without limit when a consumer is slow), while
+// acking every prefetch/2 keeps the broker from ever waiting on us.
+const prefetch = 1000
+
+// bindKey names one broker binding of our queue.
+type bindKey struct{ exchange, pattern string }
+
+// keyState is one (exchange, pattern) that at least one subscription uses or
+// that is still bound on the broker. Guarded by session.mu.
+type keyState struct {
+	key     bindKey
+	pattern *topic.Pattern
+	subs    map[*Subscription]struct{}
+	bound   bool    // the broker has confirmed the binding
+	busy    bool    // a bind or unbind is in flight
+	queued  bool    // on the worker's queue
+	failed  bool    // the last bind failed; retried only for a new waiter
+	waiters []chan<- error
+}
+
+// wantsWork reports whether the broker's state differs from what the
+// subscriptions need, with no operation in flight to mend it.
+func (ks *keyState) wantsWork() bool {
+	if ks.busy {
+		return false
+	}
+	if len(ks.subs) > 0 {
+		return !ks.bound && !ks.failed
+	}
+	return ks.bound
+}
+
+// session is one broker connection's life: its queue, the router that takes
+// deliveries from it and the worker that binds and unbinds. When the
+// connection goes, the session ends and every subscription of it is done.
+type session struct {
+	log     *slog.Logger
+	conn    *amqp.Connection
+	queue   string
+	bufSize int
+
+	mu    sync.RWMutex
+	index map[string]map[string]*keyState // exchange → pattern → state
+	work  []*keyState                     // keys that may need a bind or unbind
+	idle  []chan struct{}                 // closed when the worker runs out of work
+
+	wake chan struct{} // one slot: the worker has pending work to look at
+	done chan struct{} // closed when the session ends
+	wg   sync.WaitGroup
+
+	errMu sync.Mutex
+	err   error
+
+	seq uint64 // router only: sequence number of the current message
+}
+
+// startSession sets up the queue, its consumer and the control channel on
+// conn, and starts the router and the worker. The caller must call end.
+func startSession(conn *amqp.Connection, cfg *Config, log *slog.Logger) (*session, error) {
+	consume, err := conn.Channel()
+	if err != nil {
+		return nil, err
+	}
+	args := amqp.Table{}
+	if cfg.QueueMaxLength > 0 {
+		args["x-max-length"] = int64(cfg.QueueMaxLength)
+	}
+	if cfg.QueueMaxBytes > 0 {
+		args["x-max-length-bytes"] = int64(cfg.QueueMaxBytes)
+	}
+	q, err := consume.QueueDeclare(cfg.QueuePrefix+randomName(), false, true, true, false, args)
+	if err != nil {
+		return nil, err
+	}
+	if err := consume.Qos(prefetch, 0, false); err != nil {
+		return nil, err
+	}
+	deliveries, err := consume.Consume(q.Name, "", false, true, false, false, nil)
+	if err != nil {
+		return nil, err
+	}
+	// Binds go on a channel of their own: a failed bind closes the channel
+	// that asked, and that must never be the one that consumes.
+	ctrl, err := conn.Channel()
+	if err != nil {
+		return nil, err
+	}
+	s := &session{
+		log:     log.With("queue", q.Name),
+		conn:    conn,
+		queue:   q.Name,
+		bufSize: cfg.ClientBuffer,
+		index:   make(map[string]map[string]*keyState),
+		wake:    make(chan struct{}, 1),
+		done:    make(chan struct{}),
+	}
+	s.wg.Add(2)
+	go func() {
+		defer s.wg.Done()
+		s.route(deliveries)
+	}()
+	go func() {
+		defer s.wg.Done()
+		s.bindLoop(ctrl)
+	}()
+	return s, nil
+}
+
+// end marks the session ended with cause, so that its subscriptions see
+// Done, closes the connection and waits for the router and the worker.
+func (s *session) end(cause error) {
+	s.fail(cause)
+	if err := s.conn.Close(); err != nil && !errors.Is(err, amqp.ErrClosed) {
+		s.log.Warn("close broker connection", "err", err)
+	}
+	s.wg.Wait()
+}
+
+// fail closes done with cause, once.
+func (s *session) fail(cause error) {
+	s.errMu.Lock()
+	defer s.errMu.Unlock()
+	if s.err == nil {
+		s.err = cause
+		close(s.done)
+	}
+}
+
+func (s *session) error() error {
+	s.errMu.Lock()
+	defer s.errMu.Unlock()
+	return s.err
+}
+
+func (s *session) ended() bool {
+	select {
+	case <-s.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// subscribe registers a subscription for bs and waits until every binding
+// is confirmed by the broker. The subscription is in the router from the
+// start, so nothing routed after a binding's confirmation can be missed.
+func (s *session) subscribe(ctx context.Context, bs []binding.Binding) (*Subscription, error) {
+	patterns := make([]*topic.Pattern, len(bs))
+	for i, b := range bs {
+		p, err := topic.Compile(b.RoutingKeyPattern)
+		if err != nil {
+			return nil, &BindError{Binding: b, Err: err}
+		}
+		patterns[i] = p
+	}
+	sub := newSubscription(s, bs, s.bufSize)
+	// One slot per binding: the worker answers each waiter of a key once,
+	// so it never blocks on a subscriber that has gone.
+	answers := make(chan error, len(bs))
+	pending := 0
+
+	s.mu.Lock()
+	if s.ended() {
+		s.mu.Unlock()
+		return nil, ErrUnavailable
+	}
+	for i, b := range bs {
+		k := bindKey{b.Exchange, b.RoutingKeyPattern}
+		byPattern := s.index[k.exchange]
+		if byPattern == nil {
+			byPattern = make(map[string]*keyState)
+			s.index[k.exchange] = byPattern
+		}
+		ks := byPattern[k.pattern]
+		if ks == nil {
+			ks = &keyState{key: k, pattern: patterns[i], subs: make(map[*Subscription]struct{})}
+			byPattern[k.pattern] = ks
+		}
+		ks.subs[sub] = struct{}{}
+		sub.keys = append(sub.keys, ks)
+		if ks.bound && !ks.busy {
+			continue
+		}
+		ks.failed = false
+		ks.waiters = append(ks.waiters, answers)
+		pending++
+		s.enqueueLocked(ks)
+	}
+	s.mu.Unlock()
+	if pending > 0 {
+		s.poke()
+	}
+
+	for ; pending > 0; pending-- {
+		select {
+		case err := <-answers:
+			if err != nil {
+				sub.Close()
+				return nil, err
+			}
+		case <-ctx.Done():
+			sub.Close()
+			return nil, ctx.Err()
+		case <-s.done:
+			sub.Close()
+			return nil, s.error()
+		}
+	}
+	return sub, nil
+}
+
+// release removes sub from the router and gives back its bindings.
+func (s *session) release(sub *Subscription) {
+	s.mu.Lock()
+	for _, ks := range sub.keys {
+		delete(ks.subs, sub)
+		if len(ks.subs) > 0 {
+			continue
+		}
+		if !ks.bound && !ks.busy {
+			s.deleteLocked(ks)
+			continue
+		}
+		s.enqueueLocked(ks)
+	}
+	sub.keys = nil
+	s.mu.Unlock()
+	s.poke()
+}
+
+func (s *session) enqueueLocked(ks *keyState) {
+	if !ks.queued {
+		ks.queued = true
+		s.work = append(s.work, ks)
+	}
+}
+
+func (s *session) deleteLocked(ks *keyState) {
+	byPattern := s.index[ks.key.exchange]
+	if byPattern[ks.key.pattern] != ks {
+		return
+	}
+	delete(byPattern, ks.key.pattern)
+	if len(byPattern) == 0 {
+		delete(s.index, ks.key.exchange)
+	}
+}
+
+func (s *session) poke() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// next takes the next key that needs a broker operation off the work queue
+// and marks it busy; it returns nil when there is none.
+func (s *session) next() (ks *keyState, bind bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for len(s.work) > 0 {
+		ks = s.work[0]
+		s.work[0] = nil
+		s.work = s.work[1:]
+		ks.queued = false
+		if ks.wantsWork() {
+			ks.busy = true
+			return ks, len(ks.subs) > 0
+		}
+	}
+	s.work = nil // let the backing array go
+	for _, ch := range s.idle {
+		close(ch)
+	}
+	s.idle = nil
+	return nil, false
+}
+
+// sync waits until the worker has done every operation asked for before the
+// call, or ctx or the session is done.
+func (s *session) sync(ctx context.Context) error {
+	ch := make(chan struct{})
+	s.mu.Lock()
+	s.idle = append(s.idle, ch)
+	s.mu.Unlock()
+	s.poke()
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.done:
+		return s.error()
+	}
+}
+
+// bindLoop is the worker: it alone uses ctrl, and brings the broker's
+// bindings in line with what the subscriptions need, one operation at a time.
+func (s *session) bindLoop(ctrl *amqp.Channel) {
+	defer func() {
+		if !ctrl.IsClosed() {
+			_ = ctrl.Close()
+		}
+	}()
+	for {
+		select {
+		case <-s.wake:
+		case <-s.done:
+			return
+		}
+		for {
+			ks, bind := s.next()
+			if ks == nil {
+				break
+			}
+			var err error
+			if bind {
+				err = ctrl.QueueBind(s.queue, ks.key.pattern, ks.key.exchange, false, nil)
+			} else {
+				err = ctrl.QueueUnbind(s.queue, ks.key.pattern, ks.key.exchange, nil)
+			}
+			s.settle(ks, bind, err)
+			if err == nil {
+				continue
+			}
+			if s.ended() {
+				return
+			}
+			// A refused bind closes the channel that asked; open another.
+			if ctrl.IsClosed() {
+				ctrl, err = s.conn.Channel()
+				if err != nil {
+					s.log.Error("open control channel", "err", err)
+					s.fail(ErrConnectionLost)
+					_ = s.conn.Close()
+					return
+				}
+			}
+		}
+	}
+}
+
+// settle records the outcome of a bind or unbind of ks and answers waiters.
+func (s *session) settle(ks *keyState, bind bool, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ks.busy = false
+	switch {
+	case err == nil:
+		ks.bound = bind
+	case bind:
+		ks.failed = true
+		berr := &BindError{Binding: binding.Binding{Exchange: ks.key.exchange, RoutingKeyPattern: ks.key.pattern}, Err: classify(err)}
+		if !s.ended() {
+			s.log.Info("bind refused", "exchange", ks.key.exchange, "pattern", ks.key.pattern, "err", err)
+		}
+		for _, w := range ks.waiters {
+			w <- berr
+		}
+		ks.waiters = nil
+	default:
+		// An unbind that failed leaves at worst an unused binding, which
+		// goes with the queue; a missing exchange took it already.
+		ks.bound = false
+		if !s.ended() {
+			s.log.Warn("unbind", "exchange", ks.key.exchange, "pattern", ks.key.pattern, "err", err)
+		}
+	}
+	if ks.bound && len(ks.subs) > 0 {
+		for _, w := range ks.waiters {
+			w <- nil
+		}
+		ks.waiters = nil
+	}
+	if ks.wantsWork() {
+		s.enqueueLocked(ks)
+	} else if len(ks.subs) == 0 && !ks.bound {
+		s.deleteLocked(ks)
+	}
+}
+
+// classify turns a broker's reply into our sentinel errors.
+func classify(err error) error {
+	var aerr *amqp.Error
+	if errors.As(err, &aerr) {
+		switch aerr.Code {
+		case amqp.NotFound:
+			return ErrExchangeNotFound
+		case amqp.AccessRefused:
+			return ErrAccessRefused
+		}
+	}
+	return err
+}
+
+// route takes every delivery off the queue and pushes it to the
+// subscriptions whose bindings match, in queue order. It never waits for a
+// subscription, and drains deliveries until the channel is closed.
+func (s *session) route(deliveries <-chan amqp.Delivery) {
+	var ccKeys []topic.Key
+	for d := range deliveries {
+		if d.DeliveryTag%(prefetch/2) == 0 {
+			if err := d.Ack(true); err != nil && !s.ended() {
+				s.log.Warn("ack", "err", err)
+			}
+		}
+		m := messageFromDelivery(&d, time.Now())
+		s.seq++
+		seq := s.seq
+		s.mu.RLock()
+		byPattern := s.index[m.Exchange]
+		if len(byPattern) > 0 {
+			rk := topic.SplitKey(m.RoutingKey)
+			ccKeys = ccKeys[:0]
+			for _, k := range m.CC {
+				ccKeys = append(ccKeys, topic.SplitKey(k))
+			}
+			for _, ks := range byPattern {
+				if !matchAny(ks.pattern, rk, ccKeys) {
+					continue
+				}
+				for sub := range ks.subs {
+					if sub.seq != seq {
+						sub.seq = seq
+						sub.push(m)
+					}
+				}
+			}
+		}
+		s.mu.RUnlock()
+	}
+	// The consumer is gone: either the connection is closing, or the broker
+	// cancelled us (queue deleted); either way this session cannot go on.
+	if !s.ended() {
+		s.log.Error("consumer closed by broker")
+		s.fail(ErrConnectionLost)
+		_ = s.conn.Close()
+	}
+}
+
+func matchAny(p *topic.Pattern, rk topic.Key, cc []topic.Key) bool {
+	if p.Match(rk) {
+		return true
+	}
+	for _, k := range cc {
+		if p.Match(k) {
+			return true
+		}
+	}
+	return false
+}

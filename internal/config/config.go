@@ -1,0 +1,221 @@
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Config is the configuration of `eventsproxy serve`.
+type Config struct {
+	// Listen is the address to serve HTTP on; default ":8080".
+	Listen string
+	// AMQPURL is the broker's amqp:// or amqps:// URL. Required; when unset
+	// it is built from PULSE_USERNAME, PULSE_PASSWORD, PULSE_HOSTNAME and
+	// PULSE_VHOST as the original service did.
+	AMQPURL string
+	// RootURL is the public root URL of the deployment, e.g.
+	// https://tc.example.com; it is only shown in logs and documents.
+	RootURL string
+	// PingInterval is the time between `ping` events; default 20s.
+	PingInterval time.Duration
+	// WriteTimeout bounds each write to a client; default 30s.
+	WriteTimeout time.Duration
+	// ShutdownTimeout bounds the drain on SIGTERM; default 10s.
+	ShutdownTimeout time.Duration
+	// MaxBindings is the most bindings one stream may ask for; default 64.
+	MaxBindings int
+	// ClientBuffer is how many messages each stream buffers before the
+	// oldest is dropped; default 50.
+	ClientBuffer int
+	// AllowedExchanges are exchange-name prefixes; empty allows every
+	// exchange.
+	AllowedExchanges []string
+	// CORSOrigin is sent as Access-Control-Allow-Origin; default "*".
+	CORSOrigin string
+	// QueuePrefix starts the name of the process's queue; default
+	// "queue/<AMQP user>/eventsproxy/" as Pulse requires.
+	QueuePrefix string
+	// QueueMaxLength caps the messages waiting in the process's queue;
+	// default 10000, 0 means no cap.
+	QueueMaxLength int
+	// QueueMaxBytes caps the bytes waiting in the process's queue; default
+	// 64 MiB, 0 means no cap.
+	QueueMaxBytes int
+	// LogFormat is "text" (default) or "json".
+	LogFormat string
+	// LogLevel is "debug", "info" (default), "warn" or "error".
+	LogLevel string
+}
+
+// flagSpec ties a flag to its environment variable.
+type flagSpec struct {
+	name, env string
+}
+
+// Load parses args (without the command name) and the environment read
+// through getenv into a validated Config. Flags win over environment
+// variables. Help output and errors about the command line go to out.
+func Load(args []string, getenv func(string) string, out io.Writer) (*Config, error) {
+	c := &Config{}
+	fs := flag.NewFlagSet("eventsproxy serve", flag.ContinueOnError)
+	fs.SetOutput(out)
+	var allowed string
+	var specs []flagSpec
+	str := func(p *string, name, env, def, usage string) {
+		fs.StringVar(p, name, def, usage+" (env "+env+")")
+		specs = append(specs, flagSpec{name, env})
+	}
+	dur := func(p *time.Duration, name, env string, def time.Duration, usage string) {
+		fs.DurationVar(p, name, def, usage+" (env "+env+")")
+		specs = append(specs, flagSpec{name, env})
+	}
+	num := func(p *int, name, env string, def int, usage string) {
+		fs.IntVar(p, name, def, usage+" (env "+env+")")
+		specs = append(specs, flagSpec{name, env})
+	}
+	str(&c.Listen, "listen", "LISTEN", ":8080", "`address` to serve HTTP on; PORT alone is honoured too")
+	str(&c.AMQPURL, "amqp-url", "AMQP_URL", "", "broker `URL`, amqp:// or amqps://; built from PULSE_USERNAME, PULSE_PASSWORD, PULSE_HOSTNAME, PULSE_VHOST when unset")
+	str(&c.RootURL, "root-url", "TASKCLUSTER_ROOT_URL", "", "public root `URL` of the deployment")
+	dur(&c.PingInterval, "ping-interval", "PING_INTERVAL", 20*time.Second, "time between ping events")
+	dur(&c.WriteTimeout, "write-timeout", "WRITE_TIMEOUT", 30*time.Second, "time a client has to take each write before it is dropped")
+	dur(&c.ShutdownTimeout, "shutdown-timeout", "SHUTDOWN_TIMEOUT", 10*time.Second, "longest drain on SIGTERM")
+	num(&c.MaxBindings, "max-bindings", "MAX_BINDINGS", 64, "most bindings one stream may ask for")
+	num(&c.ClientBuffer, "client-buffer", "CLIENT_BUFFER", 50, "messages buffered per stream before the oldest is dropped")
+	str(&allowed, "allowed-exchanges", "ALLOWED_EXCHANGES", "", "comma-separated exchange-name `prefixes`; empty allows all")
+	str(&c.CORSOrigin, "cors-origin", "CORS_ORIGIN", "*", "Access-Control-Allow-Origin of streams")
+	str(&c.QueuePrefix, "queue-prefix", "QUEUE_PREFIX", "", "start of the process's queue name (default \"queue/<AMQP user>/eventsproxy/\")")
+	num(&c.QueueMaxLength, "queue-max-length", "QUEUE_MAX_LENGTH", 10000, "most messages waiting in the process's queue; 0 for no cap")
+	num(&c.QueueMaxBytes, "queue-max-bytes", "QUEUE_MAX_BYTES", 64<<20, "most bytes waiting in the process's queue; 0 for no cap")
+	str(&c.LogFormat, "log-format", "LOG_FORMAT", "text", "log format: text or json")
+	str(&c.LogLevel, "log-level", "LOG_LEVEL", "info", "log level: debug, info, warn or error")
+
+	// Environment first, so that the command line overrides it.
+	var problems []error
+	for _, s := range specs {
+		if v := getenv(s.env); v != "" {
+			if err := fs.Set(s.name, v); err != nil {
+				problems = append(problems, fmt.Errorf("environment %s=%q: %w", s.env, v, err))
+			}
+		}
+	}
+	if getenv("LISTEN") == "" {
+		if port := getenv("PORT"); port != "" {
+			c.Listen = ":" + port
+		}
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		problems = append(problems, fmt.Errorf("unexpected arguments: %q", fs.Args()))
+	}
+	if c.AMQPURL == "" {
+		c.AMQPURL = pulseURL(getenv)
+	}
+	for _, p := range strings.Split(allowed, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			c.AllowedExchanges = append(c.AllowedExchanges, p)
+		}
+	}
+	if c.QueuePrefix == "" {
+		c.QueuePrefix = defaultQueuePrefix(c.AMQPURL)
+	}
+	if err := c.Validate(); err != nil {
+		problems = append(problems, err)
+	}
+	if err := errors.Join(problems...); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// pulseURL builds the broker URL from the original service's variables, as
+// Taskcluster's Pulse library does; "" when PULSE_HOSTNAME is unset.
+func pulseURL(getenv func(string) string) string {
+	host := getenv("PULSE_HOSTNAME")
+	if host == "" {
+		return ""
+	}
+	u := url.URL{
+		Scheme: "amqps",
+		Host:   net.JoinHostPort(host, "5671"),
+		Path:   "/" + getenv("PULSE_VHOST"),
+	}
+	if user := getenv("PULSE_USERNAME"); user != "" {
+		u.User = url.UserPassword(user, getenv("PULSE_PASSWORD"))
+	}
+	return u.String()
+}
+
+func defaultQueuePrefix(amqpURL string) string {
+	u, err := url.Parse(amqpURL)
+	if err != nil || u.User == nil || u.User.Username() == "" {
+		return "eventsproxy/"
+	}
+	return "queue/" + u.User.Username() + "/eventsproxy/"
+}
+
+// Validate reports every problem of c at once; nil when c is usable.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if c.Listen == "" {
+		bad("--listen must not be empty")
+	} else if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		bad("--listen %q is not host:port: %v", c.Listen, err)
+	}
+	switch u, err := url.Parse(c.AMQPURL); {
+	case c.AMQPURL == "":
+		bad("--amqp-url (or AMQP_URL, or PULSE_HOSTNAME) is required")
+	case err != nil:
+		bad("--amqp-url is not a URL")
+	case u.Scheme != "amqp" && u.Scheme != "amqps":
+		bad("--amqp-url must start with amqp:// or amqps://, not %q", u.Scheme+"://")
+	case u.Host == "":
+		bad("--amqp-url has no host")
+	}
+	if c.RootURL != "" {
+		if u, err := url.Parse(c.RootURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("--root-url %q is not an http:// or https:// URL", c.RootURL)
+		}
+	}
+	if c.PingInterval < time.Second {
+		bad("--ping-interval %v is below 1s", c.PingInterval)
+	}
+	if c.WriteTimeout < 100*time.Millisecond {
+		bad("--write-timeout %v is below 100ms", c.WriteTimeout)
+	}
+	if c.ShutdownTimeout <= 0 {
+		bad("--shutdown-timeout %v must be positive", c.ShutdownTimeout)
+	}
+	if c.MaxBindings < 1 {
+		bad("--max-bindings %d must be at least 1", c.MaxBindings)
+	}
+	if c.ClientBuffer < 1 {
+		bad("--client-buffer %d must be at least 1", c.ClientBuffer)
+	}
+	if c.CORSOrigin == "" || strings.ContainsAny(c.CORSOrigin, "\r\n") {
+		bad("--cors-origin must be a single non-empty header value")
+	}
+	if c.QueueMaxLength < 0 {
+		bad("--queue-max-length %d must not be negative", c.QueueMaxLength)
+	}
+	if c.QueueMaxBytes < 0 {
+		bad("--queue-max-bytes %d must not be negative", c.QueueMaxBytes)
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		bad("--log-format %q must be text or json", c.LogFormat)
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("--log-level %q must be debug, info, warn or error", c.LogLevel)
+	}
+	return errors.Join(errs...)
+}
