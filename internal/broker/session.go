@@ -28,10 +28,10 @@ type keyState struct {
 	key     bindKey
 	pattern *topic.Pattern
 	subs    map[*Subscription]struct{}
-	bound   bool    // the broker has confirmed the binding
-	busy    bool    // a bind or unbind is in flight
-	queued  bool    // on the worker's queue
-	failed  bool    // the last bind failed; retried only for a new waiter
+	bound   bool // the broker has confirmed the binding
+	busy    bool // a bind or unbind is in flight
+	queued  bool // on the worker's queue
+	failed  bool // the last bind failed; retried only for a new waiter
 	waiters []chan<- error
 }
 
