@@ -1,0 +1,12 @@
+// Package topic provides RabbitMQ topic-exchange patterns: Validate checks a
+// binding pattern a client sent, Compile turns it into a Pattern, and
+// Pattern.Match decides whether a routing key, split once into a Key, would
+// be routed by a topic exchange to a queue bound with that pattern.
+//
+// Words are separated by ".", and the empty string between two dots is a word
+// too; the empty routing key, however, has no words at all. In a pattern, "*"
+// stands for exactly one word and "#" for zero or more words. These are the
+// rules RabbitMQ applies, checked against a real broker.
+//
+// The package imports nothing else from eventsproxy.
+package topic
