@@ -1,0 +1,205 @@
+package api_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"eventsproxy/internal/api"
+	"eventsproxy/internal/binding"
+	"eventsproxy/internal/broker"
+	"eventsproxy/internal/sse"
+)
+
+// fakeBroker stands in for the broker where a test never gets a
+// subscription: Subscribe blocks until ctx is done or returns err.
+type fakeBroker struct {
+	connected bool
+	err       error
+	called    chan []binding.Binding
+}
+
+func (f *fakeBroker) Subscribe(ctx context.Context, bs []binding.Binding) (*broker.Subscription, error) {
+	if f.called != nil {
+		f.called <- bs
+	}
+	if f.err != nil {
+		return nil, f.err
+	}
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+func (f *fakeBroker) Connected() bool { return f.connected }
+
+func newServer(t *testing.T, b api.Broker) *httptest.Server {
+	t.Helper()
+	h := api.NewHandler(api.Config{}, b, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func connectURL(base string, query string) string {
+	return base + "/api/events/v1/connect/?bindings=" + url.QueryEscape(query)
+}
+
+func get(t *testing.T, u string, header http.Header) *http.Response {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, u, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	return resp
+}
+
+func TestLastEventIDGets204(t *testing.T) {
+	t.Parallel()
+	srv := newServer(t, &fakeBroker{connected: true})
+	for _, path := range []string{"/api/events/v1/connect/", "/api/events/v1/connect"} {
+		resp := get(t, srv.URL+path+"?bindings="+url.QueryEscape(`{"bindings":[]}`), http.Header{"Last-Event-Id": {"-"}})
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusNoContent || len(body) != 0 {
+			t.Fatalf("%s with Last-Event-ID: got %d %q, want 204 and no body", path, resp.StatusCode, body)
+		}
+	}
+}
+
+func TestBadBindingsGetErrorEvent(t *testing.T) {
+	t.Parallel()
+	srv := newServer(t, &fakeBroker{connected: true, err: errors.New("must not be called")})
+	cases := []struct {
+		name, query, want string
+	}{
+		{"extra key", `{"bindings":[],"x":1}`, "The json query should have only one key i.e. `bindings`."},
+		{"not an array", `{"bindings":"x"}`, "Bindings must be an array of {exchange, routingKeyPattern}"},
+		{"missing field", `{"bindings":[{"exchange":"e"}]}`, "Binding must include `exchange` and `routingKeyPattern` fields"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			resp := get(t, connectURL(srv.URL, tc.query), nil)
+			if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/event-stream" {
+				t.Fatalf("got %d %q, want 200 text/event-stream", resp.StatusCode, resp.Header.Get("Content-Type"))
+			}
+			r := sse.NewReader(resp.Body)
+			ev, err := r.Next()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var text string
+			if err := json.Unmarshal(ev.Data, &text); err != nil {
+				t.Fatalf("error data %q is not a JSON string: %v", ev.Data, err)
+			}
+			if ev.Kind != "error" || text != tc.want || ev.ID != "-" {
+				t.Fatalf("got event %q %q id %q, want error %q id -", ev.Kind, text, ev.ID, tc.want)
+			}
+			if _, err := r.Next(); err != io.EOF {
+				t.Fatalf("after the error event: got %v, want the end of the stream", err)
+			}
+		})
+	}
+}
+
+// TestHeadersFlushedAtOnce checks that a client gets the response headers
+// while its bindings are still being set up.
+func TestHeadersFlushedAtOnce(t *testing.T) {
+	t.Parallel()
+	fb := &fakeBroker{connected: true, called: make(chan []binding.Binding, 1)}
+	srv := newServer(t, fb)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, connectURL(srv.URL, `{"bindings":[{"exchange":"e","routingKeyPattern":"#"}]}`), nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	want := map[string]string{
+		"Content-Type":                "text/event-stream",
+		"Cache-Control":               "no-cache",
+		"Access-Control-Allow-Origin": "*",
+		"X-Accel-Buffering":           "no",
+	}
+	for k, v := range want {
+		if got := resp.Header.Get(k); got != v {
+			t.Errorf("header %s: got %q, want %q", k, got, v)
+		}
+	}
+	select {
+	case bs := <-fb.called:
+		if len(bs) != 1 || bs[0].Exchange != "e" {
+			t.Fatalf("subscribed with %v", bs)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Subscribe not called")
+	}
+}
+
+func TestUnavailableRefusedBeforeStream(t *testing.T) {
+	t.Parallel()
+	srv := newServer(t, &fakeBroker{connected: false})
+	resp := get(t, connectURL(srv.URL, `{"bindings":[{"exchange":"e","routingKeyPattern":"#"}]}`), nil)
+	var body struct{ Code, Message string }
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" || body.Code == "" {
+		t.Fatalf("got %d Retry-After %q body %+v, want 503 with Retry-After and a JSON body", resp.StatusCode, resp.Header.Get("Retry-After"), body)
+	}
+	hb := get(t, srv.URL+"/__heartbeat__", nil)
+	if hb.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("heartbeat with the broker down: got %d, want 503", hb.StatusCode)
+	}
+}
+
+func TestInternalErrorsSayNothingOfTheCause(t *testing.T) {
+	t.Parallel()
+	secret := errors.New("dial amqp://user:hunter2@10.0.0.1:5672: connection refused")
+	srv := newServer(t, &fakeBroker{connected: true, err: secret})
+	resp := get(t, connectURL(srv.URL, `{"bindings":[{"exchange":"e","routingKeyPattern":"#"}]}`), nil)
+	body, _ := io.ReadAll(resp.Body)
+	if !strings.Contains(string(body), `data: "Unknown Internal Error"`) || strings.Contains(string(body), "hunter2") || strings.Contains(string(body), "10.0.0.1") {
+		t.Fatalf("stream %q must carry only the generic error", body)
+	}
+}
+
+func TestHealthAndNotFound(t *testing.T) {
+	t.Parallel()
+	srv := newServer(t, &fakeBroker{connected: true})
+	cases := []struct {
+		path   string
+		status int
+		want   string
+	}{
+		{"/api/events/v1/ping", 200, `"alive":true`},
+		{"/__lbheartbeat__", 200, `{}`},
+		{"/__heartbeat__", 200, `"broker":"up"`},
+		{"/no/such/thing", 404, `"code":"ResourceNotFound"`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.path, func(t *testing.T) {
+			resp := get(t, srv.URL+tc.path, nil)
+			body, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != tc.status || !strings.Contains(string(body), tc.want) || !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
+				t.Fatalf("got %d %q (%s), want %d containing %q", resp.StatusCode, body, resp.Header.Get("Content-Type"), tc.status, tc.want)
+			}
+		})
+	}
+}

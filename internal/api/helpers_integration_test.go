@@ -1,0 +1,190 @@
+//go:build integration
+
+package api_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"testing"
+	"time"
+
+	"eventsproxy/internal/api"
+	"eventsproxy/internal/binding"
+	"eventsproxy/internal/broker"
+	"eventsproxy/internal/rabbittest"
+	"eventsproxy/internal/sse"
+)
+
+// proxy is a running API on a real broker.
+type proxy struct {
+	URL     string
+	Broker  *broker.Broker
+	Handler *api.Handler
+}
+
+// startProxy runs the API on the real RabbitMQ until the test ends. Streams
+// that tests open are closed first (their cleanups run before this one's).
+func startProxy(t *testing.T, acfg api.Config, bcfg broker.Config) *proxy {
+	t.Helper()
+	bcfg.URL = rabbittest.URL()
+	bcfg.QueuePrefix = rabbittest.Unique("eventsproxy-test/") + "/"
+	bcfg.ConnectionName = "eventsproxy test " + t.Name()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if os.Getenv("TEST_LOG") != "" {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	b := broker.New(bcfg, log)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = b.Run(ctx)
+	}()
+	h := api.NewHandler(acfg, b, log)
+	srv := httptest.NewServer(h)
+	t.Cleanup(func() {
+		h.Shutdown()
+		srv.Close()
+		cancel()
+		<-done
+	})
+	select {
+	case <-b.Attempted():
+	case <-time.After(10 * time.Second):
+		t.Fatal("broker did not attempt to connect within 10s")
+	}
+	if !b.Connected() {
+		t.Fatal("broker not connected")
+	}
+	return &proxy{URL: srv.URL, Broker: b, Handler: h}
+}
+
+// syncBroker waits until every binding change asked for is done.
+func (p *proxy) syncBroker(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := p.Broker.Sync(ctx); err != nil {
+		t.Fatalf("sync: %v", err)
+	}
+}
+
+// client is one SSE stream read by a goroutine into a channel.
+type client struct {
+	t      testing.TB
+	resp   *http.Response
+	cancel context.CancelFunc
+	events chan sse.Event
+	errc   chan error
+}
+
+func bindingsQuery(t testing.TB, bs []binding.Binding) string {
+	t.Helper()
+	q, err := json.Marshal(map[string]any{"bindings": bs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(q)
+}
+
+// open connects a client with bindings; reading starts at once unless
+// paused, in which case the client reads nothing until resume is closed.
+func open(t testing.TB, base string, bs []binding.Binding, resume <-chan struct{}) *client {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, connectURL(base, bindingsQuery(t, bs)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		cancel()
+		t.Fatalf("connect: %s", resp.Status)
+	}
+	c := &client{t: t, resp: resp, cancel: cancel, events: make(chan sse.Event, 1024), errc: make(chan error, 1)}
+	go func() {
+		defer close(c.events)
+		if resume != nil {
+			select {
+			case <-resume:
+			case <-ctx.Done():
+				c.errc <- ctx.Err()
+				return
+			}
+		}
+		r := sse.NewReader(resp.Body)
+		for {
+			ev, err := r.Next()
+			if err != nil {
+				c.errc <- err
+				return
+			}
+			c.events <- ev
+		}
+	}()
+	t.Cleanup(c.close)
+	return c
+}
+
+// close ends the stream as a browser closing its tab would.
+func (c *client) close() {
+	c.cancel()
+	c.resp.Body.Close()
+	for range c.events {
+	}
+}
+
+// next returns the next event, failing the test after d.
+func (c *client) next(d time.Duration) sse.Event {
+	c.t.Helper()
+	select {
+	case ev, ok := <-c.events:
+		if !ok {
+			c.t.Fatalf("stream ended: %v", <-c.errc)
+		}
+		return ev
+	case <-time.After(d):
+		c.t.Fatalf("no event within %v", d)
+	}
+	return sse.Event{}
+}
+
+// expect returns the next event and fails unless it is of kind.
+func (c *client) expect(kind string) sse.Event {
+	c.t.Helper()
+	ev := c.next(10 * time.Second)
+	if ev.Kind != kind {
+		c.t.Fatalf("got event %q %s, want %q", ev.Kind, ev.Data, kind)
+	}
+	if ev.ID != "-" {
+		c.t.Fatalf("event %q has id %q, want -", ev.Kind, ev.ID)
+	}
+	return ev
+}
+
+// messageData is the data of a `message` event.
+type messageData struct {
+	Exchange    string          `json:"exchange"`
+	RoutingKey  string          `json:"routingKey"`
+	Redelivered bool            `json:"redelivered"`
+	Routes      []string        `json:"routes"`
+	Payload     json.RawMessage `json:"payload"`
+}
+
+func decodeMessage(t testing.TB, ev sse.Event) messageData {
+	t.Helper()
+	var m messageData
+	if err := json.Unmarshal(ev.Data, &m); err != nil {
+		t.Fatalf("message data %q: %v", ev.Data, err)
+	}
+	return m
+}
