@@ -32,14 +32,13 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	}
 	log := newLogger(cfg, stderr)
 
-	b := broker.New(broker.Config{
+	b := broker.New(broker.AMQP(broker.AMQPConfig{
 		URL:            cfg.AMQPURL,
 		ConnectionName: "eventsproxy serve",
 		QueuePrefix:    cfg.QueuePrefix,
 		QueueMaxLength: cfg.QueueMaxLength,
 		QueueMaxBytes:  cfg.QueueMaxBytes,
-		ClientBuffer:   cfg.ClientBuffer,
-	}, log)
+	}), broker.Config{ClientBuffer: cfg.ClientBuffer}, log)
 	h := api.NewHandler(api.Config{
 		PingInterval: cfg.PingInterval,
 		WriteTimeout: cfg.WriteTimeout,

@@ -31,14 +31,16 @@ type proxy struct {
 // that tests open are closed first (their cleanups run before this one's).
 func startProxy(t *testing.T, acfg api.Config, bcfg broker.Config) *proxy {
 	t.Helper()
-	bcfg.URL = rabbittest.URL()
-	bcfg.QueuePrefix = rabbittest.Unique("eventsproxy-test/") + "/"
-	bcfg.ConnectionName = "eventsproxy test " + t.Name()
+	d := broker.AMQP(broker.AMQPConfig{
+		URL:            rabbittest.URL(),
+		QueuePrefix:    rabbittest.Unique("eventsproxy-test/") + "/",
+		ConnectionName: "eventsproxy test " + t.Name(),
+	})
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if os.Getenv("TEST_LOG") != "" {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	b := broker.New(bcfg, log)
+	b := broker.New(d, bcfg, log)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {

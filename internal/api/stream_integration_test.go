@@ -17,6 +17,7 @@ import (
 	"eventsproxy/internal/binding"
 	"eventsproxy/internal/broker"
 	"eventsproxy/internal/rabbittest"
+	"eventsproxy/internal/sse"
 )
 
 func TestStreamDeliversMessages(t *testing.T) {
@@ -127,20 +128,31 @@ func TestSlowClientOverflowAndNoDelay(t *testing.T) {
 	for i := range n {
 		rabbittest.Publish(t, ch, ex, "k", nil, fmt.Appendf(nil, `{"n":%d,"pad":%q}`, i, filler))
 	}
-	var payload struct{ N int }
-	for i := range n {
-		m := decodeMessage(t, fast.expect("message"))
-		if err := json.Unmarshal(m.Payload, &payload); err != nil || payload.N != i {
-			t.Fatalf("fast client: message %d has payload n=%d (%v)", i, payload.N, err)
-		}
-	}
+	// The reader gets every message, unless it cannot keep up with the
+	// router (a loaded machine, the race detector): then it is told what it
+	// lost, like any client. Either way it finishes while the other client
+	// is still stalled.
+	received, dropped := readAll(t, fast, n)
+	t.Logf("reading client: received %d, dropped %d of %d", received, dropped, n)
 	// The router has pushed all n messages to the stalled client's buffer
 	// by now, since it pushed them to the fast one.
 	close(resume)
 	slow.expect("ready")
-	received, dropped, last := 0, 0, -1
-	for received+dropped < n {
-		ev := slow.next(10 * time.Second)
+	received, dropped = readAll(t, slow, n)
+	if dropped == 0 {
+		t.Fatalf("stalled client: nothing dropped (received %d)", received)
+	}
+	t.Logf("stalled client: received %d, dropped %d of %d (buffer %d)", received, dropped, n, buffer)
+}
+
+// readAll reads messages numbered 0 to n-1 and overflow events until the
+// last message, checking that messages come in order and that the received
+// and the dropped add up to n.
+func readAll(t *testing.T, c *client, n int) (received, dropped int) {
+	t.Helper()
+	last := -1
+	for last < n-1 {
+		ev := c.next(10 * time.Second)
 		switch ev.Kind {
 		case "overflow":
 			var o struct{ Dropped int }
@@ -149,6 +161,7 @@ func TestSlowClientOverflowAndNoDelay(t *testing.T) {
 			}
 			dropped += o.Dropped
 		case "message":
+			var payload struct{ N int }
 			if err := json.Unmarshal(decodeMessage(t, ev).Payload, &payload); err != nil {
 				t.Fatal(err)
 			}
@@ -161,10 +174,10 @@ func TestSlowClientOverflowAndNoDelay(t *testing.T) {
 			t.Fatalf("unexpected event %q", ev.Kind)
 		}
 	}
-	if received+dropped != n || dropped == 0 || last != n-1 {
-		t.Fatalf("stalled client: received %d + dropped %d != %d, or nothing dropped, or last %d != %d", received, dropped, n, last, n-1)
+	if received+dropped != n {
+		t.Fatalf("received %d + dropped %d != %d published", received, dropped, n)
 	}
-	t.Logf("stalled client: received %d, dropped %d of %d (buffer %d)", received, dropped, n, buffer)
+	return received, dropped
 }
 
 // TestManyClientsEachGetTheirOwn runs 200 concurrent streams, each bound to
@@ -203,7 +216,11 @@ func TestManyClientsEachGetTheirOwn(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for range 2 {
-				ev := <-c.events
+				var ev sse.Event
+				select {
+				case ev = <-c.events:
+				case <-time.After(10 * time.Second):
+				}
 				var m messageData
 				_ = json.Unmarshal(ev.Data, &m)
 				if ev.Kind != "message" || string(m.Payload) != fmt.Sprintf(`{"to":%d}`, i) {

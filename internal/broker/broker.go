@@ -2,36 +2,17 @@ package broker
 
 import (
 	"context"
-	crand "crypto/rand"
-	"encoding/hex"
-	"errors"
-	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"net/url"
 	"sync"
 	"time"
-
-	amqp "github.com/rabbitmq/amqp091-go"
 
 	"eventsproxy/internal/binding"
 )
 
-// Config says how to reach the broker and how to shape what we hold on it.
+// Config shapes what the Broker gives each subscription and how it
+// reconnects. Zero values mean the defaults given.
 type Config struct {
-	// URL is the amqp:// or amqps:// URL of the broker. Required.
-	URL string
-	// ConnectionName is shown in the broker's management UI; default
-	// "eventsproxy".
-	ConnectionName string
-	// QueuePrefix starts the name of our queue; a random suffix follows.
-	// Pulse requires "queue/<user>/"; default "eventsproxy/".
-	QueuePrefix string
-	// QueueMaxLength caps the messages waiting in our queue, so the broker
-	// is protected if the process stalls (oldest dropped). Zero: no cap.
-	QueueMaxLength int
-	// QueueMaxBytes caps the bytes waiting in our queue. Zero: no cap.
-	QueueMaxBytes int
 	// ClientBuffer is how many messages each subscription buffers before
 	// the oldest is dropped; default 50.
 	ClientBuffer int
@@ -40,11 +21,13 @@ type Config struct {
 	MinBackoff, MaxBackoff time.Duration
 }
 
-// Broker is eventsproxy's supervised connection to RabbitMQ. Subscribe and
-// Connected may be called from any goroutine; Run must be called once.
+// Broker is eventsproxy's supervised connection to a broker, shared by every
+// subscription. Subscribe, Connected, Sync and QueueName may be called from
+// any goroutine; Run must be called once.
 type Broker struct {
-	cfg Config
-	log *slog.Logger
+	dialer Dialer
+	cfg    Config
+	log    *slog.Logger
 
 	attemptOnce sync.Once
 	attempted   chan struct{}
@@ -54,24 +37,24 @@ type Broker struct {
 	stopped bool
 }
 
-// New returns a Broker for cfg; it connects when Run is called.
-func New(cfg Config, log *slog.Logger) *Broker {
-	if cfg.ConnectionName == "" {
-		cfg.ConnectionName = "eventsproxy"
-	}
-	if cfg.QueuePrefix == "" {
-		cfg.QueuePrefix = "eventsproxy/"
-	}
+// New returns a Broker that connects through d when Run is called.
+func New(d Dialer, cfg Config, log *slog.Logger) *Broker {
 	if cfg.ClientBuffer <= 0 {
 		cfg.ClientBuffer = 50
 	}
 	if cfg.MinBackoff <= 0 {
 		cfg.MinBackoff = 250 * time.Millisecond
 	}
-	if cfg.MaxBackoff < cfg.MinBackoff {
-		cfg.MaxBackoff = max(10*time.Second, cfg.MinBackoff)
+	if cfg.MaxBackoff <= 0 {
+		cfg.MaxBackoff = 10 * time.Second
 	}
-	return &Broker{cfg: cfg, log: log.With("component", "broker"), attempted: make(chan struct{})}
+	cfg.MaxBackoff = max(cfg.MaxBackoff, cfg.MinBackoff)
+	return &Broker{
+		dialer:    d,
+		cfg:       cfg,
+		log:       log.With("component", "broker"),
+		attempted: make(chan struct{}),
+	}
 }
 
 // Attempted returns a channel that is closed once Run's first connection
@@ -113,46 +96,27 @@ func (b *Broker) Run(ctx context.Context) error {
 	}
 }
 
-// serveOnce dials, serves one session until the connection is lost or ctx
-// is done, and tears it down.
+// serveOnce connects, serves one session until the connection is lost or
+// ctx is done, and tears it down.
 func (b *Broker) serveOnce(ctx context.Context) error {
-	conn, err := amqp.DialConfig(b.cfg.URL, amqp.Config{
-		Heartbeat:  10 * time.Second,
-		Locale:     "en_US",
-		Properties: amqp.Table{"connection_name": b.cfg.ConnectionName},
-		Dial:       amqp.DefaultDial(10 * time.Second),
-	})
+	conn, err := b.dialer.Dial(ctx)
 	if err != nil {
 		b.markAttempted()
-		return fmt.Errorf("dial %s: %w", Redact(b.cfg.URL), err)
+		return err
 	}
-	closed := conn.NotifyClose(make(chan *amqp.Error, 1))
-	s, err := startSession(conn, &b.cfg, b.log)
-	if err != nil {
-		_ = conn.Close()
-		b.markAttempted()
-		return fmt.Errorf("set up queue: %w", err)
-	}
+	s := startSession(conn, b.cfg.ClientBuffer, b.log)
 	b.setCurrent(s)
 	b.markAttempted()
-	b.log.Info("broker connected", "url", Redact(b.cfg.URL))
+	b.log.Info("broker connected", "broker", b.dialer.String(), "queue", conn.Queue())
 
-	var cause error
 	select {
 	case <-ctx.Done():
-		cause = ErrClosed
-	case aerr, ok := <-closed:
-		cause = ErrConnectionLost
-		if ok && aerr != nil {
-			err = aerr
-		} else {
-			err = errors.New("connection closed")
-		}
+		err = ErrClosed
 	case <-s.done:
 		err = s.error()
 	}
 	b.setCurrent(nil)
-	s.end(cause)
+	s.end(ErrConnectionLost)
 	return err
 }
 
@@ -162,12 +126,23 @@ func (b *Broker) setCurrent(s *session) {
 	b.mu.Unlock()
 }
 
+func (b *Broker) session() (*session, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	switch {
+	case b.stopped:
+		return nil, ErrClosed
+	case b.current == nil:
+		return nil, ErrUnavailable
+	}
+	return b.current, nil
+}
+
 // Connected reports whether a broker connection is up to serve new
 // subscriptions.
 func (b *Broker) Connected() bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.current != nil && !b.current.ended()
+	s, err := b.session()
+	return err == nil && !s.ended()
 }
 
 // Subscribe registers a subscription for bs and returns once every binding
@@ -176,14 +151,9 @@ func (b *Broker) Connected() bool {
 // *BindError for a binding the broker refused, ErrUnavailable when there is
 // no connection, or ctx's error. The caller must Close the subscription.
 func (b *Broker) Subscribe(ctx context.Context, bs []binding.Binding) (*Subscription, error) {
-	b.mu.Lock()
-	s, stopped := b.current, b.stopped
-	b.mu.Unlock()
-	if stopped {
-		return nil, ErrClosed
-	}
-	if s == nil {
-		return nil, ErrUnavailable
+	s, err := b.session()
+	if err != nil {
+		return nil, err
 	}
 	return s.subscribe(ctx, bs)
 }
@@ -192,11 +162,9 @@ func (b *Broker) Subscribe(ctx context.Context, bs []binding.Binding) (*Subscrip
 // for before the call (binds for new ones, unbinds after Close) is done on
 // the broker. It returns ErrUnavailable when there is no connection.
 func (b *Broker) Sync(ctx context.Context) error {
-	b.mu.Lock()
-	s := b.current
-	b.mu.Unlock()
-	if s == nil {
-		return ErrUnavailable
+	s, err := b.session()
+	if err != nil {
+		return err
 	}
 	return s.sync(ctx)
 }
@@ -204,26 +172,10 @@ func (b *Broker) Sync(ctx context.Context) error {
 // QueueName returns the name of the current connection's queue, or "" when
 // there is no connection.
 func (b *Broker) QueueName() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.current == nil {
+	s, err := b.session()
+	if err != nil {
 		return ""
 	}
-	return b.current.queue
+	return s.conn.Queue()
 }
 
-// Redact returns u with its password replaced by "xxxxx", for logs.
-func Redact(u string) string {
-	parsed, err := url.Parse(u)
-	if err != nil {
-		return "(unparsable URL)"
-	}
-	return parsed.Redacted()
-}
-
-// randomName returns 16 random hex digits for our queue's name.
-func randomName() string {
-	var b [8]byte
-	_, _ = crand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}

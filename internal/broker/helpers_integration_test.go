@@ -19,18 +19,16 @@ import (
 // and waits until it is connected.
 func startBroker(tb testing.TB, cfg Config) *Broker {
 	tb.Helper()
-	cfg.URL = rabbittest.URL()
-	if cfg.QueuePrefix == "" {
-		cfg.QueuePrefix = rabbittest.Unique("eventsproxy-test/") + "/"
-	}
-	if cfg.ConnectionName == "" {
-		cfg.ConnectionName = "eventsproxy test " + tb.Name()
-	}
+	d := AMQP(AMQPConfig{
+		URL:            rabbittest.URL(),
+		QueuePrefix:    rabbittest.Unique("eventsproxy-test/") + "/",
+		ConnectionName: "eventsproxy test " + tb.Name(),
+	})
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if os.Getenv("TEST_LOG") != "" {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	b := New(cfg, log)
+	b := New(d, cfg, log)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -47,7 +45,7 @@ func startBroker(tb testing.TB, cfg Config) *Broker {
 		tb.Fatal("broker did not attempt to connect within 10s")
 	}
 	if !b.Connected() {
-		tb.Fatalf("broker did not connect to %s", Redact(cfg.URL))
+		tb.Fatalf("broker did not connect to %s", d)
 	}
 	return b
 }

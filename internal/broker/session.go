@@ -2,22 +2,12 @@ package broker
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"sync"
-	"time"
-
-	amqp "github.com/rabbitmq/amqp091-go"
 
 	"eventsproxy/internal/binding"
 	"eventsproxy/internal/topic"
 )
-
-// prefetch is how many deliveries the broker may have in flight to us before
-// it waits for an ack. It bounds the memory that deliveries can take in the
-// AMQP client (which buffers without limit when a consumer is slow), while
-// acking every prefetch/2 keeps the broker from ever waiting on us.
-const prefetch = 1000
 
 // bindKey names one broker binding of our queue.
 type bindKey struct{ exchange, pattern string }
@@ -52,8 +42,7 @@ func (ks *keyState) wantsWork() bool {
 // connection goes, the session ends and every subscription of it is done.
 type session struct {
 	log     *slog.Logger
-	conn    *amqp.Connection
-	queue   string
+	conn    Conn
 	bufSize int
 
 	mu    sync.RWMutex
@@ -68,45 +57,19 @@ type session struct {
 	errMu sync.Mutex
 	err   error
 
-	seq uint64 // router only: sequence number of the current message
+	// Router only: the sequence number of the current message, and a
+	// scratch slice for its CC keys.
+	seq    uint64
+	ccKeys []topic.Key
 }
 
-// startSession sets up the queue, its consumer and the control channel on
-// conn, and starts the router and the worker. The caller must call end.
-func startSession(conn *amqp.Connection, cfg *Config, log *slog.Logger) (*session, error) {
-	consume, err := conn.Channel()
-	if err != nil {
-		return nil, err
-	}
-	args := amqp.Table{}
-	if cfg.QueueMaxLength > 0 {
-		args["x-max-length"] = int64(cfg.QueueMaxLength)
-	}
-	if cfg.QueueMaxBytes > 0 {
-		args["x-max-length-bytes"] = int64(cfg.QueueMaxBytes)
-	}
-	q, err := consume.QueueDeclare(cfg.QueuePrefix+randomName(), false, true, true, false, args)
-	if err != nil {
-		return nil, err
-	}
-	if err := consume.Qos(prefetch, 0, false); err != nil {
-		return nil, err
-	}
-	deliveries, err := consume.Consume(q.Name, "", false, true, false, false, nil)
-	if err != nil {
-		return nil, err
-	}
-	// Binds go on a channel of their own: a failed bind closes the channel
-	// that asked, and that must never be the one that consumes.
-	ctrl, err := conn.Channel()
-	if err != nil {
-		return nil, err
-	}
+// startSession starts the router and the worker on conn. The caller must
+// call end.
+func startSession(conn Conn, bufSize int, log *slog.Logger) *session {
 	s := &session{
-		log:     log.With("queue", q.Name),
+		log:     log.With("queue", conn.Queue()),
 		conn:    conn,
-		queue:   q.Name,
-		bufSize: cfg.ClientBuffer,
+		bufSize: bufSize,
 		index:   make(map[string]map[string]*keyState),
 		wake:    make(chan struct{}, 1),
 		done:    make(chan struct{}),
@@ -114,20 +77,21 @@ func startSession(conn *amqp.Connection, cfg *Config, log *slog.Logger) (*sessio
 	s.wg.Add(2)
 	go func() {
 		defer s.wg.Done()
-		s.route(deliveries)
+		// Consume returns only when the connection has ended.
+		s.fail(conn.Consume(s.route))
 	}()
 	go func() {
 		defer s.wg.Done()
-		s.bindLoop(ctrl)
+		s.bindLoop()
 	}()
-	return s, nil
+	return s
 }
 
 // end marks the session ended with cause, so that its subscriptions see
 // Done, closes the connection and waits for the router and the worker.
 func (s *session) end(cause error) {
 	s.fail(cause)
-	if err := s.conn.Close(); err != nil && !errors.Is(err, amqp.ErrClosed) {
+	if err := s.conn.Close(); err != nil {
 		s.log.Warn("close broker connection", "err", err)
 	}
 	s.wg.Wait()
@@ -311,14 +275,10 @@ func (s *session) sync(ctx context.Context) error {
 	}
 }
 
-// bindLoop is the worker: it alone uses ctrl, and brings the broker's
-// bindings in line with what the subscriptions need, one operation at a time.
-func (s *session) bindLoop(ctrl *amqp.Channel) {
-	defer func() {
-		if !ctrl.IsClosed() {
-			_ = ctrl.Close()
-		}
-	}()
+// bindLoop is the worker: it alone binds and unbinds, and brings the
+// broker's bindings in line with what the subscriptions need, one operation
+// at a time.
+func (s *session) bindLoop() {
 	for {
 		select {
 		case <-s.wake:
@@ -332,26 +292,13 @@ func (s *session) bindLoop(ctrl *amqp.Channel) {
 			}
 			var err error
 			if bind {
-				err = ctrl.QueueBind(s.queue, ks.key.pattern, ks.key.exchange, false, nil)
+				err = s.conn.Bind(ks.key.exchange, ks.key.pattern)
 			} else {
-				err = ctrl.QueueUnbind(s.queue, ks.key.pattern, ks.key.exchange, nil)
+				err = s.conn.Unbind(ks.key.exchange, ks.key.pattern)
 			}
 			s.settle(ks, bind, err)
-			if err == nil {
-				continue
-			}
-			if s.ended() {
+			if err != nil && s.ended() {
 				return
-			}
-			// A refused bind closes the channel that asked; open another.
-			if ctrl.IsClosed() {
-				ctrl, err = s.conn.Channel()
-				if err != nil {
-					s.log.Error("open control channel", "err", err)
-					s.fail(ErrConnectionLost)
-					_ = s.conn.Close()
-					return
-				}
 			}
 		}
 	}
@@ -367,7 +314,7 @@ func (s *session) settle(ks *keyState, bind bool, err error) {
 		ks.bound = bind
 	case bind:
 		ks.failed = true
-		berr := &BindError{Binding: binding.Binding{Exchange: ks.key.exchange, RoutingKeyPattern: ks.key.pattern}, Err: classify(err)}
+		berr := &BindError{Binding: binding.Binding{Exchange: ks.key.exchange, RoutingKeyPattern: ks.key.pattern}, Err: err}
 		if !s.ended() {
 			s.log.Info("bind refused", "exchange", ks.key.exchange, "pattern", ks.key.pattern, "err", err)
 		}
@@ -396,62 +343,34 @@ func (s *session) settle(ks *keyState, bind bool, err error) {
 	}
 }
 
-// classify turns a broker's reply into our sentinel errors.
-func classify(err error) error {
-	var aerr *amqp.Error
-	if errors.As(err, &aerr) {
-		switch aerr.Code {
-		case amqp.NotFound:
-			return ErrExchangeNotFound
-		case amqp.AccessRefused:
-			return ErrAccessRefused
-		}
+// route pushes m to the subscriptions whose bindings match it. The
+// connection calls it for each message in queue order, from one goroutine;
+// it never waits for a subscription.
+func (s *session) route(m *Message) {
+	s.seq++
+	seq := s.seq
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	byPattern := s.index[m.Exchange]
+	if len(byPattern) == 0 {
+		return
 	}
-	return err
-}
-
-// route takes every delivery off the queue and pushes it to the
-// subscriptions whose bindings match, in queue order. It never waits for a
-// subscription, and drains deliveries until the channel is closed.
-func (s *session) route(deliveries <-chan amqp.Delivery) {
-	var ccKeys []topic.Key
-	for d := range deliveries {
-		if d.DeliveryTag%(prefetch/2) == 0 {
-			if err := d.Ack(true); err != nil && !s.ended() {
-				s.log.Warn("ack", "err", err)
-			}
-		}
-		m := messageFromDelivery(&d, time.Now())
-		s.seq++
-		seq := s.seq
-		s.mu.RLock()
-		byPattern := s.index[m.Exchange]
-		if len(byPattern) > 0 {
-			rk := topic.SplitKey(m.RoutingKey)
-			ccKeys = ccKeys[:0]
-			for _, k := range m.CC {
-				ccKeys = append(ccKeys, topic.SplitKey(k))
-			}
-			for _, ks := range byPattern {
-				if !matchAny(ks.pattern, rk, ccKeys) {
-					continue
-				}
-				for sub := range ks.subs {
-					if sub.seq != seq {
-						sub.seq = seq
-						sub.push(m)
-					}
-				}
-			}
-		}
-		s.mu.RUnlock()
+	rk := topic.SplitKey(m.RoutingKey)
+	cc := s.ccKeys[:0]
+	for _, k := range m.CC {
+		cc = append(cc, topic.SplitKey(k))
 	}
-	// The consumer is gone: either the connection is closing, or the broker
-	// cancelled us (queue deleted); either way this session cannot go on.
-	if !s.ended() {
-		s.log.Error("consumer closed by broker")
-		s.fail(ErrConnectionLost)
-		_ = s.conn.Close()
+	s.ccKeys = cc
+	for _, ks := range byPattern {
+		if !matchAny(ks.pattern, rk, cc) {
+			continue
+		}
+		for sub := range ks.subs {
+			if sub.seq != seq {
+				sub.seq = seq
+				sub.push(m)
+			}
+		}
 	}
 }
 

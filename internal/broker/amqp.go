@@ -1,0 +1,217 @@
+package broker
+
+import (
+	"context"
+	crand "crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/url"
+	"sync"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// prefetch is how many deliveries the broker may have in flight to us before
+// it waits for an ack. It bounds the memory that deliveries can take in the
+// AMQP client (which buffers without limit when a consumer is slow), while
+// acking every prefetch/2 keeps the broker from ever waiting on us.
+const prefetch = 1000
+
+// AMQPConfig says how to reach RabbitMQ and how to shape our queue on it.
+type AMQPConfig struct {
+	// URL is the amqp:// or amqps:// URL of the broker. Required.
+	URL string
+	// ConnectionName is shown in the broker's management UI; default
+	// "eventsproxy".
+	ConnectionName string
+	// QueuePrefix starts the name of our queue; a random suffix follows.
+	// Pulse requires "queue/<user>/"; default "eventsproxy/".
+	QueuePrefix string
+	// QueueMaxLength caps the messages waiting in our queue, so the broker
+	// is protected if the process stalls (oldest dropped). Zero: no cap.
+	QueueMaxLength int
+	// QueueMaxBytes caps the bytes waiting in our queue. Zero: no cap.
+	QueueMaxBytes int
+}
+
+// AMQP returns a Dialer for RabbitMQ.
+func AMQP(cfg AMQPConfig) Dialer {
+	if cfg.ConnectionName == "" {
+		cfg.ConnectionName = "eventsproxy"
+	}
+	if cfg.QueuePrefix == "" {
+		cfg.QueuePrefix = "eventsproxy/"
+	}
+	return &amqpDialer{cfg: cfg}
+}
+
+type amqpDialer struct{ cfg AMQPConfig }
+
+func (d *amqpDialer) String() string { return Redact(d.cfg.URL) }
+
+// Dial connects, declares our queue (exclusive, auto-delete, with its
+// length limits), starts consuming it, and opens the control channel.
+func (d *amqpDialer) Dial(ctx context.Context) (Conn, error) {
+	dial := amqp.DefaultDial(10 * time.Second)
+	if deadline, ok := ctx.Deadline(); ok {
+		dial = amqp.DefaultDial(time.Until(deadline))
+	}
+	conn, err := amqp.DialConfig(d.cfg.URL, amqp.Config{
+		Heartbeat:  10 * time.Second,
+		Locale:     "en_US",
+		Properties: amqp.Table{"connection_name": d.cfg.ConnectionName},
+		Dial:       dial,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", Redact(d.cfg.URL), err)
+	}
+	c := &amqpConn{conn: conn, closed: conn.NotifyClose(make(chan *amqp.Error, 1))}
+	if err := c.setUp(&d.cfg); err != nil {
+		_ = conn.Close()
+		return nil, fmt.Errorf("set up queue: %w", err)
+	}
+	return c, nil
+}
+
+type amqpConn struct {
+	conn       *amqp.Connection
+	closed     chan *amqp.Error
+	queue      string
+	deliveries <-chan amqp.Delivery
+
+	ctrlMu sync.Mutex // held by Bind and Unbind, so ctrl can be replaced
+	ctrl   *amqp.Channel
+}
+
+func (c *amqpConn) setUp(cfg *AMQPConfig) error {
+	consume, err := c.conn.Channel()
+	if err != nil {
+		return err
+	}
+	args := amqp.Table{}
+	if cfg.QueueMaxLength > 0 {
+		args["x-max-length"] = int64(cfg.QueueMaxLength)
+	}
+	if cfg.QueueMaxBytes > 0 {
+		args["x-max-length-bytes"] = int64(cfg.QueueMaxBytes)
+	}
+	q, err := consume.QueueDeclare(cfg.QueuePrefix+randomName(), false, true, true, false, args)
+	if err != nil {
+		return err
+	}
+	if err := consume.Qos(prefetch, 0, false); err != nil {
+		return err
+	}
+	c.deliveries, err = consume.Consume(q.Name, "", false, true, false, false, nil)
+	if err != nil {
+		return err
+	}
+	c.queue = q.Name
+	// Binds go on a channel of their own: a failed bind closes the channel
+	// that asked, and that must never be the one that consumes.
+	c.ctrl, err = c.conn.Channel()
+	return err
+}
+
+func (c *amqpConn) Queue() string { return c.queue }
+
+func (c *amqpConn) Bind(exchange, pattern string) error {
+	return c.control(func(ch *amqp.Channel) error {
+		return ch.QueueBind(c.queue, pattern, exchange, false, nil)
+	})
+}
+
+func (c *amqpConn) Unbind(exchange, pattern string) error {
+	return c.control(func(ch *amqp.Channel) error {
+		return ch.QueueUnbind(c.queue, pattern, exchange, nil)
+	})
+}
+
+// control runs op on the control channel and, when the broker closed the
+// channel over a refusal, opens another for the next operation.
+func (c *amqpConn) control(op func(*amqp.Channel) error) error {
+	c.ctrlMu.Lock()
+	defer c.ctrlMu.Unlock()
+	err := op(c.ctrl)
+	if err == nil {
+		return nil
+	}
+	err = classify(err)
+	if c.ctrl.IsClosed() && !c.conn.IsClosed() {
+		ch, cerr := c.conn.Channel()
+		if cerr != nil {
+			// Without a control channel this connection is of no use.
+			_ = c.conn.Close()
+			return errors.Join(err, fmt.Errorf("reopen control channel: %w", cerr))
+		}
+		c.ctrl = ch
+	}
+	return err
+}
+
+// classify wraps a broker's refusal in our sentinel errors.
+func classify(err error) error {
+	var aerr *amqp.Error
+	if errors.As(err, &aerr) {
+		switch aerr.Code {
+		case amqp.NotFound:
+			return fmt.Errorf("%w: %v", ErrExchangeNotFound, err)
+		case amqp.AccessRefused:
+			return fmt.Errorf("%w: %v", ErrAccessRefused, err)
+		}
+	}
+	return err
+}
+
+// Consume drains the deliveries until the channel closes, acking every
+// prefetch/2 deliveries at once.
+func (c *amqpConn) Consume(handle func(*Message)) error {
+	for d := range c.deliveries {
+		if d.DeliveryTag%(prefetch/2) == 0 {
+			// An ack fails only when the connection is going, which ends
+			// this loop anyway.
+			_ = d.Ack(true)
+		}
+		handle(messageFromDelivery(&d, time.Now()))
+	}
+	select {
+	case aerr, ok := <-c.closed:
+		if ok && aerr != nil {
+			return fmt.Errorf("%w: %v", ErrConnectionLost, aerr)
+		}
+	default:
+		if !c.conn.IsClosed() {
+			// The broker cancelled our consumer (queue deleted): this
+			// connection cannot serve anyone any more.
+			_ = c.conn.Close()
+			return fmt.Errorf("%w: consumer cancelled by the broker", ErrConnectionLost)
+		}
+	}
+	return ErrConnectionLost
+}
+
+func (c *amqpConn) Close() error {
+	err := c.conn.Close()
+	if errors.Is(err, amqp.ErrClosed) {
+		return nil
+	}
+	return err
+}
+
+// Redact returns u with its password replaced by "xxxxx", for logs.
+func Redact(u string) string {
+	parsed, err := url.Parse(u)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	return parsed.Redacted()
+}
+
+// randomName returns 16 random hex digits for our queue's name.
+func randomName() string {
+	var b [8]byte
+	_, _ = crand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
