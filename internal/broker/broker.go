@@ -178,4 +178,3 @@ func (b *Broker) QueueName() string {
 	}
 	return s.conn.Queue()
 }
-
