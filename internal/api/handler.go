@@ -70,6 +70,7 @@ func NewHandler(cfg Config, b Broker, log *slog.Logger) *Handler {
 	h.mux.HandleFunc("GET /api/events/v1/ping", h.ping)
 	h.mux.HandleFunc("GET /__lbheartbeat__", h.lbheartbeat)
 	h.mux.HandleFunc("GET /__heartbeat__", h.heartbeat)
+	h.routeInspector()
 	h.mux.HandleFunc("/", h.notFound)
 	return h
 }

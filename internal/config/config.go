@@ -51,7 +51,31 @@ type Config struct {
 	LogFormat string
 	// LogLevel is "debug", "info" (default), "warn" or "error".
 	LogLevel string
+	// MaxConnections caps the open streams of the process; beyond it new
+	// streams are refused with 503. Default 20000, 0 means no cap.
+	MaxConnections int
+	// MaxConnectionsPerIP caps the open streams of one client address;
+	// beyond it new streams are refused with 429. Default 0: no cap.
+	MaxConnectionsPerIP int
+	// TrustProxy takes the client address from X-Forwarded-For (its last
+	// entry, the one the proxy added) instead of the socket. Default false.
+	TrustProxy bool
+	// TLSCert and TLSKey, both set, serve HTTPS (and so HTTP/2) with that
+	// certificate and key; both empty (the default) serve plain HTTP.
+	TLSCert, TLSKey string
+	// DevRate is how many messages per second `dev` mode's generator
+	// publishes; default 3, 0 means none. Only for `dev`.
+	DevRate float64
 }
+
+// Command names the subcommand a Config is for.
+type Command string
+
+// The commands that take a Config.
+const (
+	Serve Command = "serve" // the service, against RabbitMQ
+	Dev   Command = "dev"   // the service on an in-process broker
+)
 
 // flagSpec ties a flag to its environment variable.
 type flagSpec struct {
@@ -59,11 +83,11 @@ type flagSpec struct {
 }
 
 // Load parses args (without the command name) and the environment read
-// through getenv into a validated Config. Flags win over environment
+// through getenv into a validated Config for cmd. Flags win over environment
 // variables. Help output and errors about the command line go to out.
-func Load(args []string, getenv func(string) string, out io.Writer) (*Config, error) {
+func Load(cmd Command, args []string, getenv func(string) string, out io.Writer) (*Config, error) {
 	c := &Config{}
-	fs := flag.NewFlagSet("eventsproxy serve", flag.ContinueOnError)
+	fs := flag.NewFlagSet("eventsproxy "+string(cmd), flag.ContinueOnError)
 	fs.SetOutput(out)
 	var allowed string
 	var specs []flagSpec
@@ -79,8 +103,21 @@ func Load(args []string, getenv func(string) string, out io.Writer) (*Config, er
 		fs.IntVar(p, name, def, usage+" (env "+env+")")
 		specs = append(specs, flagSpec{name, env})
 	}
-	str(&c.Listen, "listen", "LISTEN", ":8080", "`address` to serve HTTP on; PORT alone is honoured too")
-	str(&c.AMQPURL, "amqp-url", "AMQP_URL", "", "broker `URL`, amqp:// or amqps://; built from PULSE_USERNAME, PULSE_PASSWORD, PULSE_HOSTNAME, PULSE_VHOST when unset")
+	boolean := func(p *bool, name, env string, usage string) {
+		fs.BoolVar(p, name, false, usage+" (env "+env+")")
+		specs = append(specs, flagSpec{name, env})
+	}
+	if cmd == Dev {
+		str(&c.Listen, "listen", "LISTEN", "127.0.0.1:8080", "`address` to serve HTTP on")
+		fs.Float64Var(&c.DevRate, "rate", 3, "messages per second the generator publishes; 0 for none (env DEV_RATE)")
+		specs = append(specs, flagSpec{"rate", "DEV_RATE"})
+	} else {
+		str(&c.Listen, "listen", "LISTEN", ":8080", "`address` to serve HTTP on; PORT alone is honoured too")
+		str(&c.AMQPURL, "amqp-url", "AMQP_URL", "", "broker `URL`, amqp:// or amqps://; built from PULSE_USERNAME, PULSE_PASSWORD, PULSE_HOSTNAME, PULSE_VHOST when unset")
+		str(&c.QueuePrefix, "queue-prefix", "QUEUE_PREFIX", "", "start of the process's queue name (default \"queue/<AMQP user>/eventsproxy/\")")
+		num(&c.QueueMaxLength, "queue-max-length", "QUEUE_MAX_LENGTH", 10000, "most messages waiting in the process's queue; 0 for no cap")
+		num(&c.QueueMaxBytes, "queue-max-bytes", "QUEUE_MAX_BYTES", 64<<20, "most bytes waiting in the process's queue; 0 for no cap")
+	}
 	str(&c.RootURL, "root-url", "TASKCLUSTER_ROOT_URL", "", "public root `URL` of the deployment")
 	dur(&c.PingInterval, "ping-interval", "PING_INTERVAL", 20*time.Second, "time between ping events")
 	dur(&c.WriteTimeout, "write-timeout", "WRITE_TIMEOUT", 30*time.Second, "time a client has to take each write before it is dropped")
@@ -89,9 +126,11 @@ func Load(args []string, getenv func(string) string, out io.Writer) (*Config, er
 	num(&c.ClientBuffer, "client-buffer", "CLIENT_BUFFER", 50, "messages buffered per stream before the oldest is dropped")
 	str(&allowed, "allowed-exchanges", "ALLOWED_EXCHANGES", "", "comma-separated exchange-name `prefixes`; empty allows all")
 	str(&c.CORSOrigin, "cors-origin", "CORS_ORIGIN", "*", "Access-Control-Allow-Origin of streams")
-	str(&c.QueuePrefix, "queue-prefix", "QUEUE_PREFIX", "", "start of the process's queue name (default \"queue/<AMQP user>/eventsproxy/\")")
-	num(&c.QueueMaxLength, "queue-max-length", "QUEUE_MAX_LENGTH", 10000, "most messages waiting in the process's queue; 0 for no cap")
-	num(&c.QueueMaxBytes, "queue-max-bytes", "QUEUE_MAX_BYTES", 64<<20, "most bytes waiting in the process's queue; 0 for no cap")
+	num(&c.MaxConnections, "max-connections", "MAX_CONNECTIONS", 20000, "most open streams; beyond it new ones get 503; 0 for no cap")
+	num(&c.MaxConnectionsPerIP, "max-connections-per-ip", "MAX_CONNECTIONS_PER_IP", 0, "most open streams of one client address; beyond it new ones get 429; 0 for no cap")
+	boolean(&c.TrustProxy, "trust-proxy", "TRUST_PROXY", "take the client address from X-Forwarded-For (set it only behind a proxy that sets that header)")
+	str(&c.TLSCert, "tls-cert", "TLS_CERT", "", "certificate `file` (PEM) to serve HTTPS and HTTP/2 with; needs --tls-key")
+	str(&c.TLSKey, "tls-key", "TLS_KEY", "", "private key `file` (PEM) for --tls-cert")
 	str(&c.LogFormat, "log-format", "LOG_FORMAT", "text", "log format: text or json")
 	str(&c.LogLevel, "log-level", "LOG_LEVEL", "info", "log level: debug, info, warn or error")
 
@@ -104,7 +143,7 @@ func Load(args []string, getenv func(string) string, out io.Writer) (*Config, er
 			}
 		}
 	}
-	if getenv("LISTEN") == "" {
+	if cmd == Serve && getenv("LISTEN") == "" {
 		if port := getenv("PORT"); port != "" {
 			c.Listen = ":" + port
 		}
@@ -115,7 +154,7 @@ func Load(args []string, getenv func(string) string, out io.Writer) (*Config, er
 	if fs.NArg() > 0 {
 		problems = append(problems, fmt.Errorf("unexpected arguments: %q", fs.Args()))
 	}
-	if c.AMQPURL == "" {
+	if cmd == Serve && c.AMQPURL == "" {
 		c.AMQPURL = pulseURL(getenv)
 	}
 	for _, p := range strings.Split(allowed, ",") {
@@ -123,10 +162,10 @@ func Load(args []string, getenv func(string) string, out io.Writer) (*Config, er
 			c.AllowedExchanges = append(c.AllowedExchanges, p)
 		}
 	}
-	if c.QueuePrefix == "" {
+	if cmd == Serve && c.QueuePrefix == "" {
 		c.QueuePrefix = defaultQueuePrefix(c.AMQPURL)
 	}
-	if err := c.Validate(); err != nil {
+	if err := c.Validate(cmd); err != nil {
 		problems = append(problems, err)
 	}
 	if err := errors.Join(problems...); err != nil {
@@ -161,8 +200,9 @@ func defaultQueuePrefix(amqpURL string) string {
 	return "queue/" + u.User.Username() + "/eventsproxy/"
 }
 
-// Validate reports every problem of c at once; nil when c is usable.
-func (c *Config) Validate() error {
+// Validate reports every problem of c, as a Config for cmd, at once; nil
+// when c is usable.
+func (c *Config) Validate(cmd Command) error {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	if c.Listen == "" {
@@ -171,6 +211,10 @@ func (c *Config) Validate() error {
 		bad("--listen %q is not host:port: %v", c.Listen, err)
 	}
 	switch u, err := url.Parse(c.AMQPURL); {
+	case cmd == Dev:
+		if c.DevRate < 0 || c.DevRate > 10000 {
+			bad("--rate %v must be between 0 and 10000", c.DevRate)
+		}
 	case c.AMQPURL == "":
 		bad("--amqp-url (or AMQP_URL, or PULSE_HOSTNAME) is required")
 	case err != nil:
@@ -208,6 +252,18 @@ func (c *Config) Validate() error {
 	}
 	if c.QueueMaxBytes < 0 {
 		bad("--queue-max-bytes %d must not be negative", c.QueueMaxBytes)
+	}
+	if c.MaxConnections < 0 {
+		bad("--max-connections %d must not be negative", c.MaxConnections)
+	}
+	if c.MaxConnectionsPerIP < 0 {
+		bad("--max-connections-per-ip %d must not be negative", c.MaxConnectionsPerIP)
+	}
+	if c.MaxConnections > 0 && c.MaxConnectionsPerIP > c.MaxConnections {
+		bad("--max-connections-per-ip %d is above --max-connections %d", c.MaxConnectionsPerIP, c.MaxConnections)
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		bad("--tls-cert and --tls-key go together")
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		bad("--log-format %q must be text or json", c.LogFormat)

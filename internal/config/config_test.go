@@ -59,7 +59,7 @@ func TestLoad(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			c, err := Load(tc.args, env(tc.env), io.Discard)
+			c, err := Load(Serve, tc.args, env(tc.env), io.Discard)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -72,7 +72,7 @@ func TestLoad(t *testing.T) {
 
 func TestLoadReportsEveryProblem(t *testing.T) {
 	t.Parallel()
-	_, err := Load([]string{
+	_, err := Load(Serve, []string{
 		"--amqp-url", "http://user:hunter2@h/",
 		"--ping-interval", "10ms",
 		"--client-buffer", "0",
@@ -95,7 +95,7 @@ func TestLoadReportsEveryProblem(t *testing.T) {
 
 func TestLoadRequiresBroker(t *testing.T) {
 	t.Parallel()
-	_, err := Load(nil, env(nil), io.Discard)
+	_, err := Load(Serve, nil, env(nil), io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "--amqp-url") {
 		t.Fatalf("got %v, want an error asking for --amqp-url", err)
 	}
@@ -103,7 +103,7 @@ func TestLoadRequiresBroker(t *testing.T) {
 
 func TestLoadRefusesUnknownFlag(t *testing.T) {
 	t.Parallel()
-	if _, err := Load([]string{"--no-such-flag"}, env(map[string]string{"AMQP_URL": "amqp://h"}), io.Discard); err == nil {
+	if _, err := Load(Serve, []string{"--no-such-flag"}, env(map[string]string{"AMQP_URL": "amqp://h"}), io.Discard); err == nil {
 		t.Fatal("unknown flag accepted")
 	}
 }

@@ -1,0 +1,99 @@
+package server
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"eventsproxy/internal/api"
+	"eventsproxy/internal/binding"
+	"eventsproxy/internal/broker"
+	"eventsproxy/internal/config"
+)
+
+// Run serves cfg's service on ln with brokers reached through d, until ctx
+// is done; then it drains within cfg.ShutdownTimeout and returns. ready, if
+// not nil, is called once the service is serving, with its base URL. Run
+// returns nil after a clean drain.
+func Run(ctx context.Context, cfg *config.Config, d broker.Dialer, ln net.Listener, log *slog.Logger, ready func(url string)) error {
+	b := broker.New(d, broker.Config{ClientBuffer: cfg.ClientBuffer}, log)
+	h := api.NewHandler(api.Config{
+		PingInterval: cfg.PingInterval,
+		WriteTimeout: cfg.WriteTimeout,
+		CORSOrigin:   cfg.CORSOrigin,
+		Limits: binding.Limits{
+			MaxBindings:      cfg.MaxBindings,
+			AllowedExchanges: cfg.AllowedExchanges,
+		},
+	}, b, log)
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		MaxHeaderBytes:    256 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+
+	brokerCtx, stopBroker := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopBroker()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		_ = b.Run(brokerCtx)
+	}()
+	// Serve once the first broker connection attempt is over, so that a
+	// client that connects as soon as we say we are listening is served.
+	select {
+	case <-b.Attempted():
+	case <-ctx.Done():
+	}
+	serveErr := make(chan error, 1)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		serveErr <- srv.Serve(ln)
+	}()
+	url := "http://" + ln.Addr().String()
+	log.Info("listening", "addr", ln.Addr().String(), "root_url", cfg.RootURL, "broker", d.String())
+	if ready != nil {
+		ready(url)
+	}
+
+	var err error
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
+	case err = <-serveErr:
+		log.Error("serve", "err", err)
+	}
+	h.Shutdown()
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+	defer cancel()
+	if serr := srv.Shutdown(shutdownCtx); serr != nil {
+		// Only a stream stuck writing to a client that does not read can
+		// still be open; it has had its error event queued already.
+		log.Warn("streams still open at the shutdown deadline; closing them", "err", serr)
+		_ = srv.Close()
+	}
+	stopBroker()
+	wg.Wait()
+	log.Info("stopped")
+	return err
+}
+
+// NewLogger returns the logger cfg asks for, writing to w.
+func NewLogger(cfg *config.Config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.LogLevel))
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
