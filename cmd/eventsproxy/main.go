@@ -13,7 +13,7 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	code := run(ctx, os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
 }
@@ -21,23 +21,41 @@ func main() {
 const usage = `eventsproxy streams RabbitMQ topic-exchange messages over Server-Sent Events.
 
 Usage:
-  eventsproxy serve [flags]   run the service (eventsproxy serve --help for flags)
+  eventsproxy serve [flags]     run the service against RabbitMQ
+  eventsproxy dev [flags]       run the service on an in-process broker with generated messages
+  eventsproxy listen [flags]    watch messages through a running eventsproxy
+  eventsproxy publish [flags]   publish a message to a RabbitMQ exchange
+  eventsproxy version           print the version
+
+Run 'eventsproxy COMMAND --help' for a command's flags.
 `
 
+// command runs one subcommand with its arguments and returns the exit code.
+type command func(ctx context.Context, args []string, env func(string) string, stdin io.Reader, stdout, stderr io.Writer) int
+
+var commands = map[string]command{
+	"serve":   serve,
+	"dev":     dev,
+	"listen":  listen,
+	"publish": publish,
+	"version": version,
+}
+
 // run dispatches to a subcommand and returns the process's exit code.
-func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return 2
 	}
 	switch args[0] {
-	case "serve":
-		return serve(ctx, args[1:], getenv, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
-	default:
+	}
+	cmd, ok := commands[args[0]]
+	if !ok {
 		fmt.Fprintf(stderr, "eventsproxy: unknown command %q\n\n%s", args[0], usage)
 		return 2
 	}
+	return cmd(ctx, args[1:], getenv, stdin, stdout, stderr)
 }

@@ -15,7 +15,7 @@ import (
 
 // serve runs the service against RabbitMQ until ctx is done, then drains and
 // returns 0.
-func serve(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) int {
+func serve(ctx context.Context, args []string, getenv func(string) string, _ io.Reader, _, stderr io.Writer) int {
 	cfg, err := config.Load(config.Serve, args, getenv, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
