@@ -75,8 +75,8 @@ func TestLastEventIDGets204(t *testing.T) {
 	for _, path := range []string{"/api/events/v1/connect/", "/api/events/v1/connect"} {
 		resp := get(t, srv.URL+path+"?bindings="+url.QueryEscape(`{"bindings":[]}`), http.Header{"Last-Event-Id": {"-"}})
 		body, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode != http.StatusNoContent || len(body) != 0 {
-			t.Fatalf("%s with Last-Event-ID: got %d %q, want 204 and no body", path, resp.StatusCode, body)
+		if resp.StatusCode != http.StatusNoContent || len(body) != 0 || resp.Header.Get("Access-Control-Allow-Origin") != "*" {
+			t.Fatalf("%s with Last-Event-ID: got %d %q (CORS %q), want 204, no body and the CORS header", path, resp.StatusCode, body, resp.Header.Get("Access-Control-Allow-Origin"))
 		}
 	}
 }
@@ -160,7 +160,7 @@ func TestUnavailableRefusedBeforeStream(t *testing.T) {
 	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
 		t.Fatal(err)
 	}
-	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" || body.Code == "" {
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" || body.Code == "" || resp.Header.Get("Access-Control-Allow-Origin") != "*" {
 		t.Fatalf("got %d Retry-After %q body %+v, want 503 with Retry-After and a JSON body", resp.StatusCode, resp.Header.Get("Retry-After"), body)
 	}
 	hb := get(t, srv.URL+"/__heartbeat__", nil)

@@ -47,6 +47,10 @@ type stream struct {
 
 // connect serves GET /api/events/v1/connect/.
 func (h *Handler) connect(w http.ResponseWriter, r *http.Request) {
+	// Every answer carries the CORS header, refusals too: a browser on
+	// another origin must see the 204 (or it counts as a network error and
+	// retries) and be able to read a 503's body.
+	w.Header().Set("Access-Control-Allow-Origin", h.cfg.CORSOrigin)
 	// EventSource reconnects with the last id it saw, `-`; 204 tells it to
 	// stop, as the original service did: a client that wants more opens a
 	// new connection.
@@ -62,7 +66,6 @@ func (h *Handler) connect(w http.ResponseWriter, r *http.Request) {
 	hdr := w.Header()
 	hdr.Set("Content-Type", "text/event-stream")
 	hdr.Set("Cache-Control", "no-cache")
-	hdr.Set("Access-Control-Allow-Origin", h.cfg.CORSOrigin)
 	hdr.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
 
