@@ -5,13 +5,29 @@ GO ?= go
 AMQP_URL ?= amqp://guest:guest@127.0.0.1:5672/
 export AMQP_URL
 
-.PHONY: test vet unit integration
+.PHONY: test vet unit fuzz
 
 # test runs everything: vet, unit tests, integration tests against the real
-# RabbitMQ, and end-to-end tests with real SSE clients (npm eventsource,
-# headless Chromium).
+# RabbitMQ, end-to-end tests with real SSE clients (npm eventsource, headless
+# Chromium), and every fuzz target for FUZZTIME.
 test: vet e2e/node_modules/.installed
 	$(GO) test -race -tags integration -count=1 ./...
+	$(MAKE) fuzz
+
+# fuzz runs each fuzz target for FUZZTIME (go test fuzzes one target at a
+# time). Run longer on demand: make fuzz FUZZTIME=10m
+FUZZTIME ?= 5s
+FUZZ_TARGETS = \
+	internal/topic:FuzzMatch internal/topic:FuzzValidate \
+	internal/binding:FuzzParse \
+	internal/sse:FuzzRoundTrip internal/sse:FuzzReader internal/sse:FuzzAppendUTF8 \
+	internal/api:FuzzConnect
+fuzz:
+	@for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; fn=$${t##*:}; \
+		echo "fuzz $$fn in $$pkg for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz="^$$fn\$$" -fuzztime=$(FUZZTIME) ./$$pkg || exit 1; \
+	done
 
 vet:
 	$(GO) vet -tags integration ./...

@@ -10,6 +10,7 @@ import (
 
 	"eventsproxy/internal/binding"
 	"eventsproxy/internal/broker"
+	"eventsproxy/internal/metrics"
 )
 
 // Broker is what the API needs of the broker side.
@@ -31,6 +32,17 @@ type Config struct {
 	CORSOrigin string
 	// Limits bound what a client may ask for.
 	Limits binding.Limits
+	// MaxConnections caps the open streams (503 beyond); zero: no cap.
+	MaxConnections int
+	// MaxConnectionsPerIP caps the open streams of one client address
+	// (429 beyond); zero: no cap.
+	MaxConnectionsPerIP int
+	// TrustProxy takes the client address from X-Forwarded-For.
+	TrustProxy bool
+	// Metrics receives the API's figures; nil discards them.
+	Metrics *metrics.Metrics
+	// MetricsHandler serves GET /metrics; nil serves 404 there.
+	MetricsHandler http.Handler
 }
 
 // Handler serves the API. It is safe for concurrent use. Shutdown ends
@@ -41,6 +53,7 @@ type Handler struct {
 	log     *slog.Logger
 	mux     *http.ServeMux
 	started time.Time
+	limits  *limits
 
 	shutdownOnce sync.Once
 	shutdown     chan struct{}
@@ -57,12 +70,16 @@ func NewHandler(cfg Config, b Broker, log *slog.Logger) *Handler {
 	if cfg.CORSOrigin == "" {
 		cfg.CORSOrigin = "*"
 	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = metrics.Discard()
+	}
 	h := &Handler{
 		cfg:      cfg,
 		broker:   b,
 		log:      log.With("component", "api"),
 		mux:      http.NewServeMux(),
 		started:  time.Now(),
+		limits:   newLimits(cfg.MaxConnections, cfg.MaxConnectionsPerIP),
 		shutdown: make(chan struct{}),
 	}
 	h.mux.HandleFunc("GET /api/events/v1/connect/{$}", h.connect)
@@ -71,6 +88,9 @@ func NewHandler(cfg Config, b Broker, log *slog.Logger) *Handler {
 	h.mux.HandleFunc("GET /__lbheartbeat__", h.lbheartbeat)
 	h.mux.HandleFunc("GET /__heartbeat__", h.heartbeat)
 	h.routeInspector()
+	if cfg.MetricsHandler != nil {
+		h.mux.Handle("GET /metrics", cfg.MetricsHandler)
+	}
 	h.mux.HandleFunc("/", h.notFound)
 	return h
 }
@@ -85,6 +105,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // http.Server's Shutdown does. It is safe to call more than once.
 func (h *Handler) Shutdown() {
 	h.shutdownOnce.Do(func() { close(h.shutdown) })
+}
+
+func (h *Handler) shuttingDown() bool {
+	select {
+	case <-h.shutdown:
+		return true
+	default:
+		return false
+	}
 }
 
 func (h *Handler) ping(w http.ResponseWriter, r *http.Request) {

@@ -11,6 +11,7 @@ import (
 
 	"eventsproxy/internal/binding"
 	"eventsproxy/internal/broker"
+	"eventsproxy/internal/metrics"
 	"eventsproxy/internal/sse"
 )
 
@@ -31,8 +32,17 @@ const (
 	textShutdown    = "The server is shutting down; please reconnect."
 )
 
-// retryAfter is the Retry-After of a refusal while the broker is away.
-const retryAfter = 5 * time.Second
+// Why a stream ended: the values of eventsproxy_streams_ended_total's `why`
+// label and of the `why` of the stream-end log line.
+const (
+	endClient     = "client"      // the client went away
+	endBadRequest = "bad_request" // its bindings were refused by the parser
+	endExchange   = "exchange"    // the broker refused a binding
+	endBroker     = "broker"      // the broker connection was lost
+	endShutdown   = "shutdown"    // the server is shutting down
+	endWrite      = "write"       // a write failed: the client is gone or too slow
+	endInternal   = "internal"    // anything else
+)
 
 // stream is one client's open connect request.
 type stream struct {
@@ -42,7 +52,7 @@ type stream struct {
 	buf   []byte
 	start time.Time
 
-	delivered, dropped int
+	bindings, delivered, dropped int
 }
 
 // connect serves GET /api/events/v1/connect/.
@@ -58,11 +68,34 @@ func (h *Handler) connect(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
-	if !h.broker.Connected() {
-		w.Header().Set("Retry-After", strconv.Itoa(int(retryAfter.Seconds())))
-		writeJSON(w, http.StatusServiceUnavailable, errorBody{Code: "ServiceUnavailable", Message: textUnavailable})
+	m := h.cfg.Metrics
+	if h.shuttingDown() {
+		m.StreamsRefused.WithLabelValues(metrics.RefusedShuttingDown).Inc()
+		refuse(w, http.StatusServiceUnavailable, "ShuttingDown", textShutdown, 1)
 		return
 	}
+	if !h.broker.Connected() {
+		m.StreamsRefused.WithLabelValues(metrics.RefusedBrokerUnavailable).Inc()
+		refuse(w, http.StatusServiceUnavailable, "ServiceUnavailable", textUnavailable, 5)
+		return
+	}
+	addr := h.clientAddr(r)
+	switch h.limits.acquire(addr) {
+	case refusedTotal:
+		m.StreamsRefused.WithLabelValues(metrics.RefusedMaxConnections).Inc()
+		refuse(w, http.StatusServiceUnavailable, "TooManyConnections",
+			"The server has too many open streams; please retry later.", 10)
+		return
+	case refusedPerAddr:
+		m.StreamsRefused.WithLabelValues(metrics.RefusedMaxConnectionsPerIP).Inc()
+		refuse(w, http.StatusTooManyRequests, "TooManyConnectionsFromAddress",
+			"Too many open streams from your address; close some or retry later.", 10)
+		return
+	}
+	defer h.limits.release(addr)
+	m.StreamsOpen.Inc()
+	defer m.StreamsOpen.Dec()
+
 	hdr := w.Header()
 	hdr.Set("Content-Type", "text/event-stream")
 	hdr.Set("Cache-Control", "no-cache")
@@ -70,59 +103,75 @@ func (h *Handler) connect(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 
 	st := &stream{h: h, w: w, rc: http.NewResponseController(w), start: time.Now()}
-	if err := st.flush(); err != nil {
-		return
+	why := endWrite
+	if st.flush() == nil {
+		why = st.serve(r.Context(), r)
 	}
-	reason := st.serve(r.Context(), r)
-	h.log.Info("stream ended",
+	m.StreamsEnded.WithLabelValues(why).Inc()
+	h.log.Info("stream ended", "why", why, "client", addr,
 		"duration", time.Since(st.start).Round(time.Millisecond),
-		"delivered", st.delivered, "dropped", st.dropped, "reason", reason)
+		"bindings", st.bindings, "delivered", st.delivered, "dropped", st.dropped)
+}
+
+// refuse answers a connect request that will get no stream.
+func refuse(w http.ResponseWriter, status int, code, text string, retryAfterSeconds int) {
+	w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds))
+	writeJSON(w, status, errorBody{Code: code, Message: text})
 }
 
 // serve runs the stream after its headers are sent and returns why it ended.
-func (st *stream) serve(ctx context.Context, r *http.Request) string {
+func (st *stream) serve(ctx context.Context, r *http.Request) (why string) {
 	h := st.h
 	bs, err := binding.FromQuery(r.URL.Query(), h.cfg.Limits)
 	if err != nil {
 		_ = st.sendError(err)
-		return "bad bindings"
+		return endBadRequest
 	}
+	st.bindings = len(bs)
 	sub, err := h.broker.Subscribe(ctx, bs)
 	if err != nil {
 		if ctx.Err() != nil {
-			return "client gone before ready"
+			return endClient
 		}
 		_ = st.sendError(err)
-		return "subscribe: " + err.Error()
+		var berr *broker.BindError
+		if errors.As(err, &berr) && (errors.Is(err, broker.ErrExchangeNotFound) || errors.Is(err, broker.ErrAccessRefused)) {
+			return endExchange
+		}
+		if errors.Is(err, broker.ErrUnavailable) || errors.Is(err, broker.ErrConnectionLost) {
+			return endBroker
+		}
+		return endInternal
 	}
 	defer sub.Close()
 
 	if err := st.send(kindReady, []byte("{}")); err != nil {
-		return "write: client gone"
+		return endWrite
 	}
+	h.cfg.Metrics.ReadySeconds.Observe(time.Since(st.start).Seconds())
 	ping := time.NewTicker(h.cfg.PingInterval)
 	defer ping.Stop()
 	var msgs []*broker.Message
 	for {
 		select {
 		case <-ctx.Done():
-			return "client gone"
+			return endClient
 		case <-h.shutdown:
 			_ = st.sendText(textShutdown)
-			return "server shutdown"
+			return endShutdown
 		case <-sub.Done():
 			_ = st.sendError(sub.Err())
-			return "broker connection lost"
+			return endBroker
 		case now := <-ping.C:
 			data := fmt.Appendf(nil, `{"time":%q}`, now.UTC().Format("2006-01-02T15:04:05.000Z07:00"))
 			if err := st.send(kindPing, data); err != nil {
-				return "write: client gone"
+				return endWrite
 			}
 		case <-sub.Notify():
 			var dropped int
 			msgs, dropped = sub.Take(msgs[:0])
 			if err := st.sendMessages(msgs, dropped); err != nil {
-				return "write: client gone"
+				return endWrite
 			}
 			clear(msgs)
 		}
@@ -132,16 +181,25 @@ func (st *stream) serve(ctx context.Context, r *http.Request) string {
 // sendMessages writes an `overflow` event when messages were dropped, then
 // the messages, in one flush.
 func (st *stream) sendMessages(msgs []*broker.Message, dropped int) error {
+	m := st.h.cfg.Metrics
 	st.buf = st.buf[:0]
 	if dropped > 0 {
 		st.dropped += dropped
+		m.MessagesDropped.Add(float64(dropped))
 		st.buf = sse.AppendEvent(st.buf, kindOverflow, fmt.Appendf(nil, `{"dropped":%d}`, dropped))
 	}
-	for _, m := range msgs {
-		st.buf = sse.AppendEvent(st.buf, kindMessage, m.Data())
+	for _, msg := range msgs {
+		st.buf = sse.AppendEvent(st.buf, kindMessage, msg.Data())
 	}
-	st.delivered += len(msgs)
-	return st.write()
+	if err := st.write(); err != nil {
+		return err
+	}
+	if len(msgs) > 0 {
+		st.delivered += len(msgs)
+		m.MessagesDelivered.Add(float64(len(msgs)))
+		m.DeliveryLatencySeconds.Observe(time.Since(msgs[0].Received).Seconds())
+	}
+	return nil
 }
 
 // send writes one event and flushes it.

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"eventsproxy/internal/binding"
+	"eventsproxy/internal/metrics"
 )
 
 // Config shapes what the Broker gives each subscription and how it
@@ -19,6 +20,8 @@ type Config struct {
 	// MinBackoff and MaxBackoff bound the wait between reconnection
 	// attempts; defaults 250ms and 10s.
 	MinBackoff, MaxBackoff time.Duration
+	// Metrics receives the broker's figures; nil discards them.
+	Metrics *metrics.Metrics
 }
 
 // Broker is eventsproxy's supervised connection to a broker, shared by every
@@ -49,6 +52,9 @@ func New(d Dialer, cfg Config, log *slog.Logger) *Broker {
 		cfg.MaxBackoff = 10 * time.Second
 	}
 	cfg.MaxBackoff = max(cfg.MaxBackoff, cfg.MinBackoff)
+	if cfg.Metrics == nil {
+		cfg.Metrics = metrics.Discard()
+	}
 	return &Broker{
 		dialer:    d,
 		cfg:       cfg,
@@ -104,9 +110,13 @@ func (b *Broker) serveOnce(ctx context.Context) error {
 		b.markAttempted()
 		return err
 	}
-	s := startSession(conn, b.cfg.ClientBuffer, b.log)
+	m := b.cfg.Metrics
+	s := startSession(conn, b.cfg.ClientBuffer, m, b.log)
 	b.setCurrent(s)
 	b.markAttempted()
+	m.BrokerConnects.Inc()
+	m.BrokerConnected.Set(1)
+	m.QueuesHeld.Set(1)
 	b.log.Info("broker connected", "broker", b.dialer.String(), "queue", conn.Queue())
 
 	select {
@@ -116,7 +126,11 @@ func (b *Broker) serveOnce(ctx context.Context) error {
 		err = s.error()
 	}
 	b.setCurrent(nil)
+	m.BrokerConnected.Set(0)
 	s.end(ErrConnectionLost)
+	// The queue and its bindings went with the connection.
+	m.QueuesHeld.Set(0)
+	m.BindingsHeld.Set(0)
 	return err
 }
 

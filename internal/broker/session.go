@@ -2,10 +2,12 @@ package broker
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 
 	"eventsproxy/internal/binding"
+	"eventsproxy/internal/metrics"
 	"eventsproxy/internal/topic"
 )
 
@@ -44,9 +46,11 @@ type session struct {
 	log     *slog.Logger
 	conn    Conn
 	bufSize int
+	metrics *metrics.Metrics
 
 	mu    sync.RWMutex
 	index map[string]map[string]*keyState // exchange → pattern → state
+	bound int                             // keys bound on the broker
 	work  []*keyState                     // keys that may need a bind or unbind
 	idle  []chan struct{}                 // closed when the worker runs out of work
 
@@ -65,11 +69,12 @@ type session struct {
 
 // startSession starts the router and the worker on conn. The caller must
 // call end.
-func startSession(conn Conn, bufSize int, log *slog.Logger) *session {
+func startSession(conn Conn, bufSize int, m *metrics.Metrics, log *slog.Logger) *session {
 	s := &session{
 		log:     log.With("queue", conn.Queue()),
 		conn:    conn,
 		bufSize: bufSize,
+		metrics: m,
 		index:   make(map[string]map[string]*keyState),
 		wake:    make(chan struct{}, 1),
 		done:    make(chan struct{}),
@@ -309,10 +314,19 @@ func (s *session) settle(ks *keyState, bind bool, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ks.busy = false
+	wasBound := ks.bound
+	op, result := "unbind", "ok"
+	if bind {
+		op = "bind"
+	}
 	switch {
 	case err == nil:
 		ks.bound = bind
 	case bind:
+		result = "error"
+		if errors.Is(err, ErrExchangeNotFound) || errors.Is(err, ErrAccessRefused) {
+			result = "refused"
+		}
 		ks.failed = true
 		berr := &BindError{Binding: binding.Binding{Exchange: ks.key.exchange, RoutingKeyPattern: ks.key.pattern}, Err: err}
 		if !s.ended() {
@@ -325,10 +339,20 @@ func (s *session) settle(ks *keyState, bind bool, err error) {
 	default:
 		// An unbind that failed leaves at worst an unused binding, which
 		// goes with the queue; a missing exchange took it already.
+		result = "error"
 		ks.bound = false
 		if !s.ended() {
 			s.log.Warn("unbind", "exchange", ks.key.exchange, "pattern", ks.key.pattern, "err", err)
 		}
+	}
+	s.metrics.BindOps.WithLabelValues(op, result).Inc()
+	if ks.bound != wasBound {
+		if ks.bound {
+			s.bound++
+		} else {
+			s.bound--
+		}
+		s.metrics.BindingsHeld.Set(float64(s.bound))
 	}
 	if ks.bound && len(ks.subs) > 0 {
 		for _, w := range ks.waiters {
@@ -347,6 +371,7 @@ func (s *session) settle(ks *keyState, bind bool, err error) {
 // connection calls it for each message in queue order, from one goroutine;
 // it never waits for a subscription.
 func (s *session) route(m *Message) {
+	s.metrics.MessagesReceived.Inc()
 	s.seq++
 	seq := s.seq
 	s.mu.RLock()

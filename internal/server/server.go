@@ -13,6 +13,11 @@ import (
 	"eventsproxy/internal/binding"
 	"eventsproxy/internal/broker"
 	"eventsproxy/internal/config"
+	"eventsproxy/internal/metrics"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // Run serves cfg's service on ln with brokers reached through d, until ctx
@@ -20,7 +25,10 @@ import (
 // not nil, is called once the service is serving, with its base URL. Run
 // returns nil after a clean drain.
 func Run(ctx context.Context, cfg *config.Config, d broker.Dialer, ln net.Listener, log *slog.Logger, ready func(url string)) error {
-	b := broker.New(d, broker.Config{ClientBuffer: cfg.ClientBuffer}, log)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := metrics.New(reg)
+	b := broker.New(d, broker.Config{ClientBuffer: cfg.ClientBuffer, Metrics: m}, log)
 	h := api.NewHandler(api.Config{
 		PingInterval: cfg.PingInterval,
 		WriteTimeout: cfg.WriteTimeout,
@@ -29,6 +37,11 @@ func Run(ctx context.Context, cfg *config.Config, d broker.Dialer, ln net.Listen
 			MaxBindings:      cfg.MaxBindings,
 			AllowedExchanges: cfg.AllowedExchanges,
 		},
+		MaxConnections:      cfg.MaxConnections,
+		MaxConnectionsPerIP: cfg.MaxConnectionsPerIP,
+		TrustProxy:          cfg.TrustProxy,
+		Metrics:             m,
+		MetricsHandler:      promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}),
 	}, b, log)
 	srv := &http.Server{
 		Handler:           h,

@@ -1,0 +1,117 @@
+package metrics
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Reasons for refusing a stream before it starts; the values of the
+// `reason` label of eventsproxy_streams_refused_total.
+const (
+	RefusedMaxConnections      = "max_connections"
+	RefusedMaxConnectionsPerIP = "max_connections_per_ip"
+	RefusedBrokerUnavailable   = "broker_unavailable"
+	RefusedShuttingDown        = "shutting_down"
+)
+
+// Metrics holds every collector of the service. Its collectors are safe for
+// concurrent use; a nil *Metrics is not, use Discard instead.
+type Metrics struct {
+	StreamsOpen     prometheus.Gauge
+	StreamsRefused  *prometheus.CounterVec
+	StreamsEnded    *prometheus.CounterVec
+	BrokerConnected prometheus.Gauge
+	BrokerConnects  prometheus.Counter
+	QueuesHeld      prometheus.Gauge
+	BindingsHeld    prometheus.Gauge
+	BindOps         *prometheus.CounterVec
+
+	MessagesReceived  prometheus.Counter
+	MessagesDelivered prometheus.Counter
+	MessagesDropped   prometheus.Counter
+
+	ReadySeconds           prometheus.Histogram
+	DeliveryLatencySeconds prometheus.Histogram
+}
+
+// New creates the collectors and registers them on reg.
+func New(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		StreamsOpen: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "eventsproxy_streams_open",
+			Help: "Streams open now.",
+		}),
+		StreamsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "eventsproxy_streams_refused_total",
+			Help: "Connect requests refused before their stream started, by reason.",
+		}, []string{"reason"}),
+		StreamsEnded: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "eventsproxy_streams_ended_total",
+			Help: "Streams ended, by why: client (went away), bad_request, exchange (refused by the broker), broker (connection lost), shutdown, write (client too slow or gone), internal.",
+		}, []string{"why"}),
+		BrokerConnected: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "eventsproxy_broker_connected",
+			Help: "1 while the broker connection is up, else 0.",
+		}),
+		BrokerConnects: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "eventsproxy_broker_connects_total",
+			Help: "Broker connections established, the first one included; more than one means reconnects.",
+		}),
+		QueuesHeld: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "eventsproxy_broker_queues",
+			Help: "Queues this process holds on the broker (1 while connected).",
+		}),
+		BindingsHeld: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "eventsproxy_broker_bindings",
+			Help: "Bindings this process holds on the broker.",
+		}),
+		BindOps: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "eventsproxy_broker_bind_operations_total",
+			Help: "Bind and unbind operations asked of the broker, by op (bind, unbind) and result (ok, refused, error).",
+		}, []string{"op", "result"}),
+		MessagesReceived: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "eventsproxy_messages_received_total",
+			Help: "Messages taken from the broker.",
+		}),
+		MessagesDelivered: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "eventsproxy_messages_delivered_total",
+			Help: "Messages written to streams (one message to two streams counts two).",
+		}),
+		MessagesDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "eventsproxy_messages_dropped_total",
+			Help: "Messages dropped from full stream buffers (the streams were told with an overflow event).",
+		}),
+		ReadySeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "eventsproxy_stream_ready_seconds",
+			Help:    "Time from a connect request to its ready event.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}),
+		DeliveryLatencySeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "eventsproxy_delivery_latency_seconds",
+			Help:    "Time from taking a message from the broker to writing it to a stream, for the oldest message of each write.",
+			Buckets: []float64{.0001, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}),
+	}
+	// Every label value exists from the start, so that a rate() or an
+	// alert sees 0 rather than nothing.
+	for _, r := range []string{RefusedMaxConnections, RefusedMaxConnectionsPerIP, RefusedBrokerUnavailable, RefusedShuttingDown} {
+		m.StreamsRefused.WithLabelValues(r)
+	}
+	for _, op := range []string{"bind", "unbind"} {
+		for _, result := range []string{"ok", "refused", "error"} {
+			m.BindOps.WithLabelValues(op, result)
+		}
+	}
+	reg.MustRegister(
+		m.StreamsOpen, m.StreamsRefused, m.StreamsEnded,
+		m.BrokerConnected, m.BrokerConnects, m.QueuesHeld, m.BindingsHeld, m.BindOps,
+		m.MessagesReceived, m.MessagesDelivered, m.MessagesDropped,
+		m.ReadySeconds, m.DeliveryLatencySeconds,
+	)
+	return m
+}
+
+// Discard returns collectors registered nowhere, for components built
+// without metrics (tests, tools).
+func Discard() *Metrics {
+	return New(prometheus.NewRegistry())
+}
