@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	amqp "github.com/rabbitmq/amqp091-go"
+
 	"eventsproxy/internal/api"
 	"eventsproxy/internal/binding"
 	"eventsproxy/internal/broker"
@@ -189,4 +191,17 @@ func decodeMessage(t testing.TB, ev sse.Event) messageData {
 		t.Fatalf("message data %q: %v", ev.Data, err)
 	}
 	return m
+}
+
+// httpClient keeps no idle connections, so that every cycle of a churn test
+// is a connection of its own and nothing idles after the test.
+var httpClient = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+
+func newRequest(ctx context.Context, u string) (*http.Request, error) {
+	return http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+}
+
+// publishNoWait publishes without waiting for a confirm.
+func publishNoWait(ch *amqp.Channel, ex, key string, body []byte) error {
+	return ch.PublishWithContext(context.Background(), ex, key, false, false, amqp.Publishing{Body: body})
 }
