@@ -5,14 +5,20 @@ GO ?= go
 AMQP_URL ?= amqp://guest:guest@127.0.0.1:5672/
 export AMQP_URL
 
-.PHONY: test vet unit fuzz
+.PHONY: test vet unit fuzz faults
 
 # test runs everything: vet, unit tests, integration tests against the real
 # RabbitMQ, end-to-end tests with real SSE clients (npm eventsource, headless
 # Chromium), and every fuzz target for FUZZTIME.
 test: vet e2e/node_modules/.installed
 	$(GO) test -race -tags integration -count=1 ./...
+	$(MAKE) faults
 	$(MAKE) fuzz
+
+# faults stops and starts the RabbitMQ application under a running service,
+# so it runs alone, after the other tests.
+faults:
+	$(GO) test -race -tags faults -count=1 -run '^TestFault' -v ./internal/server/
 
 # fuzz runs each fuzz target for FUZZTIME (go test fuzzes one target at a
 # time). Run longer on demand: make fuzz FUZZTIME=10m
@@ -31,6 +37,7 @@ fuzz:
 
 vet:
 	$(GO) vet -tags integration ./...
+	$(GO) vet -tags faults ./internal/server/
 
 # unit runs only the tests that need no broker, browser or Node.js.
 unit:

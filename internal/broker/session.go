@@ -83,7 +83,11 @@ func startSession(conn Conn, bufSize int, m *metrics.Metrics, log *slog.Logger) 
 	go func() {
 		defer s.wg.Done()
 		// Consume returns only when the connection has ended.
-		s.fail(conn.Consume(s.route))
+		err := conn.Consume(s.route)
+		if !s.ended() {
+			s.log.Warn("broker connection lost", "err", err)
+		}
+		s.fail(err)
 	}()
 	go func() {
 		defer s.wg.Done()

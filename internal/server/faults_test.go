@@ -1,0 +1,279 @@
+//go:build faults
+
+package server_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"eventsproxy/internal/broker"
+	"eventsproxy/internal/config"
+	"eventsproxy/internal/rabbittest"
+	"eventsproxy/internal/server"
+	"eventsproxy/internal/sse"
+)
+
+// These tests stop and start the RabbitMQ application, so they run alone
+// (make test runs them in a step of their own, after everything else).
+
+func rabbitmqctl(t *testing.T, args ...string) time.Duration {
+	t.Helper()
+	start := time.Now()
+	out, err := exec.Command("rabbitmqctl", args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("rabbitmqctl %v: %v\n%s", args, err, out)
+	}
+	return time.Since(start)
+}
+
+// lossWatch passes log records on and notes when the server logs that its
+// broker connection is down.
+type lossWatch struct {
+	slog.Handler
+	lost chan time.Time
+}
+
+func (h *lossWatch) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == "broker connection lost" {
+		select {
+		case h.lost <- r.Time:
+		default:
+		}
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h *lossWatch) WithAttrs(as []slog.Attr) slog.Handler {
+	return &lossWatch{Handler: h.Handler.WithAttrs(as), lost: h.lost}
+}
+
+func (h *lossWatch) WithGroup(name string) slog.Handler {
+	return &lossWatch{Handler: h.Handler.WithGroup(name), lost: h.lost}
+}
+
+type running struct {
+	lost   chan time.Time // when the server logged the loss of its broker connection
+	url    string
+	queue  func() string
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// start runs the whole service in process against RabbitMQ.
+func start(t *testing.T) *running {
+	t.Helper()
+	cfg, err := config.Load(config.Serve, []string{"--amqp-url", rabbittest.URL(), "--shutdown-timeout", "5s"}, func(string) string { return "" }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prefix := rabbittest.Unique("eventsproxy-test/") + "/"
+	d := broker.AMQP(broker.AMQPConfig{URL: cfg.AMQPURL, ConnectionName: "eventsproxy test " + t.Name(), QueuePrefix: prefix})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out io.Writer = io.Discard
+	if os.Getenv("TEST_LOG") != "" {
+		out = os.Stderr
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &running{cancel: cancel, done: make(chan error, 1), lost: make(chan time.Time, 1)}
+	log := slog.New(&lossWatch{Handler: slog.NewTextHandler(out, nil), lost: r.lost})
+	ready := make(chan string, 1)
+	go func() { r.done <- server.Run(ctx, cfg, d, ln, log, func(u string) { ready <- u }) }()
+	select {
+	case r.url = <-ready:
+	case err := <-r.done:
+		t.Fatalf("server ended: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("server not ready within 10s")
+	}
+	r.queue = func() string {
+		qs := rabbittest.Queues(t, prefix)
+		if len(qs) != 1 {
+			t.Fatalf("queues of this process: %d, want 1", len(qs))
+		}
+		return qs[0].Name
+	}
+	return r
+}
+
+func (r *running) stop(t *testing.T) {
+	t.Helper()
+	r.cancel()
+	select {
+	case err := <-r.done:
+		if err != nil {
+			t.Fatalf("server.Run: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("server did not stop within 10s")
+	}
+}
+
+type stream struct {
+	resp   *http.Response
+	events chan timedEvent
+}
+
+// timedEvent is an event and when the client read it.
+type timedEvent struct {
+	sse.Event
+	at time.Time
+}
+
+func open(t *testing.T, base, exchange string) *stream {
+	t.Helper()
+	q, _ := json.Marshal(map[string]any{"bindings": []map[string]string{{"exchange": exchange, "routingKeyPattern": "#"}}})
+	resp, err := http.Get(base + "/api/events/v1/connect/?bindings=" + url.QueryEscape(string(q)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	s := &stream{resp: resp, events: make(chan timedEvent, 16)}
+	go func() {
+		defer close(s.events)
+		r := sse.NewReader(resp.Body)
+		for {
+			ev, err := r.Next()
+			if err != nil {
+				return
+			}
+			s.events <- timedEvent{ev, time.Now()}
+		}
+	}()
+	if ev := s.next(t, 10*time.Second); ev.Kind != "ready" {
+		t.Fatalf("first event %q %s", ev.Kind, ev.Data)
+	}
+	return s
+}
+
+func (s *stream) next(t *testing.T, d time.Duration) timedEvent {
+	t.Helper()
+	select {
+	case ev, ok := <-s.events:
+		if !ok {
+			t.Fatal("stream ended")
+		}
+		return ev
+	case <-time.After(d):
+		t.Fatalf("no event within %v", d)
+	}
+	return timedEvent{}
+}
+
+func status(t *testing.T, u string) (int, http.Header) {
+	t.Helper()
+	resp, err := http.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode, resp.Header
+}
+
+// TestFaultBrokerRestart stops the RabbitMQ application under open streams
+// and starts it again: every stream gets an error and ends, the service
+// refuses new streams and reports 503 on /__heartbeat__ while the broker is
+// away, serves again as soon as it is back, and leaks nothing.
+func TestFaultBrokerRestart(t *testing.T) {
+	before := goleak.IgnoreCurrent()
+	r := start(t)
+	t.Cleanup(func() {
+		// Whatever happened, leave RabbitMQ running for whoever is next.
+		_ = exec.Command("rabbitmqctl", "start_app").Run()
+	})
+	conn := rabbittest.Dial(t, "eventsproxy test publisher")
+	ch := rabbittest.Channel(t, conn)
+	ex := rabbittest.Exchange(t, ch, "eventsproxy-test/x/")
+	const n = 20
+	streams := make([]*stream, n)
+	for i := range streams {
+		streams[i] = open(t, r.url, ex)
+	}
+
+	took := rabbitmqctl(t, "stop_app")
+	var lost time.Time
+	select {
+	case lost = <-r.lost:
+	case <-time.After(time.Second):
+		t.Fatal("the server did not notice the broker going away")
+	}
+	var slowest time.Duration
+	for i, s := range streams {
+		ev := s.next(t, time.Second+took)
+		if ev.Kind != "error" {
+			t.Fatalf("stream %d: got %q %s, want error", i, ev.Kind, ev.Data)
+		}
+		var text string
+		if err := json.Unmarshal(ev.Data, &text); err != nil || text != "The service is temporarily unavailable; please reconnect later." {
+			t.Fatalf("stream %d: error text %s", i, ev.Data)
+		}
+		if d := ev.at.Sub(lost); d > slowest {
+			slowest = d
+		}
+		if _, ok := <-s.events; ok {
+			t.Fatalf("stream %d: an event after the error", i)
+		}
+	}
+	if slowest > time.Second {
+		t.Fatalf("the last stream learned of the loss %v after the server did, want within 1s", slowest)
+	}
+	t.Logf("all %d streams got their error within %v of the server seeing the connection close (stop_app took %v)", n, slowest.Round(time.Microsecond), took.Round(time.Millisecond))
+
+	if code, _ := status(t, r.url+"/__heartbeat__"); code != http.StatusServiceUnavailable {
+		t.Fatalf("heartbeat with the broker away: %d, want 503", code)
+	}
+	if code, hdr := status(t, r.url+"/api/events/v1/connect/?bindings=%7B%7D"); code != http.StatusServiceUnavailable || hdr.Get("Retry-After") == "" {
+		t.Fatalf("connect with the broker away: %d Retry-After %q, want 503 with Retry-After", code, hdr.Get("Retry-After"))
+	}
+
+	took = rabbitmqctl(t, "start_app")
+	back := time.Now()
+	deadline := back.Add(30 * time.Second)
+	for {
+		if code, _ := status(t, r.url+"/__heartbeat__"); code == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("not serving again 30s after start_app")
+		}
+		time.Sleep(20 * time.Millisecond) // the reconnect is the process's own; nothing to wait on from here
+	}
+	t.Logf("serving again %v after start_app returned (start_app took %v)", time.Since(back).Round(time.Millisecond), took.Round(time.Millisecond))
+
+	// A new stream works on a fresh queue; the publisher's connection died
+	// with the broker, so publish on a new one.
+	conn2 := rabbittest.Dial(t, "eventsproxy test publisher 2")
+	ch2 := rabbittest.Channel(t, conn2)
+	ex2 := rabbittest.Exchange(t, ch2, "eventsproxy-test/x/")
+	s := open(t, r.url, ex2)
+	rabbittest.Publish(t, ch2, ex2, "k", nil, []byte(`"after"`))
+	if ev := s.next(t, 10*time.Second); ev.Kind != "message" {
+		t.Fatalf("after the restart: got %q %s", ev.Kind, ev.Data)
+	}
+	queue := r.queue()
+	if bs := rabbittest.QueueBindings(t, queue); len(bs) != 1 {
+		t.Fatalf("bindings of the new queue: %v, want the new stream's one", bs)
+	}
+	s.resp.Body.Close()
+	r.stop(t)
+	if qs := rabbittest.Queues(t, queue); len(qs) != 0 {
+		t.Fatalf("queue left after shutdown: %v", qs)
+	}
+	conn.Close()
+	conn2.Close()
+	goleak.VerifyNone(t, before)
+}
