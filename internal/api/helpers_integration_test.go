@@ -18,6 +18,7 @@ import (
 	"eventsproxy/internal/api"
 	"eventsproxy/internal/binding"
 	"eventsproxy/internal/broker"
+	"eventsproxy/internal/metrics"
 	"eventsproxy/internal/rabbittest"
 	"eventsproxy/internal/sse"
 )
@@ -27,6 +28,7 @@ type proxy struct {
 	URL     string
 	Broker  *broker.Broker
 	Handler *api.Handler
+	Metrics *metrics.Metrics
 }
 
 // startProxy runs the API on the real RabbitMQ until the test ends. Streams
@@ -42,6 +44,10 @@ func startProxy(t *testing.T, acfg api.Config, bcfg broker.Config) *proxy {
 	if os.Getenv("TEST_LOG") != "" {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
+	if acfg.Metrics == nil {
+		acfg.Metrics = metrics.Discard()
+	}
+	bcfg.Metrics = acfg.Metrics
 	b := broker.New(d, bcfg, log)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -65,7 +71,7 @@ func startProxy(t *testing.T, acfg api.Config, bcfg broker.Config) *proxy {
 	if !b.Connected() {
 		t.Fatal("broker not connected")
 	}
-	return &proxy{URL: srv.URL, Broker: b, Handler: h}
+	return &proxy{URL: srv.URL, Broker: b, Handler: h, Metrics: acfg.Metrics}
 }
 
 // syncBroker waits until every binding change asked for is done.
