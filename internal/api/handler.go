@@ -2,15 +2,18 @@ package api
 
 import (
 	"context"
+	_ "embed"
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
 	"eventsproxy/internal/binding"
 	"eventsproxy/internal/broker"
 	"eventsproxy/internal/metrics"
+	"eventsproxy/internal/version"
 )
 
 // Broker is what the API needs of the broker side.
@@ -54,6 +57,7 @@ type Handler struct {
 	mux     *http.ServeMux
 	started time.Time
 	limits  *limits
+	paths   []string // the documented paths, for the reference's test
 
 	shutdownOnce sync.Once
 	shutdown     chan struct{}
@@ -82,17 +86,31 @@ func NewHandler(cfg Config, b Broker, log *slog.Logger) *Handler {
 		limits:   newLimits(cfg.MaxConnections, cfg.MaxConnectionsPerIP),
 		shutdown: make(chan struct{}),
 	}
-	h.mux.HandleFunc("GET /api/events/v1/connect/{$}", h.connect)
+	h.get("/api/events/v1/connect/", http.HandlerFunc(h.connect))
 	h.mux.HandleFunc("GET /api/events/v1/connect", h.connect)
-	h.mux.HandleFunc("GET /api/events/v1/ping", h.ping)
-	h.mux.HandleFunc("GET /__lbheartbeat__", h.lbheartbeat)
-	h.mux.HandleFunc("GET /__heartbeat__", h.heartbeat)
+	h.get("/api/events/v1/ping", http.HandlerFunc(h.ping))
+	h.get("/api/events/v1/reference", http.HandlerFunc(h.reference))
+	h.get("/__lbheartbeat__", http.HandlerFunc(h.lbheartbeat))
+	h.get("/__heartbeat__", http.HandlerFunc(h.heartbeat))
+	h.get("/__version__", http.HandlerFunc(h.version))
 	h.routeInspector()
+	h.paths = append(h.paths, "/")
 	if cfg.MetricsHandler != nil {
-		h.mux.Handle("GET /metrics", cfg.MetricsHandler)
+		h.get("/metrics", cfg.MetricsHandler)
 	}
 	h.mux.HandleFunc("/", h.notFound)
 	return h
+}
+
+// get routes GET path (exactly: a trailing slash is not a subtree) to fn
+// and notes path as one the reference must describe.
+func (h *Handler) get(path string, fn http.Handler) {
+	pattern := "GET " + path
+	if strings.HasSuffix(path, "/") {
+		pattern += "{$}"
+	}
+	h.mux.Handle(pattern, fn)
+	h.paths = append(h.paths, path)
 }
 
 // ServeHTTP implements http.Handler.
@@ -121,6 +139,21 @@ func (h *Handler) ping(w http.ResponseWriter, r *http.Request) {
 		"alive":  true,
 		"uptime": time.Since(h.started).Seconds(),
 	})
+}
+
+// referenceJSON is the OpenAPI 3 description of the API.
+//
+//go:embed reference.json
+var referenceJSON []byte
+
+func (h *Handler) reference(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("Access-Control-Allow-Origin", h.cfg.CORSOrigin)
+	_, _ = w.Write(referenceJSON)
+}
+
+func (h *Handler) version(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, version.Get())
 }
 
 func (h *Handler) lbheartbeat(w http.ResponseWriter, r *http.Request) {

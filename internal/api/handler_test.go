@@ -191,6 +191,8 @@ func TestHealthAndNotFound(t *testing.T) {
 		{"/api/events/v1/ping", 200, `"alive":true`},
 		{"/__lbheartbeat__", 200, `{}`},
 		{"/__heartbeat__", 200, `"broker":"up"`},
+		{"/__version__", 200, `"version":`},
+		{"/api/events/v1/reference", 200, `"openapi":`},
 		{"/no/such/thing", 404, `"code":"ResourceNotFound"`},
 	}
 	for _, tc := range cases {
