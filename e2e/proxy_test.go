@@ -23,6 +23,8 @@ type proxy struct {
 	log    *lineLog
 	exited chan struct{} // closed once cmd.Wait has returned
 	err    error         // cmd.Wait's result, read after exited is closed
+
+	stopOnce sync.Once
 }
 
 // startProxy runs `eventsproxy serve` on a free loopback port against the
@@ -62,8 +64,13 @@ func startProxy(t testing.TB, flags ...string) *proxy {
 	return nil
 }
 
-// stop sends SIGTERM and waits for a clean exit.
+// stop sends SIGTERM and waits for a clean exit, once: a test may stop the
+// proxy itself before the cleanup does.
 func (p *proxy) stop(t testing.TB) {
+	p.stopOnce.Do(func() { p.stopNow(t) })
+}
+
+func (p *proxy) stopNow(t testing.TB) {
 	defer func() {
 		if t.Failed() {
 			t.Logf("eventsproxy output:\n%s", p.log)
