@@ -68,12 +68,22 @@ func Run(ctx context.Context, cfg *config.Config, d broker.Dialer, ln net.Listen
 	}
 	serveErr := make(chan error, 1)
 	wg.Add(1)
+	scheme := "http"
+	if cfg.TLSCert != "" {
+		scheme = "https"
+	}
 	go func() {
 		defer wg.Done()
+		if scheme == "https" {
+			// ServeTLS offers HTTP/2, so a browser is not held to six
+			// streams per origin.
+			serveErr <- srv.ServeTLS(ln, cfg.TLSCert, cfg.TLSKey)
+			return
+		}
 		serveErr <- srv.Serve(ln)
 	}()
-	url := "http://" + ln.Addr().String()
-	log.Info("listening", "addr", ln.Addr().String(), "root_url", cfg.RootURL, "broker", d.String())
+	url := scheme + "://" + ln.Addr().String()
+	log.Info("listening", "addr", ln.Addr().String(), "url", url, "root_url", cfg.RootURL, "broker", d.String())
 	if ready != nil {
 		ready(url)
 	}

@@ -1,0 +1,75 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+)
+
+func envOf(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func TestServeRefusesBadConfiguration(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want []string
+	}{
+		{"unknown flag", []string{"serve", "--amqp-url", "amqp://h", "--no-such-flag"}, nil, []string{"no-such-flag"}},
+		{"no broker", []string{"serve"}, nil, []string{"--amqp-url"}},
+		{"everything wrong at once", []string{"serve", "--amqp-url", "http://u:hunter2@h", "--ping-interval", "1ms", "--max-connections", "-1", "--tls-cert", "c.pem"},
+			map[string]string{"WRITE_TIMEOUT": "later"},
+			[]string{"WRITE_TIMEOUT", "--amqp-url must start with amqp://", "--ping-interval", "--max-connections", "--tls-cert and --tls-key"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var stdout, stderr bytes.Buffer
+			code := run(context.Background(), tc.args, envOf(tc.env), strings.NewReader(""), &stdout, &stderr)
+			if code != 2 {
+				t.Fatalf("exit code %d, want 2; stderr:\n%s", code, stderr.String())
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(stderr.String(), w) {
+					t.Errorf("stderr does not mention %q:\n%s", w, stderr.String())
+				}
+			}
+			if strings.Contains(stderr.String(), "hunter2") {
+				t.Errorf("stderr shows the password:\n%s", stderr.String())
+			}
+		})
+	}
+}
+
+// TestServeLogsNoPassword runs serve against a broker that is not there
+// and checks that its logs name the broker without the password.
+func TestServeLogsNoPassword(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var stderr syncBuffer
+	stderr.notify = make(chan struct{}, 1)
+	done := make(chan int, 1)
+	go func() {
+		// Port 1 on loopback refuses connections at once.
+		done <- run(ctx, []string{"serve", "--listen", "127.0.0.1:0", "--amqp-url", "amqp://user:hunter2@127.0.0.1:1/"}, envOf(nil), strings.NewReader(""), &bytes.Buffer{}, &stderr)
+	}()
+	for !strings.Contains(stderr.String(), "reconnecting") {
+		select {
+		case <-stderr.notify:
+		case <-ctx.Done():
+			t.Fatalf("no reconnect logged:\n%s", stderr.String())
+		}
+	}
+	cancel()
+	if code := <-done; code != 0 {
+		t.Fatalf("exit code %d after the context ended, want 0", code)
+	}
+	logs := stderr.String()
+	if strings.Contains(logs, "hunter2") || !strings.Contains(logs, "user:xxxxx@127.0.0.1:1") {
+		t.Fatalf("logs must name the broker with its password redacted:\n%s", logs)
+	}
+}
