@@ -87,52 +87,9 @@ type flagSpec struct {
 // variables. Help output and errors about the command line go to out.
 func Load(cmd Command, args []string, getenv func(string) string, out io.Writer) (*Config, error) {
 	c := &Config{}
-	fs := flag.NewFlagSet("eventsproxy "+string(cmd), flag.ContinueOnError)
-	fs.SetOutput(out)
 	var allowed string
-	var specs []flagSpec
-	str := func(p *string, name, env, def, usage string) {
-		fs.StringVar(p, name, def, usage+" (env "+env+")")
-		specs = append(specs, flagSpec{name, env})
-	}
-	dur := func(p *time.Duration, name, env string, def time.Duration, usage string) {
-		fs.DurationVar(p, name, def, usage+" (env "+env+")")
-		specs = append(specs, flagSpec{name, env})
-	}
-	num := func(p *int, name, env string, def int, usage string) {
-		fs.IntVar(p, name, def, usage+" (env "+env+")")
-		specs = append(specs, flagSpec{name, env})
-	}
-	boolean := func(p *bool, name, env string, usage string) {
-		fs.BoolVar(p, name, false, usage+" (env "+env+")")
-		specs = append(specs, flagSpec{name, env})
-	}
-	if cmd == Dev {
-		str(&c.Listen, "listen", "LISTEN", "127.0.0.1:8080", "`address` to serve HTTP on")
-		fs.Float64Var(&c.DevRate, "rate", 3, "messages per second the generator publishes; 0 for none (env DEV_RATE)")
-		specs = append(specs, flagSpec{"rate", "DEV_RATE"})
-	} else {
-		str(&c.Listen, "listen", "LISTEN", ":8080", "`address` to serve HTTP on; PORT alone is honoured too")
-		str(&c.AMQPURL, "amqp-url", "AMQP_URL", "", "broker `URL`, amqp:// or amqps://; built from PULSE_USERNAME, PULSE_PASSWORD, PULSE_HOSTNAME, PULSE_VHOST when unset")
-		str(&c.QueuePrefix, "queue-prefix", "QUEUE_PREFIX", "", "start of the process's queue name (default \"queue/<AMQP user>/eventsproxy/\")")
-		num(&c.QueueMaxLength, "queue-max-length", "QUEUE_MAX_LENGTH", 10000, "most messages waiting in the process's queue; 0 for no cap")
-		num(&c.QueueMaxBytes, "queue-max-bytes", "QUEUE_MAX_BYTES", 64<<20, "most bytes waiting in the process's queue; 0 for no cap")
-	}
-	str(&c.RootURL, "root-url", "TASKCLUSTER_ROOT_URL", "", "public root `URL` of the deployment")
-	dur(&c.PingInterval, "ping-interval", "PING_INTERVAL", 20*time.Second, "time between ping events")
-	dur(&c.WriteTimeout, "write-timeout", "WRITE_TIMEOUT", 30*time.Second, "time a client has to take each write before it is dropped")
-	dur(&c.ShutdownTimeout, "shutdown-timeout", "SHUTDOWN_TIMEOUT", 10*time.Second, "longest drain on SIGTERM")
-	num(&c.MaxBindings, "max-bindings", "MAX_BINDINGS", 64, "most bindings one stream may ask for")
-	num(&c.ClientBuffer, "client-buffer", "CLIENT_BUFFER", 50, "messages buffered per stream before the oldest is dropped")
-	str(&allowed, "allowed-exchanges", "ALLOWED_EXCHANGES", "", "comma-separated exchange-name `prefixes`; empty allows all")
-	str(&c.CORSOrigin, "cors-origin", "CORS_ORIGIN", "*", "Access-Control-Allow-Origin of streams")
-	num(&c.MaxConnections, "max-connections", "MAX_CONNECTIONS", 20000, "most open streams; beyond it new ones get 503; 0 for no cap")
-	num(&c.MaxConnectionsPerIP, "max-connections-per-ip", "MAX_CONNECTIONS_PER_IP", 0, "most open streams of one client address; beyond it new ones get 429; 0 for no cap")
-	boolean(&c.TrustProxy, "trust-proxy", "TRUST_PROXY", "take the client address from X-Forwarded-For (set it only behind a proxy that sets that header)")
-	str(&c.TLSCert, "tls-cert", "TLS_CERT", "", "certificate `file` (PEM) to serve HTTPS and HTTP/2 with; needs --tls-key")
-	str(&c.TLSKey, "tls-key", "TLS_KEY", "", "private key `file` (PEM) for --tls-cert")
-	str(&c.LogFormat, "log-format", "LOG_FORMAT", "text", "log format: text or json")
-	str(&c.LogLevel, "log-level", "LOG_LEVEL", "info", "log level: debug, info, warn or error")
+	fs, specs := flagSet(cmd, c, &allowed)
+	fs.SetOutput(out)
 
 	// Environment first, so that the command line overrides it.
 	var problems []error
@@ -172,6 +129,58 @@ func Load(cmd Command, args []string, getenv func(string) string, out io.Writer)
 		return nil, err
 	}
 	return c, nil
+}
+
+// flagSet defines cmd's flags on a new FlagSet, storing into c (and the
+// raw --allowed-exchanges into allowed), and returns it with each flag's
+// environment variable.
+func flagSet(cmd Command, c *Config, allowed *string) (*flag.FlagSet, []flagSpec) {
+	fs := flag.NewFlagSet("eventsproxy "+string(cmd), flag.ContinueOnError)
+	var specs []flagSpec
+	str := func(p *string, name, env, def, usage string) {
+		fs.StringVar(p, name, def, usage+" (env "+env+")")
+		specs = append(specs, flagSpec{name, env})
+	}
+	dur := func(p *time.Duration, name, env string, def time.Duration, usage string) {
+		fs.DurationVar(p, name, def, usage+" (env "+env+")")
+		specs = append(specs, flagSpec{name, env})
+	}
+	num := func(p *int, name, env string, def int, usage string) {
+		fs.IntVar(p, name, def, usage+" (env "+env+")")
+		specs = append(specs, flagSpec{name, env})
+	}
+	boolean := func(p *bool, name, env string, usage string) {
+		fs.BoolVar(p, name, false, usage+" (env "+env+")")
+		specs = append(specs, flagSpec{name, env})
+	}
+	if cmd == Dev {
+		str(&c.Listen, "listen", "LISTEN", "127.0.0.1:8080", "`address` to serve HTTP on")
+		fs.Float64Var(&c.DevRate, "rate", 3, "messages per second the generator publishes; 0 for none (env DEV_RATE)")
+		specs = append(specs, flagSpec{"rate", "DEV_RATE"})
+	} else {
+		str(&c.Listen, "listen", "LISTEN", ":8080", "`address` to serve HTTP on; PORT alone is honoured too")
+		str(&c.AMQPURL, "amqp-url", "AMQP_URL", "", "broker `URL`, amqp:// or amqps://; built from PULSE_USERNAME, PULSE_PASSWORD, PULSE_HOSTNAME, PULSE_VHOST when unset")
+		str(&c.QueuePrefix, "queue-prefix", "QUEUE_PREFIX", "", "start of the process's queue name (default \"queue/<AMQP user>/eventsproxy/\")")
+		num(&c.QueueMaxLength, "queue-max-length", "QUEUE_MAX_LENGTH", 10000, "most messages waiting in the process's queue; 0 for no cap")
+		num(&c.QueueMaxBytes, "queue-max-bytes", "QUEUE_MAX_BYTES", 64<<20, "most bytes waiting in the process's queue; 0 for no cap")
+	}
+	str(&c.RootURL, "root-url", "TASKCLUSTER_ROOT_URL", "", "public root `URL` of the deployment")
+	dur(&c.PingInterval, "ping-interval", "PING_INTERVAL", 20*time.Second, "time between ping events")
+	dur(&c.WriteTimeout, "write-timeout", "WRITE_TIMEOUT", 30*time.Second, "time a client has to take each write before it is dropped")
+	dur(&c.ShutdownTimeout, "shutdown-timeout", "SHUTDOWN_TIMEOUT", 10*time.Second, "longest drain on SIGTERM")
+	num(&c.MaxBindings, "max-bindings", "MAX_BINDINGS", 64, "most bindings one stream may ask for")
+	num(&c.ClientBuffer, "client-buffer", "CLIENT_BUFFER", 50, "messages buffered per stream before the oldest is dropped")
+	str(allowed, "allowed-exchanges", "ALLOWED_EXCHANGES", "", "comma-separated exchange-name `prefixes`; empty allows all")
+	str(&c.CORSOrigin, "cors-origin", "CORS_ORIGIN", "*", "Access-Control-Allow-Origin of streams")
+	num(&c.MaxConnections, "max-connections", "MAX_CONNECTIONS", 20000, "most open streams; beyond it new ones get 503; 0 for no cap")
+	num(&c.MaxConnectionsPerIP, "max-connections-per-ip", "MAX_CONNECTIONS_PER_IP", 0, "most open streams of one client address; beyond it new ones get 429; 0 for no cap")
+	boolean(&c.TrustProxy, "trust-proxy", "TRUST_PROXY", "take the client address from X-Forwarded-For (set it only behind a proxy that sets that header)")
+	str(&c.TLSCert, "tls-cert", "TLS_CERT", "", "certificate `file` (PEM) to serve HTTPS and HTTP/2 with; needs --tls-key")
+	str(&c.TLSKey, "tls-key", "TLS_KEY", "", "private key `file` (PEM) for --tls-cert")
+	str(&c.LogFormat, "log-format", "LOG_FORMAT", "text", "log format: text or json")
+	str(&c.LogLevel, "log-level", "LOG_LEVEL", "info", "log level: debug, info, warn or error")
+
+	return fs, specs
 }
 
 // pulseURL builds the broker URL from the original service's variables, as
