@@ -117,8 +117,9 @@ func (m *Message) encode() []byte {
 // string. Invalid UTF-8 makes it a string (with replacement characters), so
 // the stream stays valid UTF-8.
 func writePayload(b *bytes.Buffer, body []byte) {
-	if utf8.Valid(body) && json.Valid(body) {
+	if utf8.Valid(body) {
 		n := b.Len()
+		// Compact validates as it goes: one pass over the body.
 		if err := json.Compact(b, body); err == nil {
 			return
 		}
@@ -127,9 +128,50 @@ func writePayload(b *bytes.Buffer, body []byte) {
 	writeJSONString(b, string(body))
 }
 
+// writeJSONString writes s as a JSON string. Control characters are
+// escaped, so the result never holds a raw newline; invalid UTF-8 becomes
+// U+FFFD, as encoding/json does.
 func writeJSONString(b *bytes.Buffer, s string) {
-	// json.Marshal of a string cannot fail; it escapes control characters,
-	// so the result never holds a raw newline.
-	out, _ := json.Marshal(s)
-	b.Write(out)
+	const hex = "0123456789abcdef"
+	b.WriteByte('"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' && c < utf8.RuneSelf {
+			i++
+			continue
+		}
+		if c < utf8.RuneSelf {
+			b.WriteString(s[start:i])
+			switch c {
+			case '"', '\\':
+				b.WriteByte('\\')
+				b.WriteByte(c)
+			case '\n':
+				b.WriteString(`\n`)
+			case '\r':
+				b.WriteString(`\r`)
+			case '\t':
+				b.WriteString(`\t`)
+			default:
+				b.WriteString(`\u00`)
+				b.WriteByte(hex[c>>4])
+				b.WriteByte(hex[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b.WriteString(s[start:i])
+			b.WriteString(`\ufffd`)
+			i++
+			start = i
+			continue
+		}
+		i += size
+	}
+	b.WriteString(s[start:])
+	b.WriteByte('"')
 }

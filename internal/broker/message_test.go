@@ -1,0 +1,76 @@
+package broker
+
+import (
+	"bytes"
+	"encoding/json"
+	"testing"
+	"unicode/utf8"
+)
+
+func TestMessageData(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name string
+		m    Message
+		want string
+	}{
+		{"json body compacted", Message{Exchange: "e", RoutingKey: "k", Body: []byte("{\n  \"a\": [1, 2],\n  \"s\": \"x\\ny\"\n}")},
+			`{"exchange":"e","routingKey":"k","redelivered":false,"routes":[],"payload":{"a":[1,2],"s":"x\ny"}}`},
+		{"routes from CC", Message{Exchange: "e", RoutingKey: "k", CC: []string{"route.a.b", "other", "route."}, Redelivered: true, Body: []byte(`1`)},
+			`{"exchange":"e","routingKey":"k","redelivered":true,"routes":["a.b",""],"payload":1}`},
+		{"text body", Message{Exchange: "e", RoutingKey: "k", Body: []byte("line 1\nevent: ready\n\"quoted\" \\ \t\x01")},
+			`{"exchange":"e","routingKey":"k","redelivered":false,"routes":[],"payload":"line 1\nevent: ready\n\"quoted\" \\ \t\u0001"}`},
+		{"invalid UTF-8", Message{Exchange: "e\xff", RoutingKey: "k", Body: []byte("a\xffb")},
+			`{"exchange":"e\ufffd","routingKey":"k","redelivered":false,"routes":[],"payload":"a\ufffdb"}`},
+		{"JSON with invalid UTF-8 in a string", Message{Exchange: "e", RoutingKey: "k", Body: []byte("\"a\xff\"")},
+			`{"exchange":"e","routingKey":"k","redelivered":false,"routes":[],"payload":"\"a\ufffd\""}`},
+		{"empty body", Message{Exchange: "e", RoutingKey: "", Body: nil},
+			`{"exchange":"e","routingKey":"","redelivered":false,"routes":[],"payload":""}`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			if got := string(tc.m.Data()); got != tc.want {
+				t.Fatalf("got  %s\nwant %s", got, tc.want)
+			}
+		})
+	}
+}
+
+// FuzzMessageData checks that the data of any message is one line of
+// valid JSON whose strings say what the message said.
+func FuzzMessageData(f *testing.F) {
+	f.Add("exchange/x", "a.b", "route.x", []byte(`{"a":1}`))
+	f.Add("e", "", "", []byte("text\n\x00\xff"))
+	f.Add("\u2028", "\x7f", "route.\"", []byte(` [ 1 , "\u2028" ] `))
+	f.Fuzz(func(t *testing.T, exchange, key, cc string, body []byte) {
+		m := &Message{Exchange: exchange, RoutingKey: key, CC: []string{cc}, Body: body}
+		data := m.Data()
+		if bytes.ContainsAny(data, "\r\n") || !utf8.Valid(data) {
+			t.Fatalf("data %q is not one line of UTF-8", data)
+		}
+		var got struct {
+			Exchange, RoutingKey string
+			Routes               []string
+			Payload              json.RawMessage
+		}
+		if err := json.Unmarshal(data, &got); err != nil {
+			t.Fatalf("data %q: %v", data, err)
+		}
+		if utf8.ValidString(exchange) && got.Exchange != exchange || utf8.ValidString(key) && got.RoutingKey != key {
+			t.Fatalf("exchange/key %q %q came back as %q %q", exchange, key, got.Exchange, got.RoutingKey)
+		}
+		if json.Valid(body) && utf8.Valid(body) {
+			var want bytes.Buffer
+			_ = json.Compact(&want, body)
+			if !bytes.Equal(got.Payload, want.Bytes()) {
+				t.Fatalf("JSON payload %q came back as %q", body, got.Payload)
+			}
+		} else if utf8.Valid(body) {
+			var s string
+			if err := json.Unmarshal(got.Payload, &s); err != nil || s != string(body) {
+				t.Fatalf("text payload %q came back as %q (%v)", body, got.Payload, err)
+			}
+		}
+	})
+}
