@@ -11,20 +11,20 @@ func TestMessageData(t *testing.T) {
 	t.Parallel()
 	cases := []struct {
 		name string
-		m    Message
+		m    *Message
 		want string
 	}{
-		{"json body compacted", Message{Exchange: "e", RoutingKey: "k", Body: []byte("{\n  \"a\": [1, 2],\n  \"s\": \"x\\ny\"\n}")},
+		{"json body compacted", &Message{Exchange: "e", RoutingKey: "k", Body: []byte("{\n  \"a\": [1, 2],\n  \"s\": \"x\\ny\"\n}")},
 			`{"exchange":"e","routingKey":"k","redelivered":false,"routes":[],"payload":{"a":[1,2],"s":"x\ny"}}`},
-		{"routes from CC", Message{Exchange: "e", RoutingKey: "k", CC: []string{"route.a.b", "other", "route."}, Redelivered: true, Body: []byte(`1`)},
+		{"routes from CC", &Message{Exchange: "e", RoutingKey: "k", CC: []string{"route.a.b", "other", "route."}, Redelivered: true, Body: []byte(`1`)},
 			`{"exchange":"e","routingKey":"k","redelivered":true,"routes":["a.b",""],"payload":1}`},
-		{"text body", Message{Exchange: "e", RoutingKey: "k", Body: []byte("line 1\nevent: ready\n\"quoted\" \\ \t\x01")},
+		{"text body", &Message{Exchange: "e", RoutingKey: "k", Body: []byte("line 1\nevent: ready\n\"quoted\" \\ \t\x01")},
 			`{"exchange":"e","routingKey":"k","redelivered":false,"routes":[],"payload":"line 1\nevent: ready\n\"quoted\" \\ \t\u0001"}`},
-		{"invalid UTF-8", Message{Exchange: "e\xff", RoutingKey: "k", Body: []byte("a\xffb")},
+		{"invalid UTF-8", &Message{Exchange: "e\xff", RoutingKey: "k", Body: []byte("a\xffb")},
 			`{"exchange":"e\ufffd","routingKey":"k","redelivered":false,"routes":[],"payload":"a\ufffdb"}`},
-		{"JSON with invalid UTF-8 in a string", Message{Exchange: "e", RoutingKey: "k", Body: []byte("\"a\xff\"")},
+		{"JSON with invalid UTF-8 in a string", &Message{Exchange: "e", RoutingKey: "k", Body: []byte("\"a\xff\"")},
 			`{"exchange":"e","routingKey":"k","redelivered":false,"routes":[],"payload":"\"a\ufffd\""}`},
-		{"empty body", Message{Exchange: "e", RoutingKey: "", Body: nil},
+		{"empty body", &Message{Exchange: "e", RoutingKey: "", Body: nil},
 			`{"exchange":"e","routingKey":"","redelivered":false,"routes":[],"payload":""}`},
 	}
 	for _, tc := range cases {

@@ -49,10 +49,11 @@ type session struct {
 	metrics *metrics.Metrics
 
 	mu    sync.RWMutex
-	index map[string]map[string]*keyState // exchange → pattern → state
-	bound int                             // keys bound on the broker
-	work  []*keyState                     // keys that may need a bind or unbind
-	idle  []chan struct{}                 // closed when the worker runs out of work
+	keys  map[bindKey]*keyState             // every key in use or bound
+	tries map[string]*topic.Trie[*keyState] // exchange → its keys, for routing
+	bound int                               // keys bound on the broker
+	work  []*keyState                       // keys that may need a bind or unbind
+	idle  []chan struct{}                   // closed when the worker runs out of work
 
 	wake chan struct{} // one slot: the worker has pending work to look at
 	done chan struct{} // closed when the session ends
@@ -61,10 +62,11 @@ type session struct {
 	errMu sync.Mutex
 	err   error
 
-	// Router only: the sequence number of the current message, and a
-	// scratch slice for its CC keys.
-	seq    uint64
-	ccKeys []topic.Key
+	// Router only: the sequence number of the current message, the
+	// message, and the visitor that pushes it (a method value made once).
+	seq   uint64
+	msg   *Message
+	visit func(*keyState)
 }
 
 // startSession starts the router and the worker on conn. The caller must
@@ -75,10 +77,12 @@ func startSession(conn Conn, bufSize int, m *metrics.Metrics, log *slog.Logger) 
 		conn:    conn,
 		bufSize: bufSize,
 		metrics: m,
-		index:   make(map[string]map[string]*keyState),
+		keys:    make(map[bindKey]*keyState),
+		tries:   make(map[string]*topic.Trie[*keyState]),
 		wake:    make(chan struct{}, 1),
 		done:    make(chan struct{}),
 	}
+	s.visit = s.push
 	s.wg.Add(2)
 	go func() {
 		defer s.wg.Done()
@@ -156,15 +160,16 @@ func (s *session) subscribe(ctx context.Context, bs []binding.Binding) (*Subscri
 	}
 	for i, b := range bs {
 		k := bindKey{b.Exchange, b.RoutingKeyPattern}
-		byPattern := s.index[k.exchange]
-		if byPattern == nil {
-			byPattern = make(map[string]*keyState)
-			s.index[k.exchange] = byPattern
-		}
-		ks := byPattern[k.pattern]
+		ks := s.keys[k]
 		if ks == nil {
 			ks = &keyState{key: k, pattern: patterns[i], subs: make(map[*Subscription]struct{})}
-			byPattern[k.pattern] = ks
+			s.keys[k] = ks
+			trie := s.tries[k.exchange]
+			if trie == nil {
+				trie = &topic.Trie[*keyState]{}
+				s.tries[k.exchange] = trie
+			}
+			trie.Insert(ks.pattern, ks)
 		}
 		ks.subs[sub] = struct{}{}
 		sub.keys = append(sub.keys, ks)
@@ -226,13 +231,14 @@ func (s *session) enqueueLocked(ks *keyState) {
 }
 
 func (s *session) deleteLocked(ks *keyState) {
-	byPattern := s.index[ks.key.exchange]
-	if byPattern[ks.key.pattern] != ks {
+	if s.keys[ks.key] != ks {
 		return
 	}
-	delete(byPattern, ks.key.pattern)
-	if len(byPattern) == 0 {
-		delete(s.index, ks.key.exchange)
+	delete(s.keys, ks.key)
+	trie := s.tries[ks.key.exchange]
+	trie.Delete(ks.pattern)
+	if trie.Len() == 0 {
+		delete(s.tries, ks.key.exchange)
 	}
 }
 
@@ -377,40 +383,28 @@ func (s *session) settle(ks *keyState, bind bool, err error) {
 func (s *session) route(m *Message) {
 	s.metrics.MessagesReceived.Inc()
 	s.seq++
-	seq := s.seq
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	byPattern := s.index[m.Exchange]
-	if len(byPattern) == 0 {
+	trie := s.tries[m.Exchange]
+	if trie == nil {
 		return
 	}
-	rk := topic.SplitKey(m.RoutingKey)
-	cc := s.ccKeys[:0]
+	s.msg = m
+	trie.Match(topic.SplitKey(m.RoutingKey), s.visit)
 	for _, k := range m.CC {
-		cc = append(cc, topic.SplitKey(k))
+		trie.Match(topic.SplitKey(k), s.visit)
 	}
-	s.ccKeys = cc
-	for _, ks := range byPattern {
-		if !matchAny(ks.pattern, rk, cc) {
-			continue
-		}
-		for sub := range ks.subs {
-			if sub.seq != seq {
-				sub.seq = seq
-				sub.push(m)
-			}
-		}
-	}
+	s.msg = nil
 }
 
-func matchAny(p *topic.Pattern, rk topic.Key, cc []topic.Key) bool {
-	if p.Match(rk) {
-		return true
-	}
-	for _, k := range cc {
-		if p.Match(k) {
-			return true
+// push gives the current message to the subscriptions of ks that do not
+// have it yet: a message that matches several bindings, or several keys,
+// of one subscription reaches it once. Only the router calls it.
+func (s *session) push(ks *keyState) {
+	for sub := range ks.subs {
+		if sub.seq != s.seq {
+			sub.seq = s.seq
+			sub.push(s.msg)
 		}
 	}
-	return false
 }
