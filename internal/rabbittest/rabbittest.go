@@ -212,3 +212,78 @@ func getJSON(tb testing.TB, path string, v any) {
 func (b Binding) String() string {
 	return fmt.Sprintf("%s -[%s]-> %s", b.Source, b.RoutingKey, b.Destination)
 }
+
+// Connection is a client connection as the management API lists it.
+type Connection struct {
+	// Name is the broker's name for the connection ("host:port -> host:port").
+	Name             string `json:"name"`
+	ClientProperties struct {
+		// ConnectionName is the name the client gave itself.
+		ConnectionName string `json:"connection_name"`
+	} `json:"client_properties"`
+}
+
+// Connections returns the client connections that the management API lists.
+// It lists a new connection only after a few seconds (its statistics
+// interval).
+func Connections(tb testing.TB) []Connection {
+	tb.Helper()
+	var out []Connection
+	getJSON(tb, "/api/connections?columns=name,client_properties", &out)
+	return out
+}
+
+// CloseConnection closes every connection whose client-given name is
+// connectionName through the management API, as a broker outage would. It
+// waits up to within for the API to list such a connection, and fails the
+// test when none shows up.
+func CloseConnection(tb testing.TB, connectionName string, within time.Duration) {
+	tb.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		var names []string
+		for _, c := range Connections(tb) {
+			if c.ClientProperties.ConnectionName == connectionName {
+				names = append(names, c.Name)
+			}
+		}
+		if len(names) > 0 {
+			for _, name := range names {
+				deleteConnection(tb, name)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("no connection named %q listed by the management API within %v", connectionName, within)
+		}
+		time.Sleep(100 * time.Millisecond) // the API offers nothing to wait on
+	}
+}
+
+// deleteConnection closes the connection the broker names name. One that is
+// gone already is not an error.
+func deleteConnection(tb testing.TB, name string) {
+	tb.Helper()
+	u, err := url.Parse(ManagementURL())
+	if err != nil {
+		tb.Fatalf("management URL: %v", err)
+	}
+	path := "/api/connections/" + url.PathEscape(name)
+	req, err := http.NewRequest(http.MethodDelete, u.Scheme+"://"+u.Host+path, nil)
+	if err != nil {
+		tb.Fatalf("management request: %v", err)
+	}
+	if u.User != nil {
+		pw, _ := u.User.Password()
+		req.SetBasicAuth(u.User.Username(), pw)
+	}
+	req.Header.Set("X-Reason", "eventsproxy test: simulated outage")
+	resp, err := mgmtClient.Do(req)
+	if err != nil {
+		tb.Fatalf("RabbitMQ's management API is required (rabbitmq-plugins enable rabbitmq_management): %v", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent && resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusNotFound {
+		tb.Fatalf("DELETE %s: %s", path, resp.Status)
+	}
+}

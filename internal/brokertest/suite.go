@@ -1,0 +1,317 @@
+package brokertest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"eventsproxy/internal/binding"
+	"eventsproxy/internal/broker"
+)
+
+// Run runs the conformance suite against the implementation h adapts.
+// Its tests run in parallel with each other, except the one that
+// disconnects, which runs alone after them.
+func Run(t *testing.T, h Harness) {
+	t.Helper()
+	if h.Dialer == nil || h.NewExchange == nil || h.MissingExchange == nil || h.Publish == nil ||
+		h.Reference == nil || h.QueueBindings == nil || h.Disconnect == nil {
+		t.Fatal("brokertest: every function of the Harness must be set")
+	}
+	// The group returns once its parallel tests are done.
+	t.Run("Isolated", func(t *testing.T) {
+		t.Run("RoutingAgreesWithReference", func(t *testing.T) {
+			t.Parallel()
+			testRouting(t, h)
+		})
+		t.Run("BindingsFollowSubscriptions", func(t *testing.T) {
+			t.Parallel()
+			testBindingsFollowSubscriptions(t, h)
+		})
+		t.Run("MissingExchange", func(t *testing.T) {
+			t.Parallel()
+			testMissingExchange(t, h)
+		})
+		t.Run("ChurnNeverMissesAfterReady", func(t *testing.T) {
+			t.Parallel()
+			testChurn(t, h)
+		})
+	})
+	t.Run("ConnectionLost", func(t *testing.T) { testConnectionLost(t, h) })
+}
+
+// randomPattern returns a pattern of 0 to 4 words from a small alphabet with
+// wildcards, so that patterns and keys collide often.
+func randomPattern(r *rand.Rand) string {
+	return randomWords(r, []string{"a", "b", "c", "", "*", "#", "*", "#"})
+}
+
+// randomKey returns a routing key of 0 to 4 words from the alphabet of
+// randomPattern, without wildcards.
+func randomKey(r *rand.Rand) string {
+	return randomWords(r, []string{"a", "b", "c", ""})
+}
+
+func randomWords(r *rand.Rand, words []string) string {
+	ws := make([]string, r.IntN(5))
+	for i := range ws {
+		ws[i] = words[r.IntN(len(words))]
+	}
+	return strings.Join(ws, ".")
+}
+
+// testRouting checks that every subscription receives exactly what a plain
+// queue bound with the same patterns receives, in the same order, across
+// exchanges and CC keys.
+func testRouting(t *testing.T, h Harness) {
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	r := rand.New(rand.NewPCG(seed, 42))
+
+	b := startBroker(t, h, broker.Config{ClientBuffer: 100000})
+	exchanges := []string{h.NewExchange(t), h.NewExchange(t), h.NewExchange(t)}
+	end := h.NewExchange(t)
+
+	const clients = 16
+	type client struct {
+		bindings []binding.Binding
+		read     func() [][]byte
+		sub      *broker.Subscription
+	}
+	cs := make([]*client, clients)
+	for i := range cs {
+		c := &client{}
+		seen := map[binding.Binding]bool{}
+		for range 1 + r.IntN(4) {
+			bd := binding.Binding{Exchange: exchanges[r.IntN(len(exchanges))], RoutingKeyPattern: randomPattern(r)}
+			if !seen[bd] {
+				seen[bd] = true
+				c.bindings = append(c.bindings, bd)
+			}
+		}
+		c.bindings = append(c.bindings, binding.Binding{Exchange: end, RoutingKeyPattern: "end"})
+		c.read = h.Reference(t, c.bindings)
+		c.sub = subscribe(t, b, c.bindings...)
+		cs[i] = c
+	}
+
+	const messages = 400
+	for n := range messages {
+		var cc []string
+		for range r.IntN(3) {
+			cc = append(cc, randomKey(r))
+		}
+		h.Publish(t, exchanges[r.IntN(len(exchanges))], randomKey(r), cc, numberBody(t, n))
+	}
+	h.Publish(t, end, "end", nil, endBody)
+
+	for i, c := range cs {
+		want := numbers(t, c.read())
+		got, dropped := takeUntilEnd(t, c.sub)
+		if dropped != 0 {
+			t.Errorf("client %d dropped %d", i, dropped)
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("client %d with bindings %q:\n got %v\nwant %v", i, c.bindings, got, want)
+		}
+	}
+}
+
+// patterns returns the sorted patterns of bs, failing t for a binding
+// that is not on exchange.
+func patterns(t *testing.T, bs []binding.Binding, exchange string) []string {
+	t.Helper()
+	var ps []string
+	for _, bd := range bs {
+		if bd.Exchange != exchange {
+			t.Errorf("unexpected binding %v", bd)
+		}
+		ps = append(ps, bd.RoutingKeyPattern)
+	}
+	slices.Sort(ps)
+	return ps
+}
+
+// testBindingsFollowSubscriptions checks that a broker binding exists while
+// some subscription needs it and goes with its last user.
+func testBindingsFollowSubscriptions(t *testing.T, h Harness) {
+	b := startBroker(t, h, broker.Config{})
+	ex := h.NewExchange(t)
+	queue := b.QueueName()
+	bound := func() []string { return patterns(t, h.QueueBindings(t, queue), ex) }
+
+	ctx := context.Background()
+	a, err := b.Subscribe(ctx, []binding.Binding{{Exchange: ex, RoutingKeyPattern: "a.#"}, {Exchange: ex, RoutingKeyPattern: "shared"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(a.Close)
+	c, err := b.Subscribe(ctx, []binding.Binding{{Exchange: ex, RoutingKeyPattern: "shared"}, {Exchange: ex, RoutingKeyPattern: "*.c"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	if got, want := bound(), []string{"*.c", "a.#", "shared"}; !slices.Equal(got, want) {
+		t.Fatalf("bindings with two subscriptions: got %q, want %q", got, want)
+	}
+	a.Close()
+	a.Close() // idempotent
+	syncBroker(t, b)
+	if got, want := bound(), []string{"*.c", "shared"}; !slices.Equal(got, want) {
+		t.Fatalf("bindings after the first closed: got %q, want %q", got, want)
+	}
+	// The shared binding still serves the other subscription; "a.x"
+	// matched only the closed one's bindings.
+	h.Publish(t, ex, "a.x", nil, numberBody(t, 0))
+	h.Publish(t, ex, "shared", nil, numberBody(t, 1))
+	h.Publish(t, ex, "end.c", nil, endBody)
+	got, _ := takeUntilEnd(t, c)
+	if !slices.Equal(got, []int{1}) {
+		t.Fatalf("second subscription got %v, want [1]", got)
+	}
+	c.Close()
+	syncBroker(t, b)
+	if got := bound(); len(got) != 0 {
+		t.Fatalf("bindings after all closed: %q", got)
+	}
+}
+
+// testMissingExchange checks that a refused bind fails only the
+// subscription that asked, and that everything else goes on.
+func testMissingExchange(t *testing.T, h Harness) {
+	b := startBroker(t, h, broker.Config{})
+	ex := h.NewExchange(t)
+	missing := h.MissingExchange(t)
+
+	ok := subscribe(t, b, binding.Binding{Exchange: ex, RoutingKeyPattern: "#"})
+	for i := range 3 {
+		_, err := b.Subscribe(context.Background(), []binding.Binding{
+			{Exchange: ex, RoutingKeyPattern: fmt.Sprintf("only.mine.%d", i)},
+			{Exchange: missing, RoutingKeyPattern: "#"},
+		})
+		var berr *broker.BindError
+		if !errors.As(err, &berr) || !errors.Is(err, broker.ErrExchangeNotFound) || berr.Binding.Exchange != missing {
+			t.Fatalf("subscribe with a missing exchange: got %v, want BindError for %q with ErrExchangeNotFound", err, missing)
+		}
+		h.Publish(t, ex, "k", nil, numberBody(t, i))
+	}
+	h.Publish(t, ex, "k", nil, endBody)
+	got, dropped := takeUntilEnd(t, ok)
+	if !slices.Equal(got, []int{0, 1, 2}) || dropped != 0 {
+		t.Fatalf("the other subscription got %v (dropped %d), want [0 1 2]", got, dropped)
+	}
+	if !b.Connected() {
+		t.Fatal("broker connection went down after a refused bind")
+	}
+	// New subscriptions are served after the refusal, and the failed
+	// subscriptions' valid bindings are gone.
+	later := subscribe(t, b, binding.Binding{Exchange: ex, RoutingKeyPattern: "later"})
+	syncBroker(t, b)
+	if got, want := patterns(t, h.QueueBindings(t, b.QueueName()), ex), []string{"#", "later"}; !slices.Equal(got, want) {
+		t.Fatalf("bindings: got %q, want %q", got, want)
+	}
+	h.Publish(t, ex, "later", nil, endBody)
+	if got, _ := takeUntilEnd(t, later); len(got) != 0 {
+		t.Fatalf("later subscription got %v", got)
+	}
+}
+
+// testChurn subscribes and closes the same few keys from many tests at
+// once, so that binds and unbinds of one key race; each subscription must
+// get a message published right after it is ready, and no binding may
+// remain once all are closed.
+func testChurn(t *testing.T, h Harness) {
+	b := startBroker(t, h, broker.Config{})
+	ex := h.NewExchange(t)
+
+	const workers, rounds = 16, 40
+	// The group returns once every worker is done.
+	t.Run("workers", func(t *testing.T) {
+		for w := range workers {
+			t.Run(fmt.Sprint(w), func(t *testing.T) {
+				t.Parallel()
+				for i := range rounds {
+					key := fmt.Sprintf("k%d", (w+i)%3)
+					sub, err := b.Subscribe(context.Background(), []binding.Binding{{Exchange: ex, RoutingKeyPattern: key}})
+					if err != nil {
+						t.Fatalf("round %d key %s: subscribe: %v", i, key, err)
+					}
+					tag := fmt.Sprintf("%d-%d", w, i)
+					h.Publish(t, ex, key, nil, []byte(tag))
+					err = waitForBody(sub, tag)
+					sub.Close()
+					if err != nil {
+						t.Fatalf("round %d key %s: %v", i, key, err)
+					}
+				}
+			})
+		}
+	})
+	syncBroker(t, b)
+	if bs := h.QueueBindings(t, b.QueueName()); len(bs) != 0 {
+		t.Fatalf("bindings left after churn: %v", bs)
+	}
+}
+
+// waitForBody waits until sub gets a message with body; other messages
+// (published by other workers on the same key) are skipped.
+func waitForBody(sub *broker.Subscription, body string) error {
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	var msgs []*broker.Message
+	for {
+		select {
+		case <-sub.Notify():
+		case <-sub.Done():
+			return sub.Err()
+		case <-timer.C:
+			return fmt.Errorf("message %q not received within %v", body, timeout)
+		}
+		msgs, _ = sub.Take(msgs[:0])
+		for _, m := range msgs {
+			if string(m.Body) == body {
+				return nil
+			}
+		}
+	}
+}
+
+// testConnectionLost checks that a lost connection ends its subscriptions
+// with ErrConnectionLost, and that once the Broker has reconnected a new
+// subscription is served, on a new queue.
+func testConnectionLost(t *testing.T, h Harness) {
+	b := startBroker(t, h, broker.Config{MinBackoff: 50 * time.Millisecond, MaxBackoff: time.Second})
+	ex := h.NewExchange(t)
+	before := subscribe(t, b, binding.Binding{Exchange: ex, RoutingKeyPattern: "#"})
+	queue := b.QueueName()
+
+	h.Disconnect(t, b)
+	// Outages through RabbitMQ's management API take a few seconds to
+	// find the connection.
+	const outage = 30 * time.Second
+	select {
+	case <-before.Done():
+	case <-time.After(outage):
+		t.Fatalf("subscription not done within %v of the disconnection", outage)
+	}
+	if err := before.Err(); !errors.Is(err, broker.ErrConnectionLost) {
+		t.Fatalf("subscription ended with %v, want ErrConnectionLost", err)
+	}
+	before.Close()
+
+	WaitFor(t, outage, "broker reconnected", b.Connected)
+	if q := b.QueueName(); q == "" || q == queue {
+		t.Fatalf("queue after reconnecting: %q, want a new one (was %q)", q, queue)
+	}
+	after := subscribe(t, b, binding.Binding{Exchange: ex, RoutingKeyPattern: "#"})
+	h.Publish(t, ex, "k", nil, numberBody(t, 1))
+	h.Publish(t, ex, "k", nil, endBody)
+	if got, dropped := takeUntilEnd(t, after); !slices.Equal(got, []int{1}) || dropped != 0 {
+		t.Fatalf("subscription after reconnecting got %v (dropped %d), want [1]", got, dropped)
+	}
+}
