@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 
@@ -82,7 +83,7 @@ func Run(ctx context.Context, cfg *config.Config, d broker.Dialer, ln net.Listen
 		}
 		serveErr <- srv.Serve(ln)
 	}()
-	url := scheme + "://" + ln.Addr().String()
+	url := scheme + "://" + displayAddr(ln.Addr())
 	log.Info("listening", "addr", ln.Addr().String(), "url", url, "root_url", cfg.RootURL, "broker", d.String())
 	if ready != nil {
 		ready(url)
@@ -119,4 +120,14 @@ func NewLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// displayAddr returns addr as a person can open it: an unspecified host
+// (":8080", "[::]:8080") becomes localhost.
+func displayAddr(addr net.Addr) string {
+	tcp, ok := addr.(*net.TCPAddr)
+	if !ok || !tcp.IP.IsUnspecified() {
+		return addr.String()
+	}
+	return net.JoinHostPort("localhost", strconv.Itoa(tcp.Port))
 }
