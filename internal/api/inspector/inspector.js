@@ -1,0 +1,700 @@
+// inspector.js: the inspector page. A person lists bindings (exchange and
+// routing-key pattern), connects an EventSource to this server's connect
+// endpoint and watches the messages arrive.
+//
+// What arrives is untrusted: it reaches the DOM as text only. Messages are
+// queued as they come and put on the page once per animation frame, newest
+// first; the page keeps the newest MAX_KEPT of them, so that it stays
+// responsive however fast they come.
+
+import { jsonTree, preview, setAllOpen } from './jsonview.js';
+import { bindingsFromQuery, queryWithBindings } from './shareurl.js';
+
+// MAX_KEPT is how many messages the page keeps (and shows, unfiltered).
+const MAX_KEPT = 1000;
+// CONNECT_PATH is the stream endpoint, relative to the page.
+const CONNECT_PATH = 'api/events/v1/connect/';
+// EXAMPLE fills the bindings of a page opened without any.
+const EXAMPLE = { exchange: 'exchange/taskcluster-queue/v1/task-completed', routingKeyPattern: '#' };
+
+// STATES are the connection's states: what the page says, and a hint.
+const STATES = {
+  idle: ['Not connected', 'Enter bindings and connect.'],
+  connecting: ['Connecting…', 'Waiting for the server to put every binding in place.'],
+  ready: ['Ready', 'Every binding is in place: nothing published from now on is missed.'],
+  closed: ['Closed', 'The stream is closed; connect to open a new one.'],
+  error: ['Error', 'The connection failed; connect to try again.'],
+};
+
+const $ = (id) => document.getElementById(id);
+const ui = {
+  state: $('state'),
+  stateText: $('state-text'),
+  ping: $('ping'),
+  banner: $('banner'),
+  bannerTitle: $('banner-title'),
+  bannerText: $('banner-text'),
+  bannerClose: $('banner-close'),
+  form: $('bindings-form'),
+  rows: $('bindings'),
+  rowTemplate: $('binding-row'),
+  add: $('add-binding'),
+  fold: $('fold'),
+  summary: $('bindings-summary'),
+  connect: $('connect'),
+  disconnect: $('disconnect'),
+  stale: $('stale'),
+  pause: $('pause'),
+  pauseLabel: $('pause-label'),
+  badge: $('new-badge'),
+  filter: $('filter'),
+  received: $('count-received'),
+  receivedUnit: $('count-received-unit'),
+  pausedNote: $('paused-note'),
+  dropped: $('count-dropped'),
+  droppedWrap: $('dropped-wrap'),
+  shown: $('count-shown'),
+  clear: $('clear'),
+  download: $('download'),
+  list: $('messages'),
+  empty: $('empty'),
+};
+
+// conn is the connection: at most one EventSource at a time.
+const conn = {
+  es: null,
+  status: 'idle',
+  key: '', // the bindings it was opened with, as JSON
+  since: null, // when status last changed
+  lastPing: 0, // Date.now() at the last ping, 0 before the first
+  pingTime: '', // the server's time in that ping
+};
+
+// view is what the page holds of the messages.
+const view = {
+  seq: 0,
+  kept: [], // oldest first, at most MAX_KEPT; those matching the filter are in the list
+  incoming: [], // received, not yet on the page (waiting for a frame, or paused)
+  unseen: 0, // received while paused
+  received: 0,
+  dropped: 0,
+  paused: false,
+  terms: [], // the filter's words, lower case
+  frame: 0,
+};
+
+// rowMessage maps a row of the list to its message.
+const rowMessage = new WeakMap();
+
+function el(tag, className, text) {
+  const e = document.createElement(tag);
+  if (className) e.className = className;
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+
+const number = new Intl.NumberFormat();
+
+// ---- Bindings ----------------------------------------------------------
+
+function addRow(b = { exchange: '', routingKeyPattern: '' }) {
+  const li = ui.rowTemplate.content.firstElementChild.cloneNode(true);
+  li.querySelector('.exchange').value = b.exchange;
+  li.querySelector('.pattern').value = b.routingKeyPattern;
+  ui.rows.append(li);
+  renumberRows();
+  return li;
+}
+
+function renumberRows() {
+  const rows = [...ui.rows.children];
+  rows.forEach((li, i) => {
+    const n = i + 1;
+    li.querySelector('.exchange').setAttribute('aria-label', `Exchange of binding ${n}`);
+    li.querySelector('.pattern').setAttribute('aria-label', `Routing-key pattern of binding ${n}`);
+    const remove = li.querySelector('.remove');
+    remove.setAttribute('aria-label', `Remove binding ${n}`);
+    remove.title = `Remove binding ${n}`;
+    remove.disabled = rows.length === 1;
+  });
+}
+
+// formBindings returns the bindings of the form, trimmed, leaving out the
+// rows that are entirely empty.
+function formBindings() {
+  const bindings = [];
+  for (const li of ui.rows.children) {
+    const exchange = li.querySelector('.exchange').value.trim();
+    const routingKeyPattern = li.querySelector('.pattern').value.trim();
+    if (exchange || routingKeyPattern) bindings.push({ exchange, routingKeyPattern });
+  }
+  return bindings;
+}
+
+ui.add.addEventListener('click', () => {
+  addRow().querySelector('.exchange').focus();
+  bindingsEdited();
+});
+
+ui.rows.addEventListener('click', (e) => {
+  const remove = e.target.closest('.remove');
+  if (!remove || ui.rows.children.length === 1) return;
+  const li = remove.closest('li');
+  const next = li.nextElementSibling ?? li.previousElementSibling;
+  li.remove();
+  renumberRows();
+  (next?.querySelector('.remove:not(:disabled)') ?? next?.querySelector('.exchange') ?? ui.add).focus();
+  bindingsEdited(true);
+});
+
+// The fold button hides the rows behind a one-line summary, to leave the
+// room to the messages.
+ui.fold.addEventListener('click', () => {
+  const folded = ui.fold.getAttribute('aria-expanded') === 'true';
+  ui.fold.setAttribute('aria-expanded', String(!folded));
+  ui.form.classList.toggle('folded', folded);
+  renderSummary();
+});
+
+function renderSummary() {
+  const bs = formBindings();
+  const list = bs.map((b) => `${b.exchange.slice(b.exchange.lastIndexOf('/') + 1)} ${b.routingKeyPattern}`).join(' · ');
+  ui.summary.textContent = `${bs.length} ${bs.length === 1 ? 'binding' : 'bindings'}${list ? ': ' + list : ''}`;
+  ui.summary.title = bs.map((b) => `${b.exchange} ${b.routingKeyPattern}`).join('\n');
+}
+
+let urlTimer = 0;
+
+// bindingsEdited brings the address and the controls up to date after an
+// edit; the address follows at once or, while someone types, a moment later.
+function bindingsEdited(now = false) {
+  clearTimeout(urlTimer);
+  if (now) syncURL();
+  else urlTimer = setTimeout(syncURL, 300);
+  renderControls();
+}
+
+ui.rows.addEventListener('input', () => bindingsEdited());
+ui.rows.addEventListener('change', () => bindingsEdited(true));
+
+// syncURL puts the bindings, and whether the page is connected, in the
+// page's address, for sharing and reloading.
+function syncURL() {
+  clearTimeout(urlTimer);
+  const connected = conn.status === 'connecting' || conn.status === 'ready';
+  const query = queryWithBindings(location.search, formBindings(), connected);
+  if (query !== location.search) {
+    history.replaceState(history.state, '', location.pathname + query + location.hash);
+  }
+}
+
+// ---- Connection --------------------------------------------------------
+
+ui.form.addEventListener('submit', (e) => {
+  e.preventDefault();
+  connect();
+});
+
+ui.disconnect.addEventListener('click', () => {
+  closeStream('closed');
+  hideBanner();
+  ui.connect.focus();
+});
+
+function connect() {
+  const bindings = formBindings();
+  if (bindings.length === 0) {
+    showBanner('Nothing to connect to', 'Enter an exchange and a routing-key pattern first.');
+    ui.rows.querySelector('.exchange').focus();
+    return;
+  }
+  closeStream(null);
+  hideBanner();
+  const url = new URL(CONNECT_PATH, document.baseURI);
+  url.searchParams.set('bindings', JSON.stringify({ bindings }));
+  const es = new EventSource(url);
+  conn.es = es;
+  conn.key = JSON.stringify(bindings);
+  // Events of an EventSource that the page has since replaced are ignored.
+  const on = (kind, handle) => es.addEventListener(kind, (e) => {
+    if (conn.es === es) handle(e);
+  });
+  on('ready', () => setStatus('ready'));
+  on('message', receive);
+  on('ping', ping);
+  on('overflow', overflow);
+  on('error', failed);
+  setStatus('connecting');
+  syncURL();
+}
+
+// closeStream closes the EventSource, if any, and sets status unless it is null.
+function closeStream(status) {
+  if (conn.es) {
+    conn.es.close();
+    conn.es = null;
+  }
+  conn.lastPing = 0;
+  if (status) {
+    setStatus(status);
+    syncURL();
+  }
+}
+
+function setStatus(status) {
+  conn.status = status;
+  conn.since = new Date();
+  const [text, hint] = STATES[status];
+  ui.state.dataset.state = status;
+  ui.stateText.textContent = text;
+  ui.state.title = `${hint} (since ${conn.since.toLocaleTimeString()})`;
+  renderPing();
+  renderControls();
+  renderEmpty();
+}
+
+// failed handles an `error` event. With data, it is the server's: a JSON
+// string saying what went wrong, after which the server ends the stream.
+// Without, the connection failed or dropped. Either way the page closes the
+// EventSource itself: the server answers a reconnection with 204 anyway
+// (every event carries `id: -`), so there is nothing to wait for.
+function failed(e) {
+  if (e instanceof MessageEvent && typeof e.data === 'string') {
+    let text;
+    try {
+      text = JSON.parse(e.data);
+    } catch {
+      text = e.data;
+    }
+    if (typeof text !== 'string') text = JSON.stringify(text);
+    closeStream('closed');
+    showBanner('The server closed the stream', text);
+    return;
+  }
+  const wasReady = conn.status === 'ready';
+  closeStream('error');
+  if (wasReady) {
+    showBanner('Connection lost', 'The stream ended without a word from the server. Connect again to go on; messages published in between are missed.');
+  } else {
+    showBanner('Could not connect', 'The server did not open the stream. It may be restarting, busy or unable to reach its broker; try again in a moment.');
+  }
+}
+
+function ping(e) {
+  conn.lastPing = Date.now();
+  try {
+    conn.pingTime = String(JSON.parse(e.data).time ?? '');
+  } catch {
+    conn.pingTime = '';
+  }
+  renderPing();
+}
+
+function renderPing() {
+  const connected = conn.status === 'connecting' || conn.status === 'ready';
+  ui.ping.hidden = !connected;
+  if (!connected) return;
+  let text = 'no ping yet';
+  if (conn.lastPing) {
+    const s = Math.max(0, Math.round((Date.now() - conn.lastPing) / 1000));
+    text = `last ping ${s < 60 ? `${s} s` : `${Math.floor(s / 60)} min`} ago`;
+    ui.ping.title = `The server's time at the last ping: ${conn.pingTime}`;
+  } else {
+    ui.ping.title = 'The server sends a ping at a regular interval while the stream is open.';
+  }
+  if (ui.ping.textContent !== text) ui.ping.textContent = text;
+}
+setInterval(renderPing, 1000);
+
+function overflow(e) {
+  let n = 0;
+  try {
+    n = Number(JSON.parse(e.data).dropped) || 0;
+  } catch {
+    // Not the contract's JSON; count nothing.
+  }
+  view.dropped += n;
+  schedule();
+}
+
+function showBanner(title, text) {
+  ui.bannerTitle.textContent = title;
+  ui.bannerText.textContent = text;
+  ui.banner.hidden = false;
+}
+
+function hideBanner() {
+  ui.banner.hidden = true;
+}
+
+ui.bannerClose.addEventListener('click', hideBanner);
+
+// ---- Messages ----------------------------------------------------------
+
+function receive(e) {
+  let data;
+  try {
+    data = JSON.parse(e.data);
+  } catch {
+    data = null;
+  }
+  if (data === null || typeof data !== 'object') return;
+  const msg = {
+    seq: ++view.seq,
+    time: new Date(),
+    exchange: String(data.exchange ?? ''),
+    routingKey: String(data.routingKey ?? ''),
+    redelivered: data.redelivered === true,
+    routes: Array.isArray(data.routes) ? data.routes.map(String) : [],
+    payload: data.payload,
+    row: null,
+    expanded: false,
+    search: null,
+    evicted: false,
+  };
+  view.received++;
+  if (view.paused) view.unseen++;
+  view.incoming.push(msg);
+  // More than MAX_KEPT waiting would push each other out anyway.
+  if (view.incoming.length > MAX_KEPT) view.incoming.splice(0, view.incoming.length - MAX_KEPT);
+  schedule();
+}
+
+// schedule asks for the page to be brought up to date at the next frame.
+function schedule() {
+  if (!view.frame) view.frame = requestAnimationFrame(flush);
+}
+
+function flush() {
+  view.frame = 0;
+  if (!view.paused && view.incoming.length) {
+    const batch = view.incoming;
+    view.incoming = [];
+    view.unseen = 0;
+    for (const m of batch) view.kept.push(m);
+    evict();
+    const fragment = document.createDocumentFragment();
+    for (let i = batch.length - 1; i >= 0; i--) {
+      const m = batch[i];
+      if (!m.evicted && matches(m)) fragment.append(rowOf(m));
+    }
+    ui.list.prepend(fragment);
+  }
+  renderCounts();
+  renderEmpty();
+  renderControls();
+}
+
+function evict() {
+  const excess = view.kept.length - MAX_KEPT;
+  if (excess <= 0) return;
+  for (const m of view.kept.splice(0, excess)) {
+    m.evicted = true;
+    m.row?.remove();
+    m.row = null;
+  }
+}
+
+function searchText(m) {
+  if (m.search === null) {
+    m.search = [m.exchange, m.routingKey, ...m.routes, JSON.stringify(m.payload) ?? ''].join('\n').toLowerCase();
+  }
+  return m.search;
+}
+
+function matches(m) {
+  return view.terms.length === 0 || view.terms.every((t) => searchText(m).includes(t));
+}
+
+// applyFilter shows the kept messages that match the filter, at once: rows
+// are made once per message and reused.
+function applyFilter() {
+  view.terms = ui.filter.value.toLowerCase().split(/\s+/).filter(Boolean);
+  const fragment = document.createDocumentFragment();
+  for (let i = view.kept.length - 1; i >= 0; i--) {
+    const m = view.kept[i];
+    if (matches(m)) fragment.append(rowOf(m));
+  }
+  ui.list.replaceChildren(fragment);
+  renderCounts();
+  renderEmpty();
+  renderControls();
+}
+
+ui.filter.addEventListener('input', applyFilter);
+ui.filter.addEventListener('keydown', (e) => {
+  if (e.key === 'Escape' && ui.filter.value) {
+    e.preventDefault();
+    ui.filter.value = '';
+    applyFilter();
+  }
+});
+
+function clock(d) {
+  const pad = (n, w = 2) => String(n).padStart(w, '0');
+  return `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}.${pad(d.getMilliseconds(), 3)}`;
+}
+
+// hues gives each exchange, in the order they first come, a colour of its
+// own, to tell them apart at a glance: steps of the golden angle keep the
+// first several far apart.
+const hues = new Map();
+
+function hue(exchange) {
+  let h = hues.get(exchange);
+  if (h === undefined) {
+    h = Math.round((225 + hues.size * 137.508) % 360);
+    hues.set(exchange, h);
+  }
+  return h;
+}
+
+// keyNodes shows a routing key with its dots set back, so its words stand out.
+function keyNodes(key) {
+  const nodes = [];
+  key.split('.').forEach((word, i) => {
+    if (i) nodes.push(el('span', 'dot-sep', '.'));
+    nodes.push(document.createTextNode(word));
+  });
+  return nodes;
+}
+
+const SVG = 'http://www.w3.org/2000/svg';
+
+function chevron() {
+  const svg = document.createElementNS(SVG, 'svg');
+  svg.setAttribute('viewBox', '0 0 16 16');
+  svg.setAttribute('aria-hidden', 'true');
+  const path = document.createElementNS(SVG, 'path');
+  path.setAttribute('d', 'M6 3.5L10.5 8 6 12.5');
+  svg.append(path);
+  return svg;
+}
+
+function rowOf(m) {
+  if (m.row) return m.row;
+  const li = el('li', 'msg');
+  li.dataset.seq = String(m.seq);
+
+  const time = el('time', 'msg-time', clock(m.time));
+  time.dateTime = m.time.toISOString();
+  time.title = `Received ${m.time.toLocaleString()}`;
+
+  const main = el('div', 'msg-main');
+  const head = el('div', 'msg-head');
+  const exchange = el('span', 'msg-exchange');
+  const cut = m.exchange.lastIndexOf('/') + 1;
+  const dot = el('span', 'ex-dot');
+  dot.style.setProperty('--hue', String(hue(m.exchange)));
+  exchange.append(dot, el('span', 'ex-dir', m.exchange.slice(0, cut)), el('span', 'ex-name', m.exchange.slice(cut)));
+  exchange.title = `Exchange ${m.exchange}`;
+  head.append(exchange);
+  if (m.redelivered) head.append(el('span', 'tag', 'redelivered'));
+  const key = el('div', 'msg-key');
+  key.title = 'Routing key';
+  key.append(...keyNodes(m.routingKey));
+  main.append(head, key);
+  if (m.routes.length) {
+    const routes = el('ul', 'msg-routes');
+    routes.setAttribute('aria-label', 'Routes');
+    for (const r of m.routes) routes.append(el('li', 'route', r));
+    main.append(routes);
+  }
+  const snippet = el('div', 'msg-preview', preview(m.payload));
+  snippet.title = 'Show the payload';
+  main.append(snippet);
+
+  const toggle = el('button', 'msg-toggle');
+  toggle.type = 'button';
+  toggle.setAttribute('aria-expanded', 'false');
+  toggle.setAttribute('aria-controls', `payload-${m.seq}`);
+  toggle.append(chevron(), el('span', '', 'Payload'));
+
+  const payload = el('div', 'msg-payload');
+  payload.id = `payload-${m.seq}`;
+  payload.hidden = true;
+
+  li.append(time, main, toggle, payload);
+  rowMessage.set(li, m);
+  m.row = li;
+  if (m.expanded) setExpanded(m, true);
+  return li;
+}
+
+function setExpanded(m, expanded) {
+  m.expanded = expanded;
+  const li = m.row;
+  const payload = li.querySelector('.msg-payload');
+  li.querySelector('.msg-toggle').setAttribute('aria-expanded', String(expanded));
+  li.classList.toggle('expanded', expanded);
+  if (expanded && !payload.firstChild) {
+    const tools = el('div', 'payload-tools');
+    for (const [action, label] of [['expand-all', 'Expand all'], ['collapse-all', 'Collapse all'], ['copy', 'Copy JSON']]) {
+      const b = el('button', 'button small ghost', label);
+      b.type = 'button';
+      b.dataset.action = action;
+      tools.append(b);
+    }
+    payload.append(tools, jsonTree(m.payload));
+  }
+  payload.hidden = !expanded;
+}
+
+ui.list.addEventListener('click', async (e) => {
+  const li = e.target.closest('li.msg');
+  const m = li && rowMessage.get(li);
+  if (!m) return;
+  if (e.target.closest('.msg-toggle')) {
+    setExpanded(m, !m.expanded);
+    return;
+  }
+  if (e.target.closest('.msg-preview') && !m.expanded) {
+    setExpanded(m, true);
+    return;
+  }
+  const action = e.target.closest('[data-action]');
+  if (!action) return;
+  const tree = li.querySelector('.json');
+  switch (action.dataset.action) {
+    case 'expand-all':
+      setAllOpen(tree, true);
+      break;
+    case 'collapse-all':
+      setAllOpen(tree, false);
+      break;
+    case 'copy':
+      try {
+        await navigator.clipboard.writeText(JSON.stringify(m.payload, null, 2));
+        action.textContent = 'Copied';
+      } catch {
+        action.textContent = 'Copy failed';
+      }
+      setTimeout(() => { action.textContent = 'Copy JSON'; }, 1500);
+      break;
+  }
+});
+
+// ---- Toolbar -----------------------------------------------------------
+
+function togglePause() {
+  view.paused = !view.paused;
+  if (!view.paused) view.unseen = 0;
+  ui.pause.setAttribute('aria-pressed', String(view.paused));
+  ui.pauseLabel.textContent = view.paused ? 'Resume' : 'Pause';
+  schedule();
+  renderCounts();
+}
+
+ui.pause.addEventListener('click', togglePause);
+
+ui.clear.addEventListener('click', () => {
+  view.kept = [];
+  view.incoming = [];
+  view.unseen = 0;
+  view.received = 0;
+  view.dropped = 0;
+  ui.list.replaceChildren();
+  renderCounts();
+  renderEmpty();
+  renderControls();
+});
+
+// shownMessages returns what the list shows, oldest first.
+function shownMessages() {
+  return view.kept.filter(matches);
+}
+
+ui.download.addEventListener('click', () => {
+  const shown = shownMessages().map((m) => ({
+    receivedAt: m.time.toISOString(),
+    exchange: m.exchange,
+    routingKey: m.routingKey,
+    redelivered: m.redelivered,
+    routes: m.routes,
+    payload: m.payload,
+  }));
+  const blob = new Blob([JSON.stringify(shown, null, 2) + '\n'], { type: 'application/json' });
+  const a = document.createElement('a');
+  a.href = URL.createObjectURL(blob);
+  a.download = `eventsproxy-${new Date().toISOString().replace(/[:.]/g, '-')}.json`;
+  a.click();
+  setTimeout(() => URL.revokeObjectURL(a.href), 60_000);
+});
+
+function renderCounts() {
+  ui.received.textContent = number.format(view.received);
+  ui.receivedUnit.textContent = view.received === 1 ? 'message' : 'messages';
+  ui.dropped.textContent = number.format(view.dropped);
+  ui.droppedWrap.classList.toggle('warn', view.dropped > 0);
+  const shown = ui.list.childElementCount;
+  let text = '';
+  if (view.terms.length) text = `${number.format(shown)} ${shown === 1 ? 'match' : 'matches'}`;
+  else if (view.received - view.incoming.length > view.kept.length) text = `newest ${number.format(view.kept.length)} kept`;
+  ui.shown.textContent = text;
+  ui.shown.hidden = !text;
+  ui.badge.hidden = !(view.paused && view.unseen);
+  ui.badge.textContent = ui.badge.hidden ? '' : `${number.format(view.unseen)} new`;
+  ui.pausedNote.hidden = !view.paused;
+  if (view.paused) {
+    const n = view.unseen;
+    ui.pausedNote.textContent = n
+      ? `Paused: ${number.format(n)} new ${n === 1 ? 'message waits' : 'messages wait'} to be shown. Resume to see ${n === 1 ? 'it' : 'them'}.`
+      : 'Paused: new messages are counted, and shown when you resume.';
+  }
+}
+
+function renderEmpty() {
+  let text = '';
+  if (ui.list.childElementCount === 0) {
+    if (view.paused && view.incoming.length) text = 'Nothing shown yet.';
+    else if (view.kept.length && view.terms.length) text = 'No message matches the filter.';
+    else if (conn.status === 'ready') text = 'Waiting for messages…';
+    else if (conn.status === 'connecting') text = 'Connecting…';
+    else text = 'No messages yet. Choose bindings above and connect.';
+  }
+  ui.empty.textContent = text;
+  ui.empty.hidden = !text;
+}
+
+function renderControls() {
+  const connected = conn.status === 'connecting' || conn.status === 'ready';
+  const stale = connected && JSON.stringify(formBindings()) !== conn.key;
+  ui.connect.hidden = connected && !stale;
+  ui.connect.textContent = connected ? 'Reconnect' : 'Connect';
+  ui.disconnect.hidden = !connected;
+  ui.stale.hidden = !stale;
+  // Keyboard users keep their place when the button they were on goes.
+  if (document.activeElement === ui.disconnect && ui.disconnect.hidden) ui.connect.focus();
+  else if (document.activeElement === ui.connect && ui.connect.hidden) ui.disconnect.focus();
+  ui.download.disabled = ui.list.childElementCount === 0;
+  ui.clear.disabled = view.received === 0 && view.kept.length === 0 && view.dropped === 0;
+}
+
+// ---- Keyboard ----------------------------------------------------------
+
+document.addEventListener('keydown', (e) => {
+  if (e.defaultPrevented || e.ctrlKey || e.metaKey || e.altKey) return;
+  if (e.target.closest?.('input, textarea, select, [contenteditable]')) return;
+  if (e.key === '/') {
+    e.preventDefault();
+    ui.filter.focus();
+    ui.filter.select();
+  } else if (e.key === 'p' || e.key === 'P') {
+    e.preventDefault();
+    togglePause();
+  }
+});
+
+// The toolbar sticks below the header, whose height changes with the banner.
+new ResizeObserver(([entry]) => {
+  document.documentElement.style.setProperty('--top-height', `${entry.target.offsetHeight}px`);
+}).observe($('top'));
+
+// ---- Start -------------------------------------------------------------
+
+const start = bindingsFromQuery(location.search);
+for (const b of start.bindings.length ? start.bindings : [EXAMPLE]) addRow(b);
+setStatus('idle');
+renderCounts();
+if (start.error) showBanner('Bindings not understood', start.error);
+else if (start.connect && start.bindings.length) connect();
