@@ -6,55 +6,17 @@ import (
 	"encoding/json"
 	"maps"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"reflect"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 )
 
 // inspectorScript is the script that drives the inspector page (GET /) in
 // headless Chromium.
 const inspectorScript = "inspector.mjs"
-
-// startDev runs `eventsproxy dev` (the service on its in-process broker,
-// fed by its message generator) on a free loopback port with extra flags,
-// and returns once it has logged that it is listening. It is stopped at the
-// end of the test as startProxy's proxy is.
-func startDev(t testing.TB, flags ...string) *proxy {
-	t.Helper()
-	p := &proxy{
-		cmd:    exec.Command(proxyBinary, append([]string{"dev", "--listen", "127.0.0.1:0"}, flags...)...),
-		log:    newLineLog(true),
-		exited: make(chan struct{}),
-	}
-	p.cmd.Stdout = p.log
-	p.cmd.Stderr = p.log
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("start eventsproxy dev: %v", err)
-	}
-	go func() {
-		p.err = p.cmd.Wait()
-		close(p.exited)
-	}()
-	t.Cleanup(func() { p.stop(t) })
-
-	timer := time.NewTimer(proxyStartTimeout)
-	defer timer.Stop()
-	select {
-	case addr := <-p.log.listening:
-		p.URL = "http://" + addr
-		return p
-	case <-p.exited:
-		t.Fatalf("eventsproxy dev exited (%v) before it logged msg=listening with addr=HOST:PORT", p.err)
-	case <-timer.C:
-		t.Fatalf("eventsproxy dev did not log msg=listening with addr=HOST:PORT within %v", proxyStartTimeout)
-	}
-	return nil
-}
 
 // inspector is the inspector page open in headless Chromium, driven through
 // inspector.mjs. Only the test goroutine uses it.

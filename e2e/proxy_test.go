@@ -33,7 +33,20 @@ type proxy struct {
 // the test unless the proxy exits 0 within proxyStopTimeout.
 func startProxy(t testing.TB, flags ...string) *proxy {
 	t.Helper()
-	args := append([]string{"serve", "--listen", "127.0.0.1:0", "--amqp-url", amqpURL}, flags...)
+	return startBinary(t, append([]string{"serve", "--listen", "127.0.0.1:0", "--amqp-url", amqpURL}, flags...)...)
+}
+
+// startDev runs `eventsproxy dev` on a free loopback port, as startProxy
+// runs serve.
+func startDev(t testing.TB, flags ...string) *proxy {
+	t.Helper()
+	return startBinary(t, append([]string{"dev", "--listen", "127.0.0.1:0"}, flags...)...)
+}
+
+// startBinary runs the binary with args and returns once it has logged that
+// it is listening; it is stopped with SIGTERM at the end of the test.
+func startBinary(t testing.TB, args ...string) *proxy {
+	t.Helper()
 	p := &proxy{
 		cmd:    exec.Command(proxyBinary, args...),
 		log:    newLineLog(true),
@@ -42,7 +55,7 @@ func startProxy(t testing.TB, flags ...string) *proxy {
 	p.cmd.Stdout = p.log
 	p.cmd.Stderr = p.log
 	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("start eventsproxy: %v", err)
+		t.Fatalf("start eventsproxy %s: %v", args[0], err)
 	}
 	go func() {
 		p.err = p.cmd.Wait()
@@ -57,9 +70,9 @@ func startProxy(t testing.TB, flags ...string) *proxy {
 		p.URL = "http://" + addr
 		return p
 	case <-p.exited:
-		t.Fatalf("eventsproxy exited (%v) before it logged msg=listening with addr=HOST:PORT", p.err)
+		t.Fatalf("eventsproxy %s exited (%v) before it logged msg=listening with addr=HOST:PORT", args[0], p.err)
 	case <-timer.C:
-		t.Fatalf("eventsproxy did not log msg=listening with addr=HOST:PORT within %v", proxyStartTimeout)
+		t.Fatalf("eventsproxy %s did not log msg=listening with addr=HOST:PORT within %v", args[0], proxyStartTimeout)
 	}
 	return nil
 }

@@ -194,6 +194,7 @@ func TestHealthAndNotFound(t *testing.T) {
 		{"/__version__", 200, `"version":`},
 		{"/api/events/v1/reference", 200, `"openapi":`},
 		{"/no/such/thing", 404, `"code":"ResourceNotFound"`},
+		{"/inspector/", 404, `"code":"ResourceNotFound"`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.path, func(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"embed"
 	"io/fs"
 	"net/http"
+	"strings"
 )
 
 // inspectorFiles is the inspector page and its assets, served from the
@@ -18,7 +19,15 @@ func (h *Handler) routeInspector() {
 	if err != nil {
 		panic(err) // the embedded directory is part of the binary
 	}
-	h.mux.Handle("GET /inspector/", inspectorHeaders(http.StripPrefix("/inspector/", http.FileServerFS(files))))
+	assets := http.StripPrefix("/inspector/", http.FileServerFS(files))
+	h.mux.Handle("GET /inspector/", inspectorHeaders(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Files only: no directory listing.
+		if strings.HasSuffix(r.URL.Path, "/") {
+			h.notFound(w, r)
+			return
+		}
+		assets.ServeHTTP(w, r)
+	})))
 	h.mux.Handle("GET /{$}", inspectorHeaders(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		http.ServeFileFS(w, r, files, "index.html")
 	})))

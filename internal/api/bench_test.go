@@ -1,0 +1,107 @@
+package api
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"eventsproxy/internal/broker"
+	"eventsproxy/internal/metrics"
+)
+
+// benchStream runs fn inside a real connect-like handler on a loopback
+// HTTP/1.1 server whose client reads and discards everything, so that fn
+// pays for what a stream pays for: net/http's chunked writer, its buffers,
+// write deadlines and the system calls. The timer runs only around fn.
+func benchStream(b *testing.B, fn func(st *stream)) {
+	b.Helper()
+	h := NewHandler(Config{Metrics: metrics.New(prometheus.NewRegistry())}, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	start := make(chan struct{})
+	done := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer close(done)
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.WriteHeader(http.StatusOK)
+		st := &stream{h: h, w: w, rc: http.NewResponseController(w), start: time.Now()}
+		if err := st.flush(); err != nil {
+			b.Error(err)
+			return
+		}
+		<-start
+		b.ResetTimer()
+		fn(st)
+		b.StopTimer()
+	}))
+	defer srv.Close()
+	resp, err := http.Get(srv.URL)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	read := make(chan error, 1)
+	go func() {
+		_, err := io.Copy(io.Discard, resp.Body)
+		read <- err
+	}()
+	b.ReportAllocs()
+	close(start)
+	<-done
+	resp.Body.Close()
+	<-read
+}
+
+// benchMessage is a message whose event data is about 700 bytes (a 512-byte
+// payload, as the load tool sends), encoded already, as it is once the first
+// stream has sent it.
+func benchMessage() *broker.Message {
+	m := &broker.Message{
+		Exchange:   "exchange/taskcluster-queue/v1/task-completed",
+		RoutingKey: "primary.YTpD5kiRQt2iJbUbA8sUvw.0.us-east-1.i-0c4d1e2f3a4b5c6d7.aws-provisioner-v1.gecko-t-linux-large.gecko-level-3.VrvpkJeBQ9mfez0-ezFBPw._",
+		CC:         []string{"route.index.gecko.v2.mozilla-central.latest.firefox.linux64-opt"},
+		Body:       []byte(`{"t":1767225600000000000,"s":12345,"p":"` + strings.Repeat("x", 512-42) + `"}`),
+		Received:   time.Now(),
+	}
+	m.Data()
+	return m
+}
+
+// BenchmarkSendMessages is the stream's write path for one message
+// (sendMessages: encode the event, set the write deadline, write, flush),
+// with the messages a wake-up takes written one at a time (batch=1) or ten
+// per flush (batch=10). ns/op is per message.
+func BenchmarkSendMessages(b *testing.B) {
+	for _, batch := range []int{1, 10} {
+		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
+			msgs := make([]*broker.Message, batch)
+			for i := range msgs {
+				msgs[i] = benchMessage()
+			}
+			b.SetBytes(int64(len(msgs[0].Data())))
+			benchStream(b, func(st *stream) {
+				for i := 0; i < b.N; i += batch {
+					if err := st.sendMessages(msgs[:min(batch, b.N-i)], 0); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkWriteDeadline is what setting the write deadline before each
+// write costs by itself.
+func BenchmarkWriteDeadline(b *testing.B) {
+	benchStream(b, func(st *stream) {
+		for range b.N {
+			_ = st.rc.SetWriteDeadline(time.Now().Add(30 * time.Second))
+		}
+	})
+}
