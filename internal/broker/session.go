@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strings"
 	"sync"
 
 	"eventsproxy/internal/binding"
@@ -25,6 +26,15 @@ type keyState struct {
 	queued  bool // on the worker's queue
 	failed  bool // the last bind failed; retried only for a new waiter
 	waiters []chan<- error
+
+	// A key whose every message a bound wildcard key of the same exchange
+	// brings anyway needs no binding of its own: coveredBy is that key,
+	// which lists the keys it covers in covering. Before a covering key is
+	// unbound, the keys it covers are bound or covered again (handover), so
+	// no message is missed when covering keys come and go.
+	wild      bool // the pattern has * or #, so it may cover others
+	coveredBy *keyState
+	covering  map[*keyState]struct{}
 }
 
 // wantsWork reports whether the broker's state differs from what the
@@ -34,10 +44,14 @@ func (ks *keyState) wantsWork() bool {
 		return false
 	}
 	if len(ks.subs) > 0 {
-		return !ks.bound && !ks.failed
+		return !ks.bound && !ks.failed && ks.coveredBy == nil
 	}
 	return ks.bound
 }
+
+// maxCoverCandidates bounds the bound wildcard keys tried as covers for a
+// new key, so that a subscribe costs the same however many there are.
+const maxCoverCandidates = 32
 
 // session is one broker connection's life: its queue, the router that takes
 // deliveries from it and the worker that binds and unbinds. When the
@@ -51,6 +65,7 @@ type session struct {
 	mu    sync.RWMutex
 	keys  map[bindKey]*keyState             // every key in use or bound
 	tries map[string]*topic.Trie[*keyState] // exchange → its keys, for routing
+	wild  map[string]map[*keyState]struct{} // exchange → its bound wildcard keys
 	bound int                               // keys bound on the broker
 	work  []*keyState                       // keys that may need a bind or unbind
 	idle  []chan struct{}                   // closed when the worker runs out of work
@@ -78,6 +93,7 @@ func startSession(conn Conn, bufSize int, m *metrics.Metrics, log *slog.Logger) 
 		bufSize: bufSize,
 		metrics: m,
 		keys:    make(map[bindKey]*keyState),
+		wild:    make(map[string]map[*keyState]struct{}),
 		tries:   make(map[string]*topic.Trie[*keyState]),
 		wake:    make(chan struct{}, 1),
 		done:    make(chan struct{}),
@@ -162,7 +178,12 @@ func (s *session) subscribe(ctx context.Context, bs []binding.Binding) (*Subscri
 		k := bindKey{b.Exchange, b.RoutingKeyPattern}
 		ks := s.keys[k]
 		if ks == nil {
-			ks = &keyState{key: k, pattern: patterns[i], subs: make(map[*Subscription]struct{})}
+			ks = &keyState{
+				key:     k,
+				pattern: patterns[i],
+				subs:    make(map[*Subscription]struct{}),
+				wild:    strings.ContainsAny(k.pattern, "*#"),
+			}
 			s.keys[k] = ks
 			trie := s.tries[k.exchange]
 			if trie == nil {
@@ -173,8 +194,16 @@ func (s *session) subscribe(ctx context.Context, bs []binding.Binding) (*Subscri
 		}
 		ks.subs[sub] = struct{}{}
 		sub.keys = append(sub.keys, ks)
-		if ks.bound && !ks.busy {
+		if ks.bound && !ks.busy || ks.coveredBy != nil {
 			continue
+		}
+		if !ks.bound && !ks.busy {
+			if cover := s.findCoverLocked(ks); cover != nil {
+				ks.coveredBy = cover
+				cover.covering[ks] = struct{}{}
+				s.metrics.BindOps.WithLabelValues("bind", "covered").Inc()
+				continue
+			}
 		}
 		ks.failed = false
 		ks.waiters = append(ks.waiters, answers)
@@ -230,10 +259,94 @@ func (s *session) enqueueLocked(ks *keyState) {
 	}
 }
 
+// findCoverLocked returns a bound key, in use, that covers ks, or nil.
+func (s *session) findCoverLocked(ks *keyState) *keyState {
+	tried := 0
+	for k := range s.wild[ks.key.exchange] {
+		if tried == maxCoverCandidates {
+			break
+		}
+		tried++
+		// A key without subscriptions is on its way out: not a cover.
+		if k != ks && k.bound && !k.busy && len(k.subs) > 0 && k.pattern.Covers(ks.pattern) {
+			if k.covering == nil {
+				k.covering = make(map[*keyState]struct{})
+			}
+			return k
+		}
+	}
+	return nil
+}
+
+// setBoundLocked records whether the broker has ks bound.
+func (s *session) setBoundLocked(ks *keyState, bound bool) {
+	if ks.bound == bound {
+		return
+	}
+	ks.bound = bound
+	if bound {
+		s.bound++
+	} else {
+		s.bound--
+	}
+	s.metrics.BindingsHeld.Set(float64(s.bound))
+	if !ks.wild {
+		return
+	}
+	set := s.wild[ks.key.exchange]
+	if bound {
+		if set == nil {
+			set = make(map[*keyState]struct{})
+			s.wild[ks.key.exchange] = set
+		}
+		set[ks] = struct{}{}
+	} else {
+		delete(set, ks)
+		if len(set) == 0 {
+			delete(s.wild, ks.key.exchange)
+		}
+	}
+}
+
+// handover prepares the unbind of cover: each key it covers that is still
+// in use moves to another cover, or is returned, marked busy, for the
+// worker to bind before the unbind.
+func (s *session) handover(cover *keyState) []*keyState {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var toBind []*keyState
+	for ks := range cover.covering {
+		if other := s.findCoverLocked(ks); other != nil {
+			delete(cover.covering, ks)
+			ks.coveredBy = other
+			other.covering[ks] = struct{}{}
+			continue
+		}
+		ks.busy = true
+		toBind = append(toBind, ks)
+	}
+	return toBind
+}
+
+// uncover detaches ks from the key that covered it.
+func (s *session) uncover(ks *keyState) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.uncoverLocked(ks)
+}
+
+func (s *session) uncoverLocked(ks *keyState) {
+	if ks.coveredBy != nil {
+		delete(ks.coveredBy.covering, ks)
+		ks.coveredBy = nil
+	}
+}
+
 func (s *session) deleteLocked(ks *keyState) {
 	if s.keys[ks.key] != ks {
 		return
 	}
+	s.uncoverLocked(ks)
 	delete(s.keys, ks.key)
 	trie := s.tries[ks.key.exchange]
 	trie.Delete(ks.pattern)
@@ -309,6 +422,13 @@ func (s *session) bindLoop() {
 			if bind {
 				err = s.conn.Bind(ks.key.exchange, ks.key.pattern)
 			} else {
+				// The keys this one covers get bindings of their own (or
+				// another cover) before it goes.
+				for _, covered := range s.handover(ks) {
+					berr := s.conn.Bind(covered.key.exchange, covered.key.pattern)
+					s.uncover(covered)
+					s.settle(covered, true, berr)
+				}
 				err = s.conn.Unbind(ks.key.exchange, ks.key.pattern)
 			}
 			s.settle(ks, bind, err)
@@ -324,14 +444,13 @@ func (s *session) settle(ks *keyState, bind bool, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ks.busy = false
-	wasBound := ks.bound
 	op, result := "unbind", "ok"
 	if bind {
 		op = "bind"
 	}
 	switch {
 	case err == nil:
-		ks.bound = bind
+		s.setBoundLocked(ks, bind)
 	case bind:
 		result = "error"
 		if errors.Is(err, ErrExchangeNotFound) || errors.Is(err, ErrAccessRefused) {
@@ -350,20 +469,12 @@ func (s *session) settle(ks *keyState, bind bool, err error) {
 		// An unbind that failed leaves at worst an unused binding, which
 		// goes with the queue; a missing exchange took it already.
 		result = "error"
-		ks.bound = false
+		s.setBoundLocked(ks, false)
 		if !s.ended() {
 			s.log.Warn("unbind", "exchange", ks.key.exchange, "pattern", ks.key.pattern, "err", err)
 		}
 	}
 	s.metrics.BindOps.WithLabelValues(op, result).Inc()
-	if ks.bound != wasBound {
-		if ks.bound {
-			s.bound++
-		} else {
-			s.bound--
-		}
-		s.metrics.BindingsHeld.Set(float64(s.bound))
-	}
 	if ks.bound && len(ks.subs) > 0 {
 		for _, w := range ks.waiters {
 			w <- nil

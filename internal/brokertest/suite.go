@@ -41,6 +41,10 @@ func Run(t *testing.T, h Harness) {
 			t.Parallel()
 			testChurn(t, h)
 		})
+		t.Run("CoveringBindings", func(t *testing.T) {
+			t.Parallel()
+			testCovering(t, h)
+		})
 	})
 	t.Run("ConnectionLost", func(t *testing.T) { testConnectionLost(t, h) })
 }
@@ -122,23 +126,20 @@ func testRouting(t *testing.T, h Harness) {
 	}
 }
 
-// patterns returns the sorted patterns of bs, failing t for a binding
-// that is not on exchange.
+// patterns returns the sorted patterns of the bindings in bs that are on
+// exchange.
 func patterns(t *testing.T, bs []binding.Binding, exchange string) []string {
 	t.Helper()
 	var ps []string
 	for _, bd := range bs {
-		if bd.Exchange != exchange {
-			t.Errorf("unexpected binding %v", bd)
+		if bd.Exchange == exchange {
+			ps = append(ps, bd.RoutingKeyPattern)
 		}
-		ps = append(ps, bd.RoutingKeyPattern)
 	}
 	slices.Sort(ps)
 	return ps
 }
 
-// testBindingsFollowSubscriptions checks that a broker binding exists while
-// some subscription needs it and goes with its last user.
 func testBindingsFollowSubscriptions(t *testing.T, h Harness) {
 	b := startBroker(t, h, broker.Config{})
 	ex := h.NewExchange(t)
@@ -188,10 +189,13 @@ func testMissingExchange(t *testing.T, h Harness) {
 	ex := h.NewExchange(t)
 	missing := h.MissingExchange(t)
 
+	// The failing subscriptions' valid bindings are on another exchange,
+	// where nothing covers them: they really are bound, then given back.
+	ex2 := h.NewExchange(t)
 	ok := subscribe(t, b, binding.Binding{Exchange: ex, RoutingKeyPattern: "#"})
 	for i := range 3 {
 		_, err := b.Subscribe(context.Background(), []binding.Binding{
-			{Exchange: ex, RoutingKeyPattern: fmt.Sprintf("only.mine.%d", i)},
+			{Exchange: ex2, RoutingKeyPattern: fmt.Sprintf("only.mine.%d", i)},
 			{Exchange: missing, RoutingKeyPattern: "#"},
 		})
 		var berr *broker.BindError
@@ -210,12 +214,16 @@ func testMissingExchange(t *testing.T, h Harness) {
 	}
 	// New subscriptions are served after the refusal, and the failed
 	// subscriptions' valid bindings are gone.
-	later := subscribe(t, b, binding.Binding{Exchange: ex, RoutingKeyPattern: "later"})
+	later := subscribe(t, b, binding.Binding{Exchange: ex2, RoutingKeyPattern: "later"})
 	syncBroker(t, b)
-	if got, want := patterns(t, h.QueueBindings(t, b.QueueName()), ex), []string{"#", "later"}; !slices.Equal(got, want) {
-		t.Fatalf("bindings: got %q, want %q", got, want)
+	bs := h.QueueBindings(t, b.QueueName())
+	if got, want := patterns(t, bs, ex), []string{"#"}; !slices.Equal(got, want) {
+		t.Fatalf("bindings on the first exchange: got %q, want %q", got, want)
 	}
-	h.Publish(t, ex, "later", nil, endBody)
+	if got, want := patterns(t, bs, ex2), []string{"later"}; !slices.Equal(got, want) {
+		t.Fatalf("bindings on the second exchange: got %q, want %q", got, want)
+	}
+	h.Publish(t, ex2, "later", nil, endBody)
 	if got, _ := takeUntilEnd(t, later); len(got) != 0 {
 		t.Fatalf("later subscription got %v", got)
 	}
@@ -313,5 +321,61 @@ func testConnectionLost(t *testing.T, h Harness) {
 	h.Publish(t, ex, "k", nil, endBody)
 	if got, dropped := takeUntilEnd(t, after); !slices.Equal(got, []int{1}) || dropped != 0 {
 		t.Fatalf("subscription after reconnecting got %v (dropped %d), want [1]", got, dropped)
+	}
+}
+
+// testCovering checks that a key that a bound wider key covers is served
+// without a binding of its own, and that when the wider key goes, the keys
+// it covered get their own bindings first: a stream of messages published
+// all along reaches them without a gap.
+func testCovering(t *testing.T, h Harness) {
+	b := startBroker(t, h, broker.Config{ClientBuffer: 100000})
+	ex := h.NewExchange(t)
+	bound := func() []string {
+		syncBroker(t, b)
+		return patterns(t, h.QueueBindings(t, b.QueueName()), ex)
+	}
+
+	wide := subscribe(t, b, binding.Binding{Exchange: ex, RoutingKeyPattern: "primary.#"})
+	narrow := []*broker.Subscription{
+		subscribe(t, b, binding.Binding{Exchange: ex, RoutingKeyPattern: "primary.a.#"}),
+		subscribe(t, b, binding.Binding{Exchange: ex, RoutingKeyPattern: "primary.*.x"}),
+	}
+	if got, want := bound(), []string{"primary.#"}; !slices.Equal(got, want) {
+		t.Fatalf("bindings with the wide key in use: got %q, want %q", got, want)
+	}
+
+	// Publish without pause while the wide key's last user leaves.
+	const n = 300
+	published := make(chan struct{})
+	go func() {
+		defer close(published)
+		for i := range n {
+			h.Publish(t, ex, "primary.a.x", nil, numberBody(t, i))
+			if i == n/3 {
+				wide.Close()
+			}
+		}
+		h.Publish(t, ex, "primary.a.x", nil, endBody)
+	}()
+	for i, sub := range narrow {
+		got, dropped := takeUntilEnd(t, sub)
+		want := make([]int, n)
+		for j := range want {
+			want[j] = j
+		}
+		if dropped != 0 || !slices.Equal(got, want) {
+			t.Fatalf("covered subscription %d got %d of %d messages (dropped %d): %v", i, len(got), n, dropped, got)
+		}
+	}
+	<-published
+	if got, want := bound(), []string{"primary.*.x", "primary.a.#"}; !slices.Equal(got, want) {
+		t.Fatalf("bindings after the wide key went: got %q, want %q", got, want)
+	}
+	for _, sub := range narrow {
+		sub.Close()
+	}
+	if got := bound(); len(got) != 0 {
+		t.Fatalf("bindings after all closed: %q", got)
 	}
 }

@@ -1,0 +1,33 @@
+package topic
+
+// Covers reports whether p matches every routing key that q matches, so
+// that a queue bound with p receives every message that a binding with q
+// would bring. It compares the patterns word by word: a literal covers
+// itself, * covers a literal or *, and # covers any run of words, a # among
+// them. That is sound: when Covers says yes, it is so. It may say no for
+// some pairs that cover each other only by counting words ("*.#" and
+// "#.*"); those are just bound separately.
+func (p *Pattern) Covers(q *Pattern) bool {
+	pw, qw := p.words, q.words
+	// ok[j] after row i: pw[:i] covers qw[:j].
+	ok := make([]bool, len(qw)+1)
+	ok[0] = true
+	for i := range pw {
+		next := make([]bool, len(qw)+1)
+		w := pw[i]
+		for j := 0; j <= len(qw); j++ {
+			switch w.kind {
+			case many:
+				// # takes nothing, or one more word of q after what it
+				// took already.
+				next[j] = ok[j] || (j > 0 && next[j-1])
+			case one:
+				next[j] = j > 0 && ok[j-1] && qw[j-1].kind != many
+			default:
+				next[j] = j > 0 && ok[j-1] && qw[j-1].kind == literal && qw[j-1].text == w.text
+			}
+		}
+		ok = next
+	}
+	return ok[len(qw)]
+}
