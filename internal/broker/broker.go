@@ -18,7 +18,8 @@ type Config struct {
 	// the oldest is dropped; default 50.
 	ClientBuffer int
 	// MinBackoff and MaxBackoff bound the wait between reconnection
-	// attempts; defaults 250ms and 10s.
+	// attempts; defaults 250ms and 5s, so that service resumes within
+	// seconds of the broker's return.
 	MinBackoff, MaxBackoff time.Duration
 	// Metrics receives the broker's figures; nil discards them.
 	Metrics *metrics.Metrics
@@ -49,7 +50,7 @@ func New(d Dialer, cfg Config, log *slog.Logger) *Broker {
 		cfg.MinBackoff = 250 * time.Millisecond
 	}
 	if cfg.MaxBackoff <= 0 {
-		cfg.MaxBackoff = 10 * time.Second
+		cfg.MaxBackoff = 5 * time.Second
 	}
 	cfg.MaxBackoff = max(cfg.MaxBackoff, cfg.MinBackoff)
 	if cfg.Metrics == nil {
