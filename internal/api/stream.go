@@ -18,7 +18,6 @@ import (
 // Event kinds of the wire contract (SPEC §1).
 const (
 	kindReady    = "ready"
-	kindMessage  = "message"
 	kindPing     = "ping"
 	kindError    = "error"
 	kindOverflow = "overflow"
@@ -189,7 +188,7 @@ func (st *stream) sendMessages(msgs []*broker.Message, dropped int) error {
 		st.buf = sse.AppendEvent(st.buf, kindOverflow, fmt.Appendf(nil, `{"dropped":%d}`, dropped))
 	}
 	for _, msg := range msgs {
-		st.buf = sse.AppendEvent(st.buf, kindMessage, msg.Data())
+		st.buf = append(st.buf, msg.Event()...)
 	}
 	if err := st.write(); err != nil {
 		return err

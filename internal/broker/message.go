@@ -10,6 +10,8 @@ import (
 	"unicode/utf8"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"eventsproxy/internal/sse"
 )
 
 // routePrefix marks the CC entries that Taskcluster uses as routes.
@@ -29,6 +31,9 @@ type Message struct {
 
 	dataOnce sync.Once
 	data     []byte
+
+	eventOnce sync.Once
+	event     []byte
 }
 
 // messageFromDelivery copies what eventsproxy needs out of d.
@@ -89,6 +94,14 @@ func (m *Message) Routes() []string {
 func (m *Message) Data() []byte {
 	m.dataOnce.Do(func() { m.data = m.encode() })
 	return m.data
+}
+
+// Event returns the complete `message` event, as written on the wire, for
+// m: framed once, however many streams send it. It is safe to call
+// concurrently; the result must not be modified.
+func (m *Message) Event() []byte {
+	m.eventOnce.Do(func() { m.event = sse.AppendEvent(nil, "message", m.Data()) })
+	return m.event
 }
 
 func (m *Message) encode() []byte {

@@ -74,3 +74,15 @@ func FuzzMessageData(f *testing.F) {
 		}
 	})
 }
+
+func TestMessageEvent(t *testing.T) {
+	t.Parallel()
+	m := &Message{Exchange: "e", RoutingKey: "k", Body: []byte("a\nb")}
+	want := "event: message\ndata: " + string(m.Data()) + "\nid: -\n\n"
+	if got := string(m.Event()); got != want {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+	if &m.Event()[0] != &m.Event()[0] {
+		t.Fatal("the event is framed again on every call")
+	}
+}
