@@ -50,6 +50,8 @@ type stream struct {
 	rc    *http.ResponseController
 	buf   []byte
 	start time.Time
+	// deadline is the write deadline last set on the connection.
+	deadline time.Time
 
 	bindings, delivered, dropped int
 }
@@ -221,11 +223,25 @@ func (st *stream) sendText(text string) error {
 	return st.send(kindError, data)
 }
 
+// maxKeptBuffer is the largest write buffer a stream keeps between writes:
+// a burst may need a big one once, and an idle stream should not hold it.
+const maxKeptBuffer = 8 << 10
+
 func (st *stream) write() error {
-	// The deadline covers this write only: a client that stops reading is
-	// dropped after WriteTimeout, while an idle stream may live forever.
-	_ = st.rc.SetWriteDeadline(time.Now().Add(st.h.cfg.WriteTimeout))
-	if _, err := st.w.Write(st.buf); err != nil {
+	// A client that stops reading is dropped once a write has waited
+	// WriteTimeout, while an idle stream may live forever. Moving the
+	// deadline costs a timer update, so it moves only when less than three
+	// quarters of WriteTimeout are left: a write still gets at least that.
+	timeout := st.h.cfg.WriteTimeout
+	if now := time.Now(); st.deadline.Sub(now) < timeout*3/4 {
+		st.deadline = now.Add(timeout)
+		_ = st.rc.SetWriteDeadline(st.deadline)
+	}
+	_, err := st.w.Write(st.buf)
+	if cap(st.buf) > maxKeptBuffer {
+		st.buf = nil
+	}
+	if err != nil {
 		return err
 	}
 	return st.flush()
