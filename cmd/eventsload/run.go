@@ -1,0 +1,246 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"eventsproxy/internal/load"
+)
+
+const usage = `eventsload puts an eventsproxy under load and measures it.
+
+Usage:
+  eventsload idle        [flags]  S1: many idle streams, each with a binding of its own
+  eventsload fanout      [flags]  S2/S2b/soak: many streams on one binding, messages at a rate
+  eventsload cycles      [flags]  S3: connect→ready→close cycles
+  eventsload throughput  [flags]  one stream, broker flat out, against a plain auto-ack consumer
+  eventsload bindrate    [flags]  the broker's own bind+unbind pairs per second
+  eventsload serve-profiled --profile-dir DIR -- SERVE-FLAGS
+                                  eventsproxy serve with profiles on SIGUSR1/SIGUSR2 (used by --profile)
+
+By default each run builds ./cmd/eventsproxy (run from the repository's root)
+and starts it fresh on 127.0.0.1 with --max-connections 0; --url and
+--server-pid load a server that is already running instead. Each scenario
+runs --runs times (3) and prints every run and the medians.
+
+Run 'eventsload SCENARIO --help' for a scenario's flags.
+`
+
+// scenario is one subcommand: its flags and what one run does.
+type scenario struct {
+	name   string
+	params func() string
+	flags  func(fs *flag.FlagSet)
+	// streams is how many connections a run holds at once, for the
+	// open-file check.
+	streams func() int
+	run     func(ctx context.Context, t load.Target, c load.Common) (load.Run, error)
+	// noServer scenarios talk to the broker only.
+	noServer bool
+}
+
+func scenarios() map[string]*scenario {
+	var idle load.IdleConfig
+	var fan load.FanoutConfig
+	var cyc load.CyclesConfig
+	var thr load.ThroughputConfig
+	var bind load.BindRateConfig
+	return map[string]*scenario{
+		"idle": {
+			name: "idle (S1)",
+			flags: func(fs *flag.FlagSet) {
+				fs.IntVar(&idle.Streams, "streams", 1000, "streams to open, each with a binding of its own")
+				fs.IntVar(&idle.Parallel, "parallel", 20, "streams opening at a time during the ramp")
+				fs.DurationVar(&idle.Hold, "hold", 5*time.Second, "how long to hold the streams once all are ready")
+				fs.IntVar(&idle.Verify, "verify", 1000, "streams that get one message each at the end, to check routing (0: none)")
+				fs.IntVar(&idle.BufSize, "buffer", 4096, "read buffer per client stream, bytes")
+			},
+			params: func() string {
+				return fmt.Sprintf("%d streams, own binding each, %d opening at a time, hold %v", idle.Streams, idle.Parallel, idle.Hold)
+			},
+			streams: func() int { return idle.Streams },
+			run: func(ctx context.Context, t load.Target, c load.Common) (load.Run, error) {
+				cfg := idle
+				cfg.Common = c
+				return load.Idle(ctx, t, cfg)
+			},
+		},
+		"fanout": {
+			name: "fanout (S2)",
+			flags: func(fs *flag.FlagSet) {
+				fs.IntVar(&fan.Streams, "streams", 1000, "streams on the one binding")
+				fs.IntVar(&fan.Parallel, "parallel", 50, "streams opening at a time")
+				fs.StringVar(&fan.Pattern, "pattern", "primary.#", "the binding's routing-key pattern")
+				fs.Float64Var(&fan.Rate, "rate", 200, "messages per second")
+				fs.IntVar(&fan.Size, "size", 512, "payload bytes")
+				fs.DurationVar(&fan.Duration, "duration", 20*time.Second, "how long to publish")
+				fs.DurationVar(&fan.Drain, "drain", 10*time.Second, "longest wait for deliveries after the last publish")
+				fs.DurationVar(&fan.RSSEvery, "rss-every", 0, "sample the server's RSS this often while publishing (soak); 0: at the end only")
+				fs.IntVar(&fan.BufSize, "buffer", 16384, "read buffer per client stream, bytes")
+			},
+			params: func() string {
+				return fmt.Sprintf("%d streams on %q, %.0f msg/s × %d B for %v", fan.Streams, fan.Pattern, fan.Rate, fan.Size, fan.Duration)
+			},
+			streams: func() int { return fan.Streams },
+			run: func(ctx context.Context, t load.Target, c load.Common) (load.Run, error) {
+				cfg := fan
+				cfg.Common = c
+				return load.Fanout(ctx, t, cfg)
+			},
+		},
+		"cycles": {
+			name: "cycles (S3)",
+			flags: func(fs *flag.FlagSet) {
+				fs.IntVar(&cyc.Cycles, "cycles", 2000, "connect→ready→close cycles in all")
+				fs.IntVar(&cyc.Parallel, "parallel", 20, "cycles at a time")
+				fs.BoolVar(&cyc.Shared, "shared", false, "every cycle binds the same pattern (primary.#) instead of one of its own")
+				fs.StringVar(&cyc.Cover, "cover", "", "hold one stream on this pattern (e.g. primary.#) during the cycles, which covers theirs")
+				fs.IntVar(&cyc.BufSize, "buffer", 4096, "read buffer per client stream, bytes")
+			},
+			params: func() string {
+				kind := "a pattern of its own per cycle"
+				if cyc.Shared {
+					kind = "one shared pattern"
+				}
+				if cyc.Cover != "" {
+					kind += ", one stream on " + cyc.Cover + " held throughout"
+				}
+				return fmt.Sprintf("%d cycles, %d in parallel, %s", cyc.Cycles, cyc.Parallel, kind)
+			},
+			streams: func() int { return cyc.Parallel },
+			run: func(ctx context.Context, t load.Target, c load.Common) (load.Run, error) {
+				cfg := cyc
+				cfg.Common = c
+				return load.Cycles(ctx, t, cfg)
+			},
+		},
+		"throughput": {
+			name: "throughput",
+			flags: func(fs *flag.FlagSet) {
+				fs.IntVar(&thr.Count, "count", 100000, "messages per phase")
+				fs.IntVar(&thr.Size, "size", 512, "payload bytes")
+				fs.IntVar(&thr.Publishers, "publishers", 2, "publishing connections")
+				fs.DurationVar(&thr.Idle, "idle", 3*time.Second, "end a phase once nothing arrived for this long")
+				fs.IntVar(&thr.BufSize, "buffer", 65536, "read buffer of the client stream, bytes")
+			},
+			params: func() string {
+				return fmt.Sprintf("%d messages × %d B flat out from %d publishers, plain auto-ack consumer then one stream", thr.Count, thr.Size, thr.Publishers)
+			},
+			streams: func() int { return 1 },
+			run: func(ctx context.Context, t load.Target, c load.Common) (load.Run, error) {
+				cfg := thr
+				cfg.Common = c
+				return load.Throughput(ctx, t, cfg)
+			},
+		},
+		"bindrate": {
+			name: "bindrate",
+			flags: func(fs *flag.FlagSet) {
+				fs.IntVar(&bind.Pairs, "pairs", 2000, "bind+unbind pairs in all")
+				fs.IntVar(&bind.Channels, "channels", 1, "channels binding at once")
+			},
+			params: func() string {
+				return fmt.Sprintf("%d bind+unbind pairs on %d channels, RabbitMQ alone", bind.Pairs, bind.Channels)
+			},
+			streams: func() int { return 0 },
+			run: func(ctx context.Context, _ load.Target, c load.Common) (load.Run, error) {
+				cfg := bind
+				cfg.Common = c
+				return load.BindRate(ctx, cfg)
+			},
+			noServer: true,
+		},
+	}
+}
+
+// options are the flags every scenario takes.
+type options struct {
+	amqpURL, mgmtURL string
+	url              string
+	serverPID        int
+	serverCmd        string
+	serverBin        string
+	serverArgs       multiFlag
+	profileDir       string
+	serverLog        string
+	runs             int
+	json, quiet      bool
+}
+
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, " ") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
+
+func (o *options) register(fs *flag.FlagSet, getenv func(string) string) {
+	amqpURL := getenv("AMQP_URL")
+	if amqpURL == "" {
+		amqpURL = "amqp://guest:guest@127.0.0.1:5672/"
+	}
+	fs.StringVar(&o.amqpURL, "amqp-url", amqpURL, "broker URL for the server and the publisher (env AMQP_URL)")
+	fs.StringVar(&o.mgmtURL, "mgmt-url", "http://guest:guest@127.0.0.1:15672", "RabbitMQ management API, to count queues and bindings; empty: don't")
+	fs.StringVar(&o.url, "url", "", "load the eventsproxy at this base URL instead of starting one")
+	fs.IntVar(&o.serverPID, "server-pid", 0, "with --url: the server's pid, for its RSS and CPU")
+	fs.StringVar(&o.serverCmd, "server-cmd", "", "start the server with this command line (it must log msg=listening addr=… on stderr)")
+	fs.StringVar(&o.serverBin, "server-bin", "", "run this eventsproxy binary (with the usual serve flags) instead of building ./cmd/eventsproxy")
+	fs.Var(&o.serverArgs, "server-arg", "extra flag for the started server, e.g. --server-arg=--client-buffer=100 (repeatable)")
+	fs.StringVar(&o.profileDir, "profile", "", "run the server as `eventsload serve-profiled` and write its CPU and heap profiles of each run's measured phase to this directory")
+	fs.StringVar(&o.serverLog, "server-log", "", "append the started server's log to this file")
+	fs.IntVar(&o.runs, "runs", 3, "runs of the scenario (a fresh server each); medians are reported")
+	fs.BoolVar(&o.json, "json", false, "print the report as JSON instead of a table")
+	fs.BoolVar(&o.quiet, "quiet", false, "no progress lines on stderr")
+}
+
+// run dispatches to a subcommand and returns the process's exit code.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	case "serve-profiled":
+		return serveProfiled(ctx, args[1:], getenv, stderr)
+	}
+	sc, ok := scenarios()[args[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "eventsload: unknown scenario %q\n\n%s", args[0], usage)
+		return 2
+	}
+	fs := flag.NewFlagSet("eventsload "+args[0], flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var o options
+	o.register(fs, getenv)
+	sc.flags(fs)
+	if err := fs.Parse(args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "eventsload: unexpected arguments %q\n", fs.Args())
+		return 2
+	}
+	rep, err := runScenario(ctx, sc, &o, stderr)
+	if rep != nil && len(rep.Runs) > 0 {
+		rep.Summarize()
+		if o.json {
+			_ = load.WriteJSON(stdout, []*load.Report{rep})
+		} else {
+			rep.WriteTable(stdout)
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "eventsload: %v\n", err)
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,14 @@
+// Package load puts eventsproxy under load and measures it: it opens many
+// SSE streams with a cheap client (a raw TCP connection, a hand-written
+// HTTP/1.1 request and an allocation-free parser of the chunked event
+// stream), publishes through AMQP with the send time in each payload, and
+// reports connects per second, time to `ready`, deliveries per second, loss,
+// latency and the server's memory and CPU. The scenarios are those of the
+// scale issue: Idle (S1), Fanout (S2, S2b and the soak), Cycles (S3),
+// Throughput (one stream against a plain AMQP consumer) and BindRate (the
+// broker's own bind+unbind ceiling).
+//
+// The client is deliberately not a general SSE reader (package sse has the
+// spec-conformant one): it understands what eventsproxy writes, LF or CRLF
+// line ends and an `event` line before the `data` line, and nothing more.
+package load

@@ -1,0 +1,112 @@
+//go:build integration
+
+package load
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"testing"
+	"time"
+
+	"eventsproxy/internal/broker"
+	"eventsproxy/internal/config"
+	"eventsproxy/internal/rabbittest"
+	"eventsproxy/internal/server"
+)
+
+// startServer runs the service in-process on the real RabbitMQ until the
+// test ends, as `eventsproxy serve` would.
+func startServer(t *testing.T) Target {
+	t.Helper()
+	prefix := rabbittest.Unique("eventsload-test/") + "/"
+	cfg, err := config.Load(config.Serve, []string{
+		"--listen", "127.0.0.1:0", "--amqp-url", rabbittest.URL(), "--queue-prefix", prefix, "--max-connections", "0",
+	}, func(string) string { return "" }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := broker.AMQP(broker.AMQPConfig{URL: cfg.AMQPURL, QueuePrefix: prefix, ConnectionName: "eventsload test " + t.Name()})
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ctx, cancel := context.WithCancel(context.Background())
+	urls := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() { done <- server.Run(ctx, cfg, d, ln, log, func(u string) { urls <- u }) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("server: %v", err)
+		}
+	})
+	select {
+	case u := <-urls:
+		return Target{URL: u, QueuePrefix: prefix}
+	case err := <-done:
+		t.Fatalf("server ended before serving: %v", err)
+	case <-time.After(15 * time.Second):
+		t.Fatal("server not serving within 15s")
+	}
+	return Target{}
+}
+
+func common() Common {
+	return Common{AMQPURL: rabbittest.URL(), Mgmt: Management{URL: rabbittest.ManagementURL()}}
+}
+
+func metric(t *testing.T, r Run, name string) float64 {
+	t.Helper()
+	v, ok := r.Get(name)
+	if !ok {
+		t.Fatalf("run has no %q: %+v", name, r)
+	}
+	return v
+}
+
+func TestCyclesSmoke(t *testing.T) {
+	target := startServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	r, err := Cycles(ctx, target, CyclesConfig{Common: common(), Cycles: 50, Parallel: 5, BufSize: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, failed := metric(t, r, "cycles"), metric(t, r, "failed"); got != 50 || failed != 0 {
+		t.Errorf("%v cycles, %v failed (%v); want 50 and 0", got, failed, r.Notes)
+	}
+	if metric(t, r, "ready p99") <= 0 {
+		t.Error("no ready latency recorded")
+	}
+}
+
+func TestFanoutSmoke(t *testing.T) {
+	target := startServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	r, err := Fanout(ctx, target, FanoutConfig{
+		Common: common(), Streams: 10, Parallel: 10, Rate: 50, Size: 512,
+		Duration: 2 * time.Second, Drain: 10 * time.Second, BufSize: 16384,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	published, received := metric(t, r, "published"), metric(t, r, "received")
+	if published != 100 || received != 10*published {
+		t.Errorf("published %v, received %v; want 100 and 1000", published, received)
+	}
+	for _, name := range []string{"loss", "streams with loss", "dropped (overflow events)", "sequence gaps", "out of order"} {
+		if v := metric(t, r, name); v != 0 {
+			t.Errorf("%s = %v, want 0", name, v)
+		}
+	}
+	if q := metric(t, r, "broker queues of the server"); q != 1 {
+		t.Errorf("the server has %v broker queues, want 1", q)
+	}
+	if p99 := metric(t, r, "latency p99"); p99 <= 0 || p99 > 2000 {
+		t.Errorf("latency p99 %vms", p99)
+	}
+}

@@ -1,0 +1,73 @@
+package load
+
+import (
+	"bufio"
+	"fmt"
+	"math"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// bucket is one cumulative bucket of a Prometheus histogram.
+type bucket struct{ le, count float64 }
+
+// scrapeHistogram reads the histogram name from the server's /metrics.
+func scrapeHistogram(base, name string) ([]bucket, error) {
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := c.Get(strings.TrimSuffix(base, "/") + "/metrics")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET /metrics: %s", resp.Status)
+	}
+	var bs []bucket
+	prefix := name + `_bucket{le="`
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		rest, ok := strings.CutPrefix(sc.Text(), prefix)
+		if !ok {
+			continue
+		}
+		le, count, ok := strings.Cut(rest, `"} `)
+		if !ok {
+			continue
+		}
+		l, err1 := strconv.ParseFloat(le, 64)
+		n, err2 := strconv.ParseFloat(count, 64)
+		if err1 == nil && err2 == nil {
+			bs = append(bs, bucket{l, n})
+		}
+	}
+	sort.Slice(bs, func(i, j int) bool { return bs[i].le < bs[j].le })
+	return bs, sc.Err()
+}
+
+// histogramQuantile estimates the q-quantile of cumulative buckets by
+// linear interpolation inside the bucket that holds it, as Prometheus's
+// histogram_quantile does.
+func histogramQuantile(q float64, bs []bucket) time.Duration {
+	if len(bs) == 0 || bs[len(bs)-1].count == 0 {
+		return 0
+	}
+	rank := q * bs[len(bs)-1].count
+	lo, below := 0.0, 0.0
+	for _, b := range bs {
+		if b.count >= rank {
+			if math.IsInf(b.le, 1) {
+				return time.Duration(lo * float64(time.Second))
+			}
+			frac := 0.0
+			if b.count > below {
+				frac = (rank - below) / (b.count - below)
+			}
+			return time.Duration((lo + (b.le-lo)*frac) * float64(time.Second))
+		}
+		lo, below = b.le, b.count
+	}
+	return time.Duration(lo * float64(time.Second))
+}
