@@ -49,7 +49,7 @@ func FuzzMatch(f *testing.F) {
 	f.Fuzz(func(t *testing.T, pattern, key string) {
 		// The reference takes time exponential in the number of # words.
 		if strings.Count(pattern, "#") > 4 || strings.Count(key, ".") > 16 {
-			t.Skip()
+			return
 		}
 		want := naiveMatch(pattern, key)
 		if got := Match(pattern, key); got != want {
