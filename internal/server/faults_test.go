@@ -72,10 +72,10 @@ func (h *lossWatch) WithGroup(name string) slog.Handler {
 type running struct {
 	lost      chan time.Time // when the server logged the loss of its broker connection
 	connected chan time.Time // when it logged a (re)connection
-	url    string
-	queue  func() string
-	cancel context.CancelFunc
-	done   chan error
+	url       string
+	queue     func() string
+	cancel    context.CancelFunc
+	done      chan error
 }
 
 // start runs the whole service in process against RabbitMQ.
