@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -242,5 +243,26 @@ func BenchmarkMessageFromDelivery(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		messageFromDelivery(&d, now)
+	}
+}
+
+// BenchmarkSubscribe subscribes and closes one stream with a pattern of its
+// own while n other streams hold bound patterns of their own on the same
+// exchange (S1's shape): the session's cost of a connect, without the
+// broker's round trip (the fake binds at once).
+func BenchmarkSubscribe(b *testing.B) {
+	for _, n := range []int{0, 1000, 10000} {
+		b.Run(fmt.Sprintf("held=%d", n), func(b *testing.B) {
+			s := benchSession(b)
+			for i := range n {
+				benchSubscribe(b, s, binding.Binding{Exchange: benchExchange, RoutingKeyPattern: fmt.Sprintf("primary.held%d.#", i)})
+			}
+			i := 0
+			b.ReportAllocs()
+			for b.Loop() {
+				i++
+				benchSubscribe(b, s, binding.Binding{Exchange: benchExchange, RoutingKeyPattern: "primary.new" + strconv.Itoa(i) + ".#"}).Close()
+			}
+		})
 	}
 }

@@ -9,11 +9,16 @@ package topic
 // "#.*"); those are just bound separately.
 func (p *Pattern) Covers(q *Pattern) bool {
 	pw, qw := p.words, q.words
-	// ok[j] after row i: pw[:i] covers qw[:j].
-	ok := make([]bool, len(qw)+1)
+	// ok[j] after row i: pw[:i] covers qw[:j]. A pattern of at most
+	// MaxLength bytes has at most MaxLength/2+1 words, so two rows on the
+	// stack always do: no allocation.
+	if len(qw) > MaxLength/2+1 {
+		return false
+	}
+	var rowA, rowB [MaxLength/2 + 2]bool
+	ok, next := rowA[:len(qw)+1], rowB[:len(qw)+1]
 	ok[0] = true
 	for i := range pw {
-		next := make([]bool, len(qw)+1)
 		w := pw[i]
 		for j := 0; j <= len(qw); j++ {
 			switch w.kind {
@@ -27,7 +32,7 @@ func (p *Pattern) Covers(q *Pattern) bool {
 				next[j] = j > 0 && ok[j-1] && qw[j-1].kind == literal && qw[j-1].text == w.text
 			}
 		}
-		ok = next
+		ok, next = next, ok
 	}
 	return ok[len(qw)]
 }
