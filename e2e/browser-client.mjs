@@ -23,7 +23,7 @@
 import { mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { launchChromium } from './chromium.mjs';
 import { fail, onStop, parseCommandLine, print } from './clientio.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -33,23 +33,7 @@ const { url, timeoutSeconds, values } = parseCommandLine(
 );
 const screenshot = resolve(values.screenshot);
 
-// These flags keep Chromium off the network that this machine does not have
-// (and off Google's hosts it would look up at every start).
-const browser = await chromium
-  .launch({
-    executablePath: '/usr/bin/chromium',
-    headless: true,
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-  })
-  .catch((err) => fail(`launch chromium: ${err.message}`));
+const browser = await launchChromium();
 
 const page = await browser.newPage();
 

@@ -32,7 +32,7 @@
 import { mkdirSync, readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { launchChromium } from './chromium.mjs';
 import { fail, onStop, parseCommandLine, print } from './clientio.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -51,23 +51,7 @@ if (!(waitMs > 0)) fail('--wait wants a number of seconds');
 const colorScheme = values['color-scheme'];
 if (colorScheme !== 'light' && colorScheme !== 'dark') fail('--color-scheme is light or dark');
 
-// The same flags as browser-client.mjs: they keep Chromium off the network
-// that this machine does not have.
-const browser = await chromium
-  .launch({
-    executablePath: '/usr/bin/chromium',
-    headless: true,
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-  })
-  .catch((err) => fail(`launch chromium: ${err.message}`));
+const browser = await launchChromium();
 
 const context = await browser.newContext({
   viewport: { width: 1280, height: 860 },
