@@ -18,7 +18,7 @@ import (
 
 // benchStream runs fn inside a real connect-like handler on a loopback
 // HTTP/1.1 server whose client reads and discards everything, so that fn
-// pays for what a stream pays for: net/http's chunked writer, its buffers,
+// pays for what a stream pays for: the hijacked connection, chunk framing,
 // write deadlines and the system calls. The timer runs only around fn.
 func benchStream(b *testing.B, fn func(st *stream)) {
 	b.Helper()
@@ -27,10 +27,14 @@ func benchStream(b *testing.B, fn func(st *stream)) {
 	done := make(chan struct{})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		defer close(done)
-		w.Header().Set("Content-Type", "text/event-stream")
-		w.WriteHeader(http.StatusOK)
-		st := &stream{h: h, w: w, rc: http.NewResponseController(w), start: time.Now()}
-		if err := st.flush(); err != nil {
+		conn, _, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			b.Error(err)
+			return
+		}
+		defer conn.Close()
+		st := &stream{h: h, conn: conn, chunked: true, start: time.Now()}
+		if err := st.writeHeader(http.Header{"Content-Type": {"text/event-stream"}}); err != nil {
 			b.Error(err)
 			return
 		}
@@ -73,7 +77,7 @@ func benchMessage() *broker.Message {
 }
 
 // BenchmarkSendMessages is the stream's write path for one message
-// (sendMessages: encode the event, set the write deadline, write, flush),
+// (sendMessages: encode the event, frame the chunk, write),
 // with the messages a wake-up takes written one at a time (batch=1) or ten
 // per flush (batch=10). ns/op is per message.
 func BenchmarkSendMessages(b *testing.B) {
@@ -101,7 +105,7 @@ func BenchmarkSendMessages(b *testing.B) {
 func BenchmarkWriteDeadline(b *testing.B) {
 	benchStream(b, func(st *stream) {
 		for range b.N {
-			_ = st.rc.SetWriteDeadline(time.Now().Add(30 * time.Second))
+			_ = st.conn.SetWriteDeadline(time.Now().Add(30 * time.Second))
 		}
 	})
 }

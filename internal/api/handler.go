@@ -61,6 +61,13 @@ type Handler struct {
 
 	shutdownOnce sync.Once
 	shutdown     chan struct{}
+
+	// streams counts the goroutines of the streams whose connections the
+	// handler took from net/http (HTTP/1.x); ending streamsCtx closes
+	// those connections.
+	streams     sync.WaitGroup
+	streamsCtx  context.Context
+	killStreams context.CancelFunc
 }
 
 // NewHandler returns the API handler; it starts no goroutines.
@@ -86,6 +93,7 @@ func NewHandler(cfg Config, b Broker, log *slog.Logger) *Handler {
 		limits:   newLimits(cfg.MaxConnections, cfg.MaxConnectionsPerIP),
 		shutdown: make(chan struct{}),
 	}
+	h.streamsCtx, h.killStreams = context.WithCancel(context.Background())
 	h.get("/api/events/v1/connect/", http.HandlerFunc(h.connect))
 	h.mux.HandleFunc("GET /api/events/v1/connect", h.connect)
 	h.get("/api/events/v1/ping", http.HandlerFunc(h.ping))
@@ -119,10 +127,32 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // Shutdown tells every open stream, and every stream that starts from now
-// on, to send an `error` event and end. It does not wait for them; the
-// http.Server's Shutdown does. It is safe to call more than once.
+// on, to send an `error` event and end. It does not wait for them: the
+// http.Server's Shutdown waits for HTTP/2 streams, and Wait for the others.
+// It is safe to call more than once.
 func (h *Handler) Shutdown() {
 	h.shutdownOnce.Do(func() { close(h.shutdown) })
+}
+
+// Wait waits until the streams that the handler took from net/http (every
+// HTTP/1.x stream) have ended; call it after Shutdown and once the
+// http.Server stopped taking requests. If ctx ends first, Wait closes the
+// connections of the streams still open, waits for them to end and returns
+// ctx's error.
+func (h *Handler) Wait(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		h.streams.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		h.killStreams()
+		<-done
+		return ctx.Err()
+	}
 }
 
 func (h *Handler) shuttingDown() bool {

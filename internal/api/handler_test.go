@@ -44,8 +44,21 @@ func newServer(t *testing.T, b api.Broker) *httptest.Server {
 	t.Helper()
 	h := api.NewHandler(api.Config{}, b, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
+	t.Cleanup(func() { closeServer(t, h, srv) })
 	return srv
+}
+
+// closeServer ends the streams of h and stops srv, and fails the test if
+// a stream outlives it by 10s.
+func closeServer(t testing.TB, h *api.Handler, srv *httptest.Server) {
+	t.Helper()
+	h.Shutdown()
+	srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := h.Wait(ctx); err != nil {
+		t.Errorf("streams still open 10s after shutdown: %v", err)
+	}
 }
 
 func connectURL(base string, query string) string {

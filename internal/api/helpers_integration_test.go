@@ -58,8 +58,7 @@ func startProxy(t *testing.T, acfg api.Config, bcfg broker.Config) *proxy {
 	h := api.NewHandler(acfg, b, log)
 	srv := httptest.NewServer(h)
 	t.Cleanup(func() {
-		h.Shutdown()
-		srv.Close()
+		closeServer(t, h, srv)
 		cancel()
 		<-done
 	})

@@ -38,7 +38,7 @@ func TestConnectionLimits(t *testing.T) {
 	fb := &fakeBroker{connected: true, called: make(chan []binding.Binding, 16)}
 	h := api.NewHandler(api.Config{MaxConnections: 3, MaxConnectionsPerIP: 2, TrustProxy: true, Metrics: m}, fb, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
+	t.Cleanup(func() { closeServer(t, h, srv) })
 	u := connectURL(srv.URL, `{"bindings":[{"exchange":"e","routingKeyPattern":"#"}]}`)
 	from := func(ip string) http.Header {
 		// The client's own claim comes first; the proxy's entry is last.

@@ -1,10 +1,12 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"strconv"
 	"time"
@@ -44,17 +46,44 @@ const (
 )
 
 // stream is one client's open connect request.
+//
+// An HTTP/1.x stream takes its connection from net/http once the request is
+// read (Hijack) and writes its response itself: net/http's per-connection
+// buffers (about 10 KiB) and its goroutine are then free while the stream
+// lives, each wake-up costs one write system call, and a client that closed
+// is noticed by a goroutine blocked in Read. Streams on HTTP/2, which cannot
+// be hijacked, write through net/http.
 type stream struct {
 	h     *Handler
-	w     http.ResponseWriter
-	rc    *http.ResponseController
-	buf   []byte
+	addr  string
 	start time.Time
+
+	// conn is the hijacked connection, or nil on HTTP/2. chunked says
+	// whether the body is sent in chunks (HTTP/1.1) or ends with the
+	// connection (HTTP/1.0).
+	conn    net.Conn
+	chunked bool
+	// stopClose unregisters the closing of conn when the stream's context
+	// ends; it reports whether it did so before the close ran.
+	stopClose func() bool
+	cancel    context.CancelFunc
+
+	// w and rc are net/http's response on HTTP/2.
+	w  http.ResponseWriter
+	rc *http.ResponseController
+
+	// buf holds the events of one write from buf[headroom:]; the bytes
+	// before are room for the chunk header.
+	buf []byte
 	// deadline is the write deadline last set on the connection.
 	deadline time.Time
 
 	bindings, delivered, dropped int
 }
+
+// headroom is the room left before a write's events for its chunk header:
+// up to 8 hexadecimal digits and CRLF.
+const headroom = 10
 
 // connect serves GET /api/events/v1/connect/.
 func (h *Handler) connect(w http.ResponseWriter, r *http.Request) {
@@ -93,25 +122,53 @@ func (h *Handler) connect(w http.ResponseWriter, r *http.Request) {
 			"Too many open streams from your address; close some or retry later.", 10)
 		return
 	}
-	defer h.limits.release(addr)
 	m.StreamsOpen.Inc()
-	defer m.StreamsOpen.Dec()
 
 	hdr := w.Header()
 	hdr.Set("Content-Type", "text/event-stream")
 	hdr.Set("Cache-Control", "no-cache")
 	hdr.Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
-
-	st := &stream{h: h, w: w, rc: http.NewResponseController(w), start: time.Now()}
-	why := endWrite
-	if st.flush() == nil {
-		why = st.serve(r.Context(), r)
+	st := &stream{h: h, addr: addr, start: time.Now()}
+	h.streams.Add(2) // the stream and its connection's reader, if hijacked
+	conn, _, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		// HTTP/2: net/http keeps the connection.
+		h.streams.Add(-2)
+		st.w, st.rc = w, http.NewResponseController(w)
+		w.WriteHeader(http.StatusOK)
+		why := endWrite
+		if st.rc.Flush() == nil {
+			why = st.run(r.Context(), r)
+		}
+		st.finish(why)
+		return
 	}
-	m.StreamsEnded.WithLabelValues(why).Inc()
-	h.log.Info("stream ended", "why", why, "client", addr,
-		"duration", time.Since(st.start).Round(time.Millisecond),
-		"bindings", st.bindings, "delivered", st.delivered, "dropped", st.dropped)
+	// What net/http read ahead of this request's end is a pipelined
+	// request, which a stream never answers: it is dropped with the
+	// connection's buffers.
+	ctx, cancel := context.WithCancel(h.streamsCtx)
+	st.conn, st.cancel = conn, cancel
+	st.chunked = r.ProtoAtLeast(1, 1)
+	st.stopClose = context.AfterFunc(ctx, func() { _ = conn.Close() })
+	go st.watch()
+	if err := st.writeHeader(hdr); err != nil {
+		st.finish(endWrite)
+		return
+	}
+	// Subscribing may take a broker round trip; it runs here, on net/http's
+	// goroutine, whose stack has grown while reading the request. The
+	// stream then goes on in a goroutine of its own with a small stack,
+	// and this one ends.
+	sub, why := st.open(ctx, r)
+	if sub == nil {
+		st.finish(why)
+		return
+	}
+	go func() {
+		why := st.serve(ctx, sub)
+		sub.Close()
+		st.finish(why)
+	}()
 }
 
 // refuse answers a connect request that will get no stream.
@@ -120,36 +177,109 @@ func refuse(w http.ResponseWriter, status int, code, text string, retryAfterSeco
 	writeJSON(w, status, errorBody{Code: code, Message: text})
 }
 
-// serve runs the stream after its headers are sent and returns why it ended.
-func (st *stream) serve(ctx context.Context, r *http.Request) (why string) {
+// watch reads the hijacked connection until it fails, which is how a
+// client that goes away is noticed, and then ends the stream's context.
+// A client has nothing more to say on a stream, so what it sends anyway is
+// read and dropped.
+func (st *stream) watch() {
+	defer st.h.streams.Done()
+	defer st.cancel()
+	b := make([]byte, 64)
+	for {
+		if _, err := st.conn.Read(b); err != nil {
+			return
+		}
+	}
+}
+
+// writeHeader sends the response's status line and header on a hijacked
+// connection, as net/http would have.
+func (st *stream) writeHeader(hdr http.Header) error {
+	hdr.Set("Date", time.Now().UTC().Format(http.TimeFormat))
+	// The stream ends with its connection.
+	hdr.Set("Connection", "close")
+	if st.chunked {
+		hdr.Set("Transfer-Encoding", "chunked")
+	}
+	b := bytes.NewBuffer(make([]byte, 0, 256))
+	b.WriteString("HTTP/1.1 200 OK\r\n")
+	_ = hdr.Write(b)
+	b.WriteString("\r\n")
+	return st.writeConn(b.Bytes())
+}
+
+// run serves an HTTP/2 stream after its header is sent and returns why it
+// ended.
+func (st *stream) run(ctx context.Context, r *http.Request) (why string) {
+	sub, why := st.open(ctx, r)
+	if sub == nil {
+		return why
+	}
+	defer sub.Close()
+	return st.serve(ctx, sub)
+}
+
+// finish ends the stream: a hijacked connection gets the end of its body
+// (unless the client is gone) and is closed; the stream is counted and
+// logged.
+func (st *stream) finish(why string) {
+	h := st.h
+	if st.conn != nil {
+		if st.chunked && why != endClient && why != endWrite {
+			_ = st.writeConn([]byte("0\r\n\r\n"))
+		}
+		if st.stopClose() {
+			_ = st.conn.Close()
+		}
+		st.cancel()
+		h.streams.Done()
+	}
+	h.limits.release(st.addr)
+	m := h.cfg.Metrics
+	m.StreamsOpen.Dec()
+	m.StreamsEnded.WithLabelValues(why).Inc()
+	h.log.Info("stream ended", "why", why, "client", st.addr,
+		"duration", time.Since(st.start).Round(time.Millisecond),
+		"bindings", st.bindings, "delivered", st.delivered, "dropped", st.dropped)
+}
+
+// open parses the stream's bindings, subscribes and sends `ready`. It
+// returns the subscription, or nil and why the stream ended.
+func (st *stream) open(ctx context.Context, r *http.Request) (*broker.Subscription, string) {
 	h := st.h
 	bs, err := binding.FromQuery(r.URL.Query(), h.cfg.Limits)
 	if err != nil {
 		_ = st.sendError(err)
-		return endBadRequest
+		return nil, endBadRequest
 	}
 	st.bindings = len(bs)
 	sub, err := h.broker.Subscribe(ctx, bs)
 	if err != nil {
 		if ctx.Err() != nil {
-			return endClient
+			return nil, endClient
 		}
 		_ = st.sendError(err)
 		var berr *broker.BindError
 		if errors.As(err, &berr) && (errors.Is(err, broker.ErrExchangeNotFound) || errors.Is(err, broker.ErrAccessRefused)) {
-			return endExchange
+			return nil, endExchange
 		}
 		if errors.Is(err, broker.ErrUnavailable) || errors.Is(err, broker.ErrConnectionLost) {
-			return endBroker
+			return nil, endBroker
 		}
-		return endInternal
+		return nil, endInternal
 	}
-	defer sub.Close()
-
 	if err := st.send(kindReady, []byte("{}")); err != nil {
-		return endWrite
+		sub.Close()
+		return nil, endWrite
 	}
 	h.cfg.Metrics.ReadySeconds.Observe(time.Since(st.start).Seconds())
+	return sub, ""
+}
+
+// serve delivers sub's messages and pings until the stream ends, and
+// returns why it ended.
+func (st *stream) serve(ctx context.Context, sub *broker.Subscription) (why string) {
+	h := st.h
 	ping := time.NewTicker(h.cfg.PingInterval)
 	defer ping.Stop()
 	var msgs []*broker.Message
@@ -180,10 +310,10 @@ func (st *stream) serve(ctx context.Context, r *http.Request) (why string) {
 }
 
 // sendMessages writes an `overflow` event when messages were dropped, then
-// the messages, in one flush.
+// the messages, in one write.
 func (st *stream) sendMessages(msgs []*broker.Message, dropped int) error {
 	m := st.h.cfg.Metrics
-	st.buf = st.buf[:0]
+	st.begin()
 	if dropped > 0 {
 		st.dropped += dropped
 		m.MessagesDropped.Add(float64(dropped))
@@ -203,9 +333,10 @@ func (st *stream) sendMessages(msgs []*broker.Message, dropped int) error {
 	return nil
 }
 
-// send writes one event and flushes it.
+// send writes one event.
 func (st *stream) send(kind string, data []byte) error {
-	st.buf = sse.AppendEvent(st.buf[:0], kind, data)
+	st.begin()
+	st.buf = sse.AppendEvent(st.buf, kind, data)
 	return st.write()
 }
 
@@ -227,28 +358,69 @@ func (st *stream) sendText(text string) error {
 // a burst may need a big one once, and an idle stream should not hold it.
 const maxKeptBuffer = 8 << 10
 
-func (st *stream) write() error {
-	// A client that stops reading is dropped once a write has waited
-	// WriteTimeout, while an idle stream may live forever. Moving the
-	// deadline costs a timer update, so it moves only when less than three
-	// quarters of WriteTimeout are left: a write still gets at least that.
-	timeout := st.h.cfg.WriteTimeout
-	if now := time.Now(); st.deadline.Sub(now) < timeout*3/4 {
-		st.deadline = now.Add(timeout)
-		_ = st.rc.SetWriteDeadline(st.deadline)
+// begin empties the write buffer, keeping the room for a chunk header.
+func (st *stream) begin() {
+	if cap(st.buf) < headroom {
+		st.buf = make([]byte, headroom, 256)
 	}
-	_, err := st.w.Write(st.buf)
+	st.buf = st.buf[:headroom]
+}
+
+// write sends the events in st.buf to the client in one write.
+func (st *stream) write() error {
+	if len(st.buf) == headroom {
+		// Nothing to send; on HTTP/1.1 an empty chunk would end the body.
+		return nil
+	}
+	var err error
+	if st.conn == nil {
+		st.moveDeadline()
+		if _, err = st.w.Write(st.buf[headroom:]); err == nil {
+			err = st.rc.Flush()
+		}
+	} else {
+		out := st.buf[headroom:]
+		if st.chunked {
+			var digits [8]byte
+			size := strconv.AppendUint(digits[:0], uint64(len(out)), 16)
+			start := headroom - 2 - len(size)
+			copy(st.buf[start:], size)
+			st.buf[headroom-2], st.buf[headroom-1] = '\r', '\n'
+			st.buf = append(st.buf, '\r', '\n')
+			out = st.buf[start:]
+		}
+		err = st.writeConn(out)
+	}
 	if cap(st.buf) > maxKeptBuffer {
 		st.buf = nil
 	}
-	if err != nil {
-		return err
-	}
-	return st.flush()
+	return err
 }
 
-func (st *stream) flush() error {
-	return st.rc.Flush()
+// writeConn writes b to the hijacked connection.
+func (st *stream) writeConn(b []byte) error {
+	st.moveDeadline()
+	_, err := st.conn.Write(b)
+	return err
+}
+
+// moveDeadline keeps the connection's write deadline ahead. A client that
+// stops reading is dropped once a write has waited WriteTimeout, while an
+// idle stream may live forever. Moving the deadline costs a timer update,
+// so it moves only when less than three quarters of WriteTimeout are left:
+// a write still gets at least that.
+func (st *stream) moveDeadline() {
+	timeout := st.h.cfg.WriteTimeout
+	now := time.Now()
+	if st.deadline.Sub(now) >= timeout*3/4 {
+		return
+	}
+	st.deadline = now.Add(timeout)
+	if st.conn != nil {
+		_ = st.conn.SetWriteDeadline(st.deadline)
+	} else {
+		_ = st.rc.SetWriteDeadline(st.deadline)
+	}
 }
 
 // clientText returns the text a client may see for err, and whether err is

@@ -99,11 +99,14 @@ func Run(ctx context.Context, cfg *config.Config, d broker.Dialer, ln net.Listen
 	h.Shutdown()
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
 	defer cancel()
+	// Only a stream stuck writing to a client that does not read can still
+	// be open at the deadline; it has had its error event queued already.
 	if serr := srv.Shutdown(shutdownCtx); serr != nil {
-		// Only a stream stuck writing to a client that does not read can
-		// still be open; it has had its error event queued already.
 		log.Warn("streams still open at the shutdown deadline; closing them", "err", serr)
 		_ = srv.Close()
+	}
+	if werr := h.Wait(shutdownCtx); werr != nil {
+		log.Warn("streams still open at the shutdown deadline; closed them", "err", werr)
 	}
 	stopBroker()
 	wg.Wait()
