@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"eventsproxy/internal/binding"
@@ -313,7 +314,11 @@ func (st *stream) serve(ctx context.Context, sub *broker.Subscription) (why stri
 // the messages, in one write.
 func (st *stream) sendMessages(msgs []*broker.Message, dropped int) error {
 	m := st.h.cfg.Metrics
-	st.begin()
+	size := 64 // the overflow event
+	for _, msg := range msgs {
+		size += len(msg.Event())
+	}
+	st.begin(size)
 	if dropped > 0 {
 		st.dropped += dropped
 		m.MessagesDropped.Add(float64(dropped))
@@ -335,7 +340,7 @@ func (st *stream) sendMessages(msgs []*broker.Message, dropped int) error {
 
 // send writes one event.
 func (st *stream) send(kind string, data []byte) error {
-	st.begin()
+	st.begin(len(kind) + len(data) + 32)
 	st.buf = sse.AppendEvent(st.buf, kind, data)
 	return st.write()
 }
@@ -356,12 +361,25 @@ func (st *stream) sendText(text string) error {
 
 // maxKeptBuffer is the largest write buffer a stream keeps between writes:
 // a burst may need a big one once, and an idle stream should not hold it.
+// Bigger ones are shared between streams through bigBuffers.
 const maxKeptBuffer = 8 << 10
 
-// begin empties the write buffer, keeping the room for a chunk header.
-func (st *stream) begin() {
+// bigBuffers holds write buffers above maxKeptBuffer between writes.
+var bigBuffers sync.Pool // of *[]byte
+
+// begin empties the write buffer, keeping the room for a chunk header,
+// for events of about size bytes.
+func (st *stream) begin(size int) {
+	need := headroom + size + 2
+	if need > cap(st.buf) && need > maxKeptBuffer {
+		if p, _ := bigBuffers.Get().(*[]byte); p != nil && cap(*p) >= need {
+			st.buf = *p
+		} else {
+			st.buf = make([]byte, 0, need)
+		}
+	}
 	if cap(st.buf) < headroom {
-		st.buf = make([]byte, headroom, 256)
+		st.buf = make([]byte, 0, 256)
 	}
 	st.buf = st.buf[:headroom]
 }
@@ -392,6 +410,8 @@ func (st *stream) write() error {
 		err = st.writeConn(out)
 	}
 	if cap(st.buf) > maxKeptBuffer {
+		b := st.buf[:0]
+		bigBuffers.Put(&b)
 		st.buf = nil
 	}
 	return err
