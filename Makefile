@@ -24,7 +24,7 @@ faults:
 # time). Run longer on demand: make fuzz FUZZTIME=10m
 FUZZTIME ?= 5s
 FUZZ_TARGETS = \
-	internal/topic:FuzzMatch internal/topic:FuzzValidate internal/topic:FuzzTrie internal/topic:FuzzCovers \
+	internal/topic:FuzzMatch internal/topic:FuzzValidate internal/topic:FuzzTrie internal/topic:FuzzTrieCovering internal/topic:FuzzCovers \
 	internal/binding:FuzzParse \
 	internal/sse:FuzzRoundTrip internal/sse:FuzzReader internal/sse:FuzzAppendUTF8 \
 	internal/broker:FuzzMessageData internal/api:FuzzConnect

@@ -3,14 +3,16 @@ package topic
 import "slices"
 
 // Trie holds patterns, each with a value, and finds the values whose
-// patterns match a routing key without trying every pattern: the work per
-// key grows with the key's words and the patterns that share its prefixes,
-// not with the number of patterns. It is RabbitMQ's own way of routing.
+// patterns match a routing key, or cover a pattern, without trying every
+// pattern: the work grows with the key's or pattern's words and the patterns
+// that share its prefixes, not with the number of patterns. Matching is
+// RabbitMQ's own way of routing.
 //
 // Insert and Delete must not run at the same time as any other method;
-// Match must not run at the same time as another Match (it marks nodes as
-// visited). Readers of a Trie under a sync.RWMutex held for reading must
-// therefore be a single goroutine, as the router is.
+// Match and Covering must not run at the same time as another Match or
+// Covering (they mark nodes as visited). Readers of a Trie under a
+// sync.RWMutex held for reading must therefore be a single goroutine, as the
+// router is.
 type Trie[V any] struct {
 	root  trieNode[V]
 	size  int
@@ -35,6 +37,11 @@ type trieNode[V any] struct {
 	// the current Match: each (node, position) is tried once, which keeps
 	// patterns with many # linear instead of exponential.
 	seen []uint64
+
+	// coverSeen == epoch when the current Covering has tried this # node
+	// already, at its lowest word and every later one: all that any later
+	// arrival at it would try.
+	coverSeen uint64
 }
 
 // Len returns the number of patterns in t.
@@ -89,6 +96,23 @@ func (t *Trie[V]) Delete(p *Pattern) bool {
 func (t *Trie[V]) Match(k Key, visit func(V)) {
 	t.epoch++
 	t.root.match(k.words, 0, t.epoch, visit)
+}
+
+// Covering calls visit with the value of every pattern in t that covers p,
+// as Pattern.Covers decides, once per pattern and in no particular order,
+// until visit returns false. A pattern covers itself, so p's own value is
+// visited when p is in t, as are those of patterns that differ from p only in
+// repeated # ("a.#.#" for "a.#"). The work grows with p's words times the *
+// and # edges met along them, not with the number of patterns, and Covering
+// does not allocate. Like Match, it must not run at the same time as another
+// Match or Covering.
+func (t *Trie[V]) Covering(p *Pattern, visit func(V) bool) {
+	// Covers never says yes for a pattern longer than MaxLength allows.
+	if len(p.words) > MaxLength/2+1 {
+		return
+	}
+	t.epoch++
+	t.root.cover(p.words, 0, t.epoch, visit)
 }
 
 func (n *trieNode[V]) child(w word, create bool) *trieNode[V] {
@@ -154,4 +178,54 @@ func (n *trieNode[V]) match(words []string, i int, epoch uint64, visit func(V)) 
 	if n.star != nil {
 		n.star.match(words, i+1, epoch, visit)
 	}
+}
+
+// cover tries n at word i of q: the pattern words up to n cover q[:i]. It
+// returns false once visit has asked to stop.
+func (n *trieNode[V]) cover(q []word, i int, epoch uint64, visit func(V) bool) bool {
+	if n.hash != nil && !n.hash.coverHash(q, i, epoch, visit) {
+		return false
+	}
+	if i == len(q) {
+		for _, e := range n.entries {
+			if !visit(e.value) {
+				return false
+			}
+		}
+		return true
+	}
+	// A literal is covered by itself or *, * by * only; # by nothing but
+	// a #, which coverHash took care of.
+	switch w := q[i]; w.kind {
+	case literal:
+		if c := n.children[w.text]; c != nil && !c.cover(q, i+1, epoch, visit) {
+			return false
+		}
+		fallthrough
+	case one:
+		if n.star != nil && !n.star.cover(q, i+1, epoch, visit) {
+			return false
+		}
+	}
+	return true
+}
+
+// coverHash tries the # node h reached at word i of q: its # takes any run
+// of q's words from i on, # and * among them, so h is tried at i and at every
+// later word. A call reaches h first at its lowest word, since the # nodes
+// above h try their words in increasing order too, so a later arrival finds
+// its words tried already. Each (node, word) is thus tried at most once per
+// call, which keeps the work polynomial however many # the patterns have and
+// visits each pattern once.
+func (h *trieNode[V]) coverHash(q []word, i int, epoch uint64, visit func(V) bool) bool {
+	if h.coverSeen == epoch {
+		return true
+	}
+	h.coverSeen = epoch
+	for j := i; j <= len(q); j++ {
+		if !h.cover(q, j, epoch, visit) {
+			return false
+		}
+	}
+	return true
 }
