@@ -249,13 +249,26 @@ func BenchmarkMessageFromDelivery(b *testing.B) {
 // BenchmarkSubscribe subscribes and closes one stream with a pattern of its
 // own while n other streams hold bound patterns of their own on the same
 // exchange (S1's shape): the session's cost of a connect, without the
-// broker's round trip (the fake binds at once).
+// broker's round trip (the fake binds at once). With covered, one more
+// stream holds primary.#, which covers every new pattern: the search for a
+// cover among the n bound wildcard keys finds it, and the new stream needs
+// no bind at all.
 func BenchmarkSubscribe(b *testing.B) {
-	for _, n := range []int{0, 1000, 10000} {
-		b.Run(fmt.Sprintf("held=%d", n), func(b *testing.B) {
+	for _, tc := range []struct {
+		held    int
+		covered bool
+	}{{0, false}, {1000, false}, {10000, false}, {10000, true}} {
+		name := fmt.Sprintf("held=%d", tc.held)
+		if tc.covered {
+			name += ",covered"
+		}
+		b.Run(name, func(b *testing.B) {
 			s := benchSession(b)
-			for i := range n {
+			for i := range tc.held {
 				benchSubscribe(b, s, binding.Binding{Exchange: benchExchange, RoutingKeyPattern: fmt.Sprintf("primary.held%d.#", i)})
+			}
+			if tc.covered {
+				benchSubscribe(b, s, binding.Binding{Exchange: benchExchange, RoutingKeyPattern: "primary.#"})
 			}
 			i := 0
 			b.ReportAllocs()

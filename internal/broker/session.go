@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"strings"
 	"sync"
 
 	"eventsproxy/internal/binding"
@@ -23,7 +22,7 @@ type keyState struct {
 	subs    map[*Subscription]struct{}
 	bound   bool // the broker has confirmed the binding
 	busy    bool // a bind or unbind is in flight
-	queued  bool // on the worker's queue
+	queued  bool // on one of the worker's queues
 	failed  bool // the last bind failed; retried only for a new waiter
 	waiters []chan<- error
 
@@ -31,8 +30,8 @@ type keyState struct {
 	// brings anyway needs no binding of its own: coveredBy is that key,
 	// which lists the keys it covers in covering. Before a covering key is
 	// unbound, the keys it covers are bound or covered again (handover), so
-	// no message is missed when covering keys come and go.
-	wild      bool // the pattern has * or #, so it may cover others
+	// no message is missed when covering keys come and go. A covered key is
+	// not bound, so it never covers others in turn.
 	coveredBy *keyState
 	covering  map[*keyState]struct{}
 }
@@ -49,10 +48,6 @@ func (ks *keyState) wantsWork() bool {
 	return ks.bound
 }
 
-// maxCoverCandidates bounds the bound wildcard keys tried as covers for a
-// new key, so that a subscribe costs the same however many there are.
-const maxCoverCandidates = 32
-
 // session is one broker connection's life: its queue, the router that takes
 // deliveries from it and the worker that binds and unbinds. When the
 // connection goes, the session ends and every subscription of it is done.
@@ -64,11 +59,13 @@ type session struct {
 
 	mu    sync.RWMutex
 	keys  map[bindKey]*keyState             // every key in use or bound
-	tries map[string]*topic.Trie[*keyState] // exchange → its keys, for routing
-	wild  map[string]map[*keyState]struct{} // exchange → its bound wildcard keys
+	tries map[string]*topic.Trie[*keyState] // exchange → its keys, for routing and covering
 	bound int                               // keys bound on the broker
-	work  []*keyState                       // keys that may need a bind or unbind
-	idle  []chan struct{}                   // closed when the worker runs out of work
+
+	// Keys that may need a bind (queued with subscriptions) or an unbind
+	// (queued without); next takes the binds first.
+	binds, unbinds []*keyState
+	idle           []chan struct{} // closed when the worker runs out of work
 
 	wake chan struct{} // one slot: the worker has pending work to look at
 	done chan struct{} // closed when the session ends
@@ -93,7 +90,6 @@ func startSession(conn Conn, bufSize int, m *metrics.Metrics, log *slog.Logger) 
 		bufSize: bufSize,
 		metrics: m,
 		keys:    make(map[bindKey]*keyState),
-		wild:    make(map[string]map[*keyState]struct{}),
 		tries:   make(map[string]*topic.Trie[*keyState]),
 		wake:    make(chan struct{}, 1),
 		done:    make(chan struct{}),
@@ -155,24 +151,38 @@ func (s *session) ended() bool {
 // is confirmed by the broker. The subscription is in the router from the
 // start, so nothing routed after a binding's confirmation can be missed.
 func (s *session) subscribe(ctx context.Context, bs []binding.Binding) (*Subscription, error) {
+	sub, answers, pending, err := s.add(bs)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.await(ctx, answers, pending); err != nil {
+		sub.Close()
+		return nil, err
+	}
+	return sub, nil
+}
+
+// add registers a subscription for bs, in the router at once, and asks the
+// worker for the bindings it lacks: the worker sends one answer on answers
+// for each of the pending ones.
+func (s *session) add(bs []binding.Binding) (sub *Subscription, answers <-chan error, pending int, err error) {
 	patterns := make([]*topic.Pattern, len(bs))
 	for i, b := range bs {
 		p, err := topic.Compile(b.RoutingKeyPattern)
 		if err != nil {
-			return nil, &BindError{Binding: b, Err: err}
+			return nil, nil, 0, &BindError{Binding: b, Err: err}
 		}
 		patterns[i] = p
 	}
-	sub := newSubscription(s, bs, s.bufSize)
+	sub = newSubscription(s, bs, s.bufSize)
 	// One slot per binding: the worker answers each waiter of a key once,
 	// so it never blocks on a subscriber that has gone.
-	answers := make(chan error, len(bs))
-	pending := 0
+	ch := make(chan error, len(bs))
 
 	s.mu.Lock()
 	if s.ended() {
 		s.mu.Unlock()
-		return nil, ErrUnavailable
+		return nil, nil, 0, ErrUnavailable
 	}
 	for i, b := range bs {
 		k := bindKey{b.Exchange, b.RoutingKeyPattern}
@@ -182,7 +192,6 @@ func (s *session) subscribe(ctx context.Context, bs []binding.Binding) (*Subscri
 				key:     k,
 				pattern: patterns[i],
 				subs:    make(map[*Subscription]struct{}),
-				wild:    strings.ContainsAny(k.pattern, "*#"),
 			}
 			s.keys[k] = ks
 			trie := s.tries[k.exchange]
@@ -206,7 +215,7 @@ func (s *session) subscribe(ctx context.Context, bs []binding.Binding) (*Subscri
 			}
 		}
 		ks.failed = false
-		ks.waiters = append(ks.waiters, answers)
+		ks.waiters = append(ks.waiters, ch)
 		pending++
 		s.enqueueLocked(ks)
 	}
@@ -214,23 +223,25 @@ func (s *session) subscribe(ctx context.Context, bs []binding.Binding) (*Subscri
 	if pending > 0 {
 		s.poke()
 	}
+	return sub, ch, pending, nil
+}
 
+// await waits for pending answers of the worker, and returns the first
+// error, ctx's error or the session's.
+func (s *session) await(ctx context.Context, answers <-chan error, pending int) error {
 	for ; pending > 0; pending-- {
 		select {
 		case err := <-answers:
 			if err != nil {
-				sub.Close()
-				return nil, err
+				return err
 			}
 		case <-ctx.Done():
-			sub.Close()
-			return nil, ctx.Err()
+			return ctx.Err()
 		case <-s.done:
-			sub.Close()
-			return nil, s.error()
+			return s.error()
 		}
 	}
-	return sub, nil
+	return nil
 }
 
 // release removes sub from the router and gives back its bindings.
@@ -252,30 +263,48 @@ func (s *session) release(sub *Subscription) {
 	s.poke()
 }
 
+// enqueueLocked puts ks on the worker's queue for what it needs by the
+// look of it now: a bind while it has subscriptions, else an unbind. next
+// checks again when it takes ks.
 func (s *session) enqueueLocked(ks *keyState) {
-	if !ks.queued {
-		ks.queued = true
-		s.work = append(s.work, ks)
+	if ks.queued {
+		return
+	}
+	ks.queued = true
+	if len(ks.subs) > 0 {
+		s.binds = append(s.binds, ks)
+	} else {
+		s.unbinds = append(s.unbinds, ks)
 	}
 }
 
-// findCoverLocked returns a bound key, in use, that covers ks, or nil.
+// findCoverLocked returns a bound key, in use, that covers ks, or nil. It
+// asks the exchange's routing trie, which holds every key of the exchange,
+// for the keys that cover ks: the work grows with ks's words, not with the
+// number of keys, so no cover is missed however many there are. s.mu must be
+// held for writing, since Covering marks the trie's nodes as the router's
+// Match does under the read lock.
 func (s *session) findCoverLocked(ks *keyState) *keyState {
-	tried := 0
-	for k := range s.wild[ks.key.exchange] {
-		if tried == maxCoverCandidates {
-			break
-		}
-		tried++
-		// A key without subscriptions is on its way out: not a cover.
-		if k != ks && k.bound && !k.busy && len(k.subs) > 0 && k.pattern.Covers(ks.pattern) {
-			if k.covering == nil {
-				k.covering = make(map[*keyState]struct{})
-			}
-			return k
-		}
+	trie := s.tries[ks.key.exchange]
+	if trie == nil {
+		return nil
 	}
-	return nil
+	var cover *keyState
+	trie.Covering(ks.pattern, func(k *keyState) bool {
+		// ks is in the trie too, and a pattern covers itself: ks is no
+		// cover of its own. Nor is a key that is not bound (a covered
+		// one among them), a busy one, or one without subscriptions,
+		// which is on its way out.
+		if k == ks || !k.bound || k.busy || len(k.subs) == 0 {
+			return true
+		}
+		cover = k
+		return false
+	})
+	if cover != nil && cover.covering == nil {
+		cover.covering = make(map[*keyState]struct{})
+	}
+	return cover
 }
 
 // setBoundLocked records whether the broker has ks bound.
@@ -290,22 +319,6 @@ func (s *session) setBoundLocked(ks *keyState, bound bool) {
 		s.bound--
 	}
 	s.metrics.BindingsHeld.Set(float64(s.bound))
-	if !ks.wild {
-		return
-	}
-	set := s.wild[ks.key.exchange]
-	if bound {
-		if set == nil {
-			set = make(map[*keyState]struct{})
-			s.wild[ks.key.exchange] = set
-		}
-		set[ks] = struct{}{}
-	} else {
-		delete(set, ks)
-		if len(set) == 0 {
-			delete(s.wild, ks.key.exchange)
-		}
-	}
 }
 
 // handover prepares the unbind of cover: each key it covers that is still
@@ -362,22 +375,41 @@ func (s *session) poke() {
 	}
 }
 
-// next takes the next key that needs a broker operation off the work queue
-// and marks it busy; it returns nil when there is none.
+// next takes the next key that needs a broker operation off the work queues
+// and marks it busy; it returns nil when there is none. Binds go before
+// unbinds: a new stream waits for its binds, while nobody waits for the
+// unbinds of streams that have ended. What a key needs is decided by its
+// state when it is taken, not by the queue it was put on: an unbind that a
+// new subscription made moot is skipped, and a key queued for a bind whose
+// subscriptions have all gone since moves to the unbinds.
 func (s *session) next() (ks *keyState, bind bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for len(s.work) > 0 {
-		ks = s.work[0]
-		s.work[0] = nil
-		s.work = s.work[1:]
+	for len(s.binds) > 0 {
+		ks = s.binds[0]
+		s.binds[0] = nil
+		s.binds = s.binds[1:]
+		if ks.wantsWork() && len(ks.subs) == 0 {
+			s.unbinds = append(s.unbinds, ks) // still queued
+			continue
+		}
+		ks.queued = false
+		if ks.wantsWork() {
+			ks.busy = true
+			return ks, true
+		}
+	}
+	for len(s.unbinds) > 0 {
+		ks = s.unbinds[0]
+		s.unbinds[0] = nil
+		s.unbinds = s.unbinds[1:]
 		ks.queued = false
 		if ks.wantsWork() {
 			ks.busy = true
 			return ks, len(ks.subs) > 0
 		}
 	}
-	s.work = nil // let the backing array go
+	s.binds, s.unbinds = nil, nil // let the backing arrays go
 	for _, ch := range s.idle {
 		close(ch)
 	}
@@ -405,7 +437,7 @@ func (s *session) sync(ctx context.Context) error {
 
 // bindLoop is the worker: it alone binds and unbinds, and brings the
 // broker's bindings in line with what the subscriptions need, one operation
-// at a time.
+// at a time, binds first (see next).
 func (s *session) bindLoop() {
 	for {
 		select {

@@ -1,0 +1,345 @@
+package broker
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"eventsproxy/internal/binding"
+	"eventsproxy/internal/metrics"
+)
+
+// testExchange is the one exchange of the session tests.
+const testExchange = "exchange/test"
+
+// opConn is a Conn that records its binds and unbinds in order and can hold
+// the worker inside one of them until the test lets it go, so that a test
+// can queue work behind it. Its queue never delivers.
+type opConn struct {
+	closed    chan struct{}
+	closeOnce sync.Once
+
+	mu      sync.Mutex
+	ops     []string        // "bind p" or "unbind p", in call order
+	bound   map[string]bool // patterns bound now
+	hold    string          // the op to hold the worker in, once
+	held    chan struct{}   // closed when the worker is held
+	release chan struct{}   // closed by the test to let it go
+}
+
+func newOpConn() *opConn {
+	return &opConn{closed: make(chan struct{}), bound: make(map[string]bool)}
+}
+
+func (c *opConn) Queue() string                         { return "test" }
+func (c *opConn) Bind(exchange, pattern string) error   { return c.do("bind", pattern) }
+func (c *opConn) Unbind(exchange, pattern string) error { return c.do("unbind", pattern) }
+func (c *opConn) Consume(func(*Message)) error {
+	<-c.closed
+	return ErrConnectionLost
+}
+func (c *opConn) Close() error {
+	c.closeOnce.Do(func() { close(c.closed) })
+	return nil
+}
+
+func (c *opConn) do(verb, pattern string) error {
+	op := verb + " " + pattern
+	c.mu.Lock()
+	c.ops = append(c.ops, op)
+	c.bound[pattern] = verb == "bind"
+	var held, release chan struct{}
+	if c.hold == op {
+		c.hold, held, release = "", c.held, c.release
+	}
+	c.mu.Unlock()
+	if held != nil {
+		close(held)
+		select {
+		case <-release:
+		case <-c.closed:
+			return ErrConnectionLost
+		}
+	}
+	return nil
+}
+
+// holdAt makes the worker stop inside the next op ("bind p" or "unbind p"):
+// held is closed when it is there, and it goes on when release is closed.
+func (c *opConn) holdAt(op string) (held <-chan struct{}, release chan<- struct{}) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.hold, c.held, c.release = op, make(chan struct{}), make(chan struct{})
+	return c.held, c.release
+}
+
+// opsSince returns the ops recorded after the first n.
+func (c *opConn) opsSince(n int) []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.ops[n:])
+}
+
+func (c *opConn) isBound(pattern string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.bound[pattern]
+}
+
+// testSession returns a session on c, ended when t ends.
+func testSession(t *testing.T, c Conn) *session {
+	t.Helper()
+	s := startSession(c, 10, metrics.Discard(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	t.Cleanup(func() { s.end(ErrClosed) })
+	return s
+}
+
+func bindings(patterns ...string) []binding.Binding {
+	bs := make([]binding.Binding, len(patterns))
+	for i, p := range patterns {
+		bs[i] = binding.Binding{Exchange: testExchange, RoutingKeyPattern: p}
+	}
+	return bs
+}
+
+// testTimeout bounds every wait of these tests for the worker.
+const testTimeout = 10 * time.Second
+
+// subscribeTest subscribes to patterns and closes the subscription when t
+// ends.
+func subscribeTest(t *testing.T, s *session, patterns ...string) *Subscription {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	sub, err := s.subscribe(ctx, bindings(patterns...))
+	if err != nil {
+		t.Fatalf("subscribe %q: %v", patterns, err)
+	}
+	t.Cleanup(sub.Close)
+	return sub
+}
+
+// addTest registers a subscription to patterns without waiting for its
+// bindings, and returns a function that waits for them.
+func addTest(t *testing.T, s *session, patterns ...string) (*Subscription, func()) {
+	t.Helper()
+	sub, answers, pending, err := s.add(bindings(patterns...))
+	if err != nil {
+		t.Fatalf("add %q: %v", patterns, err)
+	}
+	t.Cleanup(sub.Close)
+	return sub, func() {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+		defer cancel()
+		if err := s.await(ctx, answers, pending); err != nil {
+			t.Fatalf("bindings %q: %v", patterns, err)
+		}
+	}
+}
+
+// subscribeLater subscribes to patterns from another goroutine, for a
+// subscription whose bind the worker will be held in, and returns a
+// function that waits for it.
+func subscribeLater(t *testing.T, s *session, patterns ...string) func() *Subscription {
+	t.Helper()
+	type result struct {
+		sub *Subscription
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+		defer cancel()
+		sub, err := s.subscribe(ctx, bindings(patterns...))
+		ch <- result{sub, err}
+	}()
+	return func() *Subscription {
+		t.Helper()
+		r := <-ch
+		if r.err != nil {
+			t.Fatalf("subscribe %q: %v", patterns, r.err)
+		}
+		t.Cleanup(r.sub.Close)
+		return r.sub
+	}
+}
+
+func waitHeld(t *testing.T, held <-chan struct{}) {
+	t.Helper()
+	select {
+	case <-held:
+	case <-time.After(testTimeout):
+		t.Fatalf("worker not held within %v", testTimeout)
+	}
+}
+
+func syncSession(t *testing.T, s *session) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	if err := s.sync(ctx); err != nil {
+		t.Fatalf("sync: %v", err)
+	}
+}
+
+// TestBindsBeforeUnbinds checks that the worker binds for a new stream
+// before it unbinds for streams that closed earlier: the new stream does not
+// wait behind them.
+func TestBindsBeforeUnbinds(t *testing.T) {
+	t.Parallel()
+	c := newOpConn()
+	s := testSession(t, c)
+	a := subscribeTest(t, s, "a")
+	b := subscribeTest(t, s, "b")
+
+	// While the worker binds c, two streams close and a new one comes.
+	held, release := c.holdAt("bind c")
+	waitC := subscribeLater(t, s, "c")
+	waitHeld(t, held)
+	a.Close()
+	b.Close()
+	_, waitD := addTest(t, s, "d")
+	close(release)
+	waitC()
+	waitD()
+	syncSession(t, s)
+
+	want := []string{"bind a", "bind b", "bind c", "bind d", "unbind a", "unbind b"}
+	if got := c.opsSince(0); !slices.Equal(got, want) {
+		t.Fatalf("ops: got %q, want %q", got, want)
+	}
+}
+
+// TestUnbindSuperseded checks the unbinds that a new subscription to the
+// same key makes moot, or turns back into a bind, with binds going first.
+func TestUnbindSuperseded(t *testing.T) {
+	t.Parallel()
+
+	t.Run("taken back before it runs", func(t *testing.T) {
+		t.Parallel()
+		c := newOpConn()
+		s := testSession(t, c)
+		a := subscribeTest(t, s, "a")
+		held, release := c.holdAt("bind x")
+		waitX := subscribeLater(t, s, "x")
+		waitHeld(t, held)
+		a.Close() // an unbind queued
+		again := subscribeTest(t, s, "a")
+		close(release)
+		waitX()
+		syncSession(t, s)
+		if got, want := c.opsSince(0), []string{"bind a", "bind x"}; !slices.Equal(got, want) {
+			t.Fatalf("ops: got %q, want %q", got, want)
+		}
+		checkRouted(t, s, again, "a")
+	})
+
+	t.Run("taken back while it runs", func(t *testing.T) {
+		t.Parallel()
+		c := newOpConn()
+		s := testSession(t, c)
+		a := subscribeTest(t, s, "a")
+		held, release := c.holdAt("unbind a")
+		a.Close()
+		waitHeld(t, held)
+		again, wait := addTest(t, s, "a")
+		close(release)
+		wait()
+		syncSession(t, s)
+		if got, want := c.opsSince(0), []string{"bind a", "unbind a", "bind a"}; !slices.Equal(got, want) {
+			t.Fatalf("ops: got %q, want %q", got, want)
+		}
+		if !c.isBound("a") {
+			t.Fatal("a is not bound on the broker")
+		}
+		checkRouted(t, s, again, "a")
+	})
+
+	t.Run("a queued bind whose users left", func(t *testing.T) {
+		t.Parallel()
+		c := newOpConn()
+		s := testSession(t, c)
+		heldX, releaseX := c.holdAt("bind x")
+		waitX := subscribeLater(t, s, "x")
+		waitHeld(t, heldX)
+		// y's bind, then x queued for a bind again behind it: x is busy.
+		_, waitY := addTest(t, s, "y")
+		x2, waitX2 := addTest(t, s, "x")
+		heldY, releaseY := c.holdAt("bind y")
+		close(releaseX)
+		x := waitX()
+		waitX2()
+		waitHeld(t, heldY)
+		// x is bound, still on the binds queue, and now unused.
+		x.Close()
+		x2.Close()
+		close(releaseY)
+		waitY()
+		syncSession(t, s)
+		if got, want := c.opsSince(0), []string{"bind x", "bind y", "unbind x"}; !slices.Equal(got, want) {
+			t.Fatalf("ops: got %q, want %q", got, want)
+		}
+		s.mu.RLock()
+		_, kept := s.keys[bindKey{testExchange, "x"}]
+		s.mu.RUnlock()
+		if kept {
+			t.Fatal("the session still holds key x")
+		}
+	})
+}
+
+// checkRouted checks that sub gets a message routed with key.
+func checkRouted(t *testing.T, s *session, sub *Subscription, key string) {
+	t.Helper()
+	// The fake connection never delivers, so the test is the router.
+	s.route(&Message{Exchange: testExchange, RoutingKey: key})
+	if msgs, _ := sub.Take(nil); len(msgs) != 1 || msgs[0].RoutingKey != key {
+		t.Fatalf("routed %q: the subscription got %v", key, msgs)
+	}
+}
+
+// TestHandoverToAnotherCover checks that when a covering key goes, a key it
+// covered moves to another bound cover without a binding of its own, and
+// that when the last cover goes, the key is bound before the cover is
+// unbound.
+func TestHandoverToAnotherCover(t *testing.T) {
+	t.Parallel()
+	c := newOpConn()
+	s := testSession(t, c)
+	// Two covers of primary.a, neither of which covers the other.
+	covers := map[string]*Subscription{
+		"primary.#": subscribeTest(t, s, "primary.#"),
+		"*.a":       subscribeTest(t, s, "*.a"),
+	}
+	narrow := subscribeTest(t, s, "primary.a")
+	coveredBy := func() string {
+		t.Helper()
+		s.mu.RLock()
+		defer s.mu.RUnlock()
+		ks := s.keys[bindKey{testExchange, "primary.a"}]
+		if ks.coveredBy == nil {
+			t.Fatal("primary.a is not covered")
+		}
+		return ks.coveredBy.key.pattern
+	}
+	first := coveredBy()
+	n := len(c.opsSince(0))
+	covers[first].Close()
+	syncSession(t, s)
+	second := coveredBy()
+	if second == first {
+		t.Fatalf("primary.a still covered by %q, which is gone", first)
+	}
+	covers[second].Close()
+	syncSession(t, s)
+	want := []string{"unbind " + first, "bind primary.a", "unbind " + second}
+	if got := c.opsSince(n); !slices.Equal(got, want) {
+		t.Fatalf("ops after the covers went: got %q, want %q", got, want)
+	}
+	checkRouted(t, s, narrow, "primary.a")
+}
