@@ -65,6 +65,7 @@ type session struct {
 	// Keys that may need a bind (queued with subscriptions) or an unbind
 	// (queued without); next takes the binds first.
 	binds, unbinds []*keyState
+	bindsInRow     int             // binds taken since the last unbind
 	idle           []chan struct{} // closed when the worker runs out of work
 
 	wake chan struct{} // one slot: the worker has pending work to look at
@@ -375,35 +376,48 @@ func (s *session) poke() {
 	}
 }
 
+// maxBindsInRow is how many binds the worker does in a row while unbinds
+// wait: binds go first, since a new stream waits for them, but unbinds must
+// not starve under a steady flow of binds, or bindings of ended streams
+// would pile up on the broker.
+const maxBindsInRow = 16
+
 // next takes the next key that needs a broker operation off the work queues
 // and marks it busy; it returns nil when there is none. Binds go before
-// unbinds: a new stream waits for its binds, while nobody waits for the
-// unbinds of streams that have ended. What a key needs is decided by its
-// state when it is taken, not by the queue it was put on: an unbind that a
-// new subscription made moot is skipped, and a key queued for a bind whose
-// subscriptions have all gone since moves to the unbinds.
+// unbinds (up to maxBindsInRow at a time): a new stream waits for its binds,
+// while nobody waits for the unbinds of streams that have ended. What a key
+// needs is decided by its state when it is taken, not by the queue it was
+// put on: an unbind that a new subscription made moot is skipped, and a key
+// queued for a bind whose subscriptions have all gone since moves to the
+// unbinds.
 func (s *session) next() (ks *keyState, bind bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for len(s.binds) > 0 {
-		ks = s.binds[0]
-		s.binds[0] = nil
-		s.binds = s.binds[1:]
-		if ks.wantsWork() && len(ks.subs) == 0 {
-			s.unbinds = append(s.unbinds, ks) // still queued
+	for {
+		if len(s.binds) > 0 && (s.bindsInRow < maxBindsInRow || len(s.unbinds) == 0) {
+			ks = s.binds[0]
+			s.binds[0] = nil
+			s.binds = s.binds[1:]
+			if ks.wantsWork() && len(ks.subs) == 0 {
+				s.unbinds = append(s.unbinds, ks) // still queued
+				continue
+			}
+			ks.queued = false
+			if ks.wantsWork() {
+				ks.busy = true
+				s.bindsInRow++
+				return ks, true
+			}
 			continue
 		}
-		ks.queued = false
-		if ks.wantsWork() {
-			ks.busy = true
-			return ks, true
+		if len(s.unbinds) == 0 {
+			break
 		}
-	}
-	for len(s.unbinds) > 0 {
 		ks = s.unbinds[0]
 		s.unbinds[0] = nil
 		s.unbinds = s.unbinds[1:]
 		ks.queued = false
+		s.bindsInRow = 0
 		if ks.wantsWork() {
 			ks.busy = true
 			return ks, len(ks.subs) > 0

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"slices"
@@ -212,6 +213,37 @@ func TestBindsBeforeUnbinds(t *testing.T) {
 	want := []string{"bind a", "bind b", "bind c", "bind d", "unbind a", "unbind b"}
 	if got := c.opsSince(0); !slices.Equal(got, want) {
 		t.Fatalf("ops: got %q, want %q", got, want)
+	}
+}
+
+// TestUnbindsDoNotStarve checks that queued unbinds get their turn after
+// maxBindsInRow binds, however many binds wait.
+func TestUnbindsDoNotStarve(t *testing.T) {
+	t.Parallel()
+	c := newOpConn()
+	s := testSession(t, c)
+	a := subscribeTest(t, s, "a")
+	held, release := c.holdAt("bind x")
+	waitX := subscribeLater(t, s, "x")
+	waitHeld(t, held)
+	a.Close()
+	const n = 2 * maxBindsInRow
+	var waits []func()
+	for i := range n {
+		_, wait := addTest(t, s, fmt.Sprintf("k%d", i))
+		waits = append(waits, wait)
+	}
+	close(release)
+	waitX()
+	for _, wait := range waits {
+		wait()
+	}
+	syncSession(t, s)
+	ops := c.opsSince(0)
+	i := slices.Index(ops, "unbind a")
+	// No unbind ran before it: bind a, bind x and 14 of the k's make the row.
+	if want := maxBindsInRow; i != want {
+		t.Fatalf("unbind a at %d of %q, want %d: after %d binds in a row", i, ops, want, maxBindsInRow)
 	}
 }
 
