@@ -16,7 +16,6 @@ import (
 
 	"eventsproxy/internal/binding"
 	"eventsproxy/internal/metrics"
-	"eventsproxy/internal/sse"
 )
 
 // benchConn is a Conn whose binds succeed at once and whose queue never
@@ -198,9 +197,9 @@ var pulseBody = []byte(`{"version":1,"status":{"taskId":"YTpD5kiRQt2iJbUbA8sUvw"
 // loadBody is what the load tool publishes: 512 bytes with a send time.
 var loadBody = []byte(`{"t":1767225600000000000,"s":12345,"p":"` + strings.Repeat("x", 512-42) + `"}`)
 
-// BenchmarkEncode encodes one message event: Message.Data (once per
-// message, whatever the number of streams) and sse.AppendEvent (once per
-// stream that gets it).
+// BenchmarkEncode encodes one message event, data and frame in one buffer,
+// as Message.Event does once per message, whatever the number of streams
+// that send it.
 func BenchmarkEncode(b *testing.B) {
 	for _, tc := range []struct {
 		name string
@@ -210,20 +209,11 @@ func BenchmarkEncode(b *testing.B) {
 		{"load-512B", loadBody},
 		{"text-512B", []byte(strings.Repeat("not json\n", 57))},
 	} {
-		b.Run("Data/"+tc.name, func(b *testing.B) {
+		b.Run(tc.name, func(b *testing.B) {
 			b.SetBytes(int64(len(tc.body)))
 			b.ReportAllocs()
 			for b.Loop() {
-				benchMessage(tc.body).Data()
-			}
-		})
-		b.Run("AppendEvent/"+tc.name, func(b *testing.B) {
-			data := benchMessage(tc.body).Data()
-			buf := make([]byte, 0, 4096)
-			b.SetBytes(int64(len(data)))
-			b.ReportAllocs()
-			for b.Loop() {
-				buf = sse.AppendEvent(buf[:0], "message", data)
+				benchMessage(tc.body).Event()
 			}
 		})
 	}

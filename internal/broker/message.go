@@ -10,8 +10,6 @@ import (
 	"unicode/utf8"
 
 	amqp "github.com/rabbitmq/amqp091-go"
-
-	"eventsproxy/internal/sse"
 )
 
 // routePrefix marks the CC entries that Taskcluster uses as routes.
@@ -29,11 +27,10 @@ type Message struct {
 	// Received is when the process took the message from the broker.
 	Received time.Time
 
-	dataOnce sync.Once
-	data     []byte
-
-	eventOnce sync.Once
-	event     []byte
+	// encoded once: event is the whole `message` event, data the JSON
+	// object inside it.
+	once        sync.Once
+	event, data []byte
 }
 
 // messageFromDelivery copies what eventsproxy needs out of d.
@@ -92,21 +89,31 @@ func (m *Message) Routes() []string {
 // body as a JSON string. Data is computed once, however many streams send
 // it, and is safe to call concurrently; the result must not be modified.
 func (m *Message) Data() []byte {
-	m.dataOnce.Do(func() { m.data = m.encode() })
+	m.once.Do(m.encode)
 	return m.data
 }
 
 // Event returns the complete `message` event, as written on the wire, for
-// m: framed once, however many streams send it. It is safe to call
-// concurrently; the result must not be modified.
+// m: what sse.AppendEvent makes of Data, framed once however many streams
+// send it. It is safe to call concurrently; the result must not be
+// modified.
 func (m *Message) Event() []byte {
-	m.eventOnce.Do(func() { m.event = sse.AppendEvent(nil, "message", m.Data()) })
+	m.once.Do(m.encode)
 	return m.event
 }
 
-func (m *Message) encode() []byte {
+// The frame of a `message` event around its data, which is one line: what
+// sse.AppendEvent writes.
+const (
+	eventHead = "event: message\ndata: "
+	eventTail = "\nid: -\n\n"
+)
+
+// encode writes the event and its data in one buffer.
+func (m *Message) encode() {
 	var b bytes.Buffer
-	b.Grow(len(m.Body) + len(m.Exchange) + len(m.RoutingKey) + 96)
+	b.Grow(len(eventHead) + len(m.Body) + len(m.Exchange) + len(m.RoutingKey) + 96 + len(eventTail))
+	b.WriteString(eventHead)
 	b.WriteString(`{"exchange":`)
 	writeJSONString(&b, m.Exchange)
 	b.WriteString(`,"routingKey":`)
@@ -123,7 +130,9 @@ func (m *Message) encode() []byte {
 	b.WriteString(`],"payload":`)
 	writePayload(&b, m.Body)
 	b.WriteByte('}')
-	return b.Bytes()
+	b.WriteString(eventTail)
+	m.event = b.Bytes()
+	m.data = m.event[len(eventHead) : len(m.event)-len(eventTail)]
 }
 
 // writePayload writes body as compact JSON when it is JSON, else as a JSON

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"testing"
 	"unicode/utf8"
+
+	"eventsproxy/internal/sse"
 )
 
 func TestMessageData(t *testing.T) {
@@ -48,6 +50,9 @@ func FuzzMessageData(f *testing.F) {
 		data := m.Data()
 		if bytes.ContainsAny(data, "\r\n") || !utf8.Valid(data) {
 			t.Fatalf("data %q is not one line of UTF-8", data)
+		}
+		if want := sse.AppendEvent(nil, "message", data); !bytes.Equal(m.Event(), want) {
+			t.Fatalf("event %q, want %q", m.Event(), want)
 		}
 		var got struct {
 			Exchange, RoutingKey string
