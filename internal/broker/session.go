@@ -379,12 +379,17 @@ func (s *session) poke() {
 // maxBindsInRow is how many binds the worker does in a row while unbinds
 // wait: binds go first, since a new stream waits for them, but unbinds must
 // not starve under a steady flow of binds, or bindings of ended streams
-// would pile up on the broker.
-const maxBindsInRow = 16
+// would pile up on the broker. Past maxQueuedUnbinds waiting, binds and
+// unbinds take turns.
+const (
+	maxBindsInRow    = 16
+	maxQueuedUnbinds = 1000
+)
 
 // next takes the next key that needs a broker operation off the work queues
 // and marks it busy; it returns nil when there is none. Binds go before
-// unbinds (up to maxBindsInRow at a time): a new stream waits for its binds,
+// unbinds (up to maxBindsInRow at a time, one while more than
+// maxQueuedUnbinds wait): a new stream waits for its binds,
 // while nobody waits for the unbinds of streams that have ended. What a key
 // needs is decided by its state when it is taken, not by the queue it was
 // put on: an unbind that a new subscription made moot is skipped, and a key
@@ -394,7 +399,11 @@ func (s *session) next() (ks *keyState, bind bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for {
-		if len(s.binds) > 0 && (s.bindsInRow < maxBindsInRow || len(s.unbinds) == 0) {
+		limit := maxBindsInRow
+		if len(s.unbinds) > maxQueuedUnbinds {
+			limit = 1
+		}
+		if len(s.binds) > 0 && (s.bindsInRow < limit || len(s.unbinds) == 0) {
 			ks = s.binds[0]
 			s.binds[0] = nil
 			s.binds = s.binds[1:]

@@ -247,6 +247,43 @@ func TestUnbindsDoNotStarve(t *testing.T) {
 	}
 }
 
+// TestUnbindsTakeTurnsWhenMany checks that binds and unbinds take turns
+// while more than maxQueuedUnbinds unbinds wait.
+func TestUnbindsTakeTurnsWhenMany(t *testing.T) {
+	t.Parallel()
+	c := newOpConn()
+	s := testSession(t, c)
+	var subs []*Subscription
+	for i := range maxQueuedUnbinds + 2 {
+		subs = append(subs, subscribeTest(t, s, fmt.Sprintf("a%d", i)))
+	}
+	held, release := c.holdAt("bind x")
+	waitX := subscribeLater(t, s, "x")
+	waitHeld(t, held)
+	start := len(c.opsSince(0))
+	for _, sub := range subs {
+		sub.Close()
+	}
+	var waits []func()
+	for i := range 3 {
+		_, wait := addTest(t, s, fmt.Sprintf("k%d", i))
+		waits = append(waits, wait)
+	}
+	close(release)
+	waitX()
+	for _, wait := range waits {
+		wait()
+	}
+	syncSession(t, s)
+	// 1,002 unbinds wait: one goes, then a bind; at 1,001 the same; at
+	// 1,000 binds go first again.
+	got := c.opsSince(start)[:5]
+	want := []string{"unbind a0", "bind k0", "unbind a1", "bind k1", "bind k2"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("first operations after the hold: %q, want %q", got, want)
+	}
+}
+
 // TestUnbindSuperseded checks the unbinds that a new subscription to the
 // same key makes moot, or turns back into a bind, with binds going first.
 func TestUnbindSuperseded(t *testing.T) {
