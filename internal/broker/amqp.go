@@ -3,21 +3,20 @@ package broker
 import (
 	"context"
 	crand "crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
+	"os"
+	"strconv"
 	"sync"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 )
-
-// prefetch is how many deliveries the broker may have in flight to us before
-// it waits for an ack. It bounds the memory that deliveries can take in the
-// AMQP client (which buffers without limit when a consumer is slow), while
-// acking every prefetch/2 keeps the broker from ever waiting on us.
-const prefetch = 1000
 
 // AMQPConfig says how to reach RabbitMQ and how to shape our queue on it.
 type AMQPConfig struct {
@@ -54,29 +53,93 @@ func (d *amqpDialer) String() string { return Redact(d.cfg.URL) }
 // Dial connects, declares our queue (exclusive, auto-delete, with its
 // length limits), starts consuming it, and opens the control channel.
 func (d *amqpDialer) Dial(ctx context.Context) (Conn, error) {
-	dial := amqp.DefaultDial(10 * time.Second)
+	timeout := 10 * time.Second
 	if deadline, ok := ctx.Deadline(); ok {
-		dial = amqp.DefaultDial(time.Until(deadline))
+		timeout = time.Until(deadline)
 	}
-	conn, err := amqp.DialConfig(d.cfg.URL, amqp.Config{
+	uri, err := amqp.ParseURI(d.cfg.URL)
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", Redact(d.cfg.URL), err)
+	}
+	// The connection's reads go through a flowConn, which must see AMQP
+	// frames, not TLS records: for amqps we speak TLS ourselves, under
+	// it, and give the client an amqp URL so that it does not again.
+	var tlsConfig *tls.Config
+	if uri.Scheme == "amqps" {
+		if tlsConfig, err = tlsConfigFor(uri); err != nil {
+			return nil, fmt.Errorf("dial %s: %w", Redact(d.cfg.URL), err)
+		}
+	}
+	addr := net.JoinHostPort(uri.Host, strconv.Itoa(uri.Port))
+	u, _ := url.Parse(d.cfg.URL) // ParseURI accepted it
+	u.Scheme = "amqp"
+	var flow *flowConn
+	conn, err := amqp.DialConfig(u.String(), amqp.Config{
 		Heartbeat:  10 * time.Second,
 		Locale:     "en_US",
 		Properties: amqp.Table{"connection_name": d.cfg.ConnectionName},
-		Dial:       dial,
+		Dial: func(network, _ string) (net.Conn, error) {
+			// DefaultDial sets a deadline for the handshakes; the client
+			// clears it once the connection is open.
+			nc, err := amqp.DefaultDial(timeout)(network, addr)
+			if err != nil {
+				return nil, err
+			}
+			if tlsConfig != nil {
+				tc := tls.Client(nc, tlsConfig)
+				if err := tc.HandshakeContext(ctx); err != nil {
+					_ = nc.Close()
+					return nil, err
+				}
+				nc = tc
+			}
+			flow = newFlowConn(nc, maxBacklog)
+			return flow, nil
+		},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", Redact(d.cfg.URL), err)
 	}
-	c := &amqpConn{conn: conn, closed: conn.NotifyClose(make(chan *amqp.Error, 1))}
+	c := &amqpConn{conn: conn, flow: flow, closed: conn.NotifyClose(make(chan *amqp.Error, 1))}
 	if err := c.setUp(&d.cfg); err != nil {
-		_ = conn.Close()
+		_ = c.Close()
 		return nil, fmt.Errorf("set up queue: %w", err)
 	}
 	return c, nil
 }
 
+// tlsConfigFor returns the TLS configuration that amqp091-go would use for
+// uri: the system's roots or the URI's cacertfile, its certfile and keyfile
+// as the client's certificate, and its server_name_indication or host as
+// the name to verify.
+func tlsConfigFor(uri amqp.URI) (*tls.Config, error) {
+	cfg := &tls.Config{ServerName: uri.ServerName, MinVersion: tls.VersionTLS12}
+	if cfg.ServerName == "" {
+		cfg.ServerName = uri.Host
+	}
+	if uri.CACertFile != "" {
+		pem, err := os.ReadFile(uri.CACertFile)
+		if err != nil {
+			return nil, fmt.Errorf("read CA certificate: %w", err)
+		}
+		cfg.RootCAs = x509.NewCertPool()
+		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("no certificate in %s", uri.CACertFile)
+		}
+	}
+	if uri.CertFile != "" && uri.KeyFile != "" {
+		cert, err := tls.LoadX509KeyPair(uri.CertFile, uri.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("load client certificate: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
+}
+
 type amqpConn struct {
 	conn       *amqp.Connection
+	flow       *flowConn
 	closed     chan *amqp.Error
 	queue      string
 	deliveries <-chan amqp.Delivery
@@ -101,10 +164,10 @@ func (c *amqpConn) setUp(cfg *AMQPConfig) error {
 	if err != nil {
 		return err
 	}
-	if err := consume.Qos(prefetch, 0, false); err != nil {
-		return err
-	}
-	c.deliveries, err = consume.Consume(q.Name, "", false, true, false, false, nil)
+	// Auto-ack: our queue is exclusive and goes with the connection, so
+	// an ack would guard nothing; flowConn bounds what waits in the
+	// process.
+	c.deliveries, err = consume.Consume(q.Name, "", true, true, false, false, nil)
 	if err != nil {
 		return err
 	}
@@ -143,7 +206,7 @@ func (c *amqpConn) control(op func(*amqp.Channel) error) error {
 		ch, cerr := c.conn.Channel()
 		if cerr != nil {
 			// Without a control channel this connection is of no use.
-			_ = c.conn.Close()
+			_ = c.Close()
 			return errors.Join(err, fmt.Errorf("reopen control channel: %w", cerr))
 		}
 		c.ctrl = ch
@@ -165,16 +228,11 @@ func classify(err error) error {
 	return err
 }
 
-// Consume drains the deliveries until the channel closes, acking every
-// prefetch/2 deliveries at once.
+// Consume drains the deliveries until the channel closes.
 func (c *amqpConn) Consume(handle func(*Message)) error {
 	for d := range c.deliveries {
-		if d.DeliveryTag%(prefetch/2) == 0 {
-			// An ack fails only when the connection is going, which ends
-			// this loop anyway.
-			_ = d.Ack(true)
-		}
 		handle(messageFromDelivery(&d, time.Now()))
+		c.flow.took()
 	}
 	select {
 	case aerr, ok := <-c.closed:
@@ -185,14 +243,18 @@ func (c *amqpConn) Consume(handle func(*Message)) error {
 		if !c.conn.IsClosed() {
 			// The broker cancelled our consumer (queue deleted): this
 			// connection cannot serve anyone any more.
-			_ = c.conn.Close()
+			_ = c.Close()
 			return fmt.Errorf("%w: consumer cancelled by the broker", ErrConnectionLost)
 		}
 	}
 	return ErrConnectionLost
 }
 
+// Close closes the connection. Its reads stop waiting for the router
+// first: closing needs the broker's answer, which may sit behind a full
+// backlog that nobody drains any more.
 func (c *amqpConn) Close() error {
+	c.flow.release()
 	err := c.conn.Close()
 	if errors.Is(err, amqp.ErrClosed) {
 		return nil

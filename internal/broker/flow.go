@@ -1,0 +1,142 @@
+package broker
+
+import (
+	"encoding/binary"
+	"net"
+	"sync"
+)
+
+// maxBacklog is how many deliveries may wait in the AMQP client for the
+// router before the connection stops reading.
+const maxBacklog = 1000
+
+// flowConn is the socket under the AMQP client, and where the memory that
+// deliveries take in the process is bounded. We consume with auto-ack,
+// which costs the broker a third less per message than acks do, but then
+// nothing makes the broker wait for us, and amqp091-go buffers deliveries
+// for a slow consumer without limit. So flowConn counts the deliveries that
+// arrive (basic.deliver frames) and stops reading while maxBacklog of them
+// have not been taken by the consumer: the broker's writes then stall (TCP
+// backpressure), it stops sending, and our queue, with its length limits,
+// holds the rest. Reading resumes once the backlog is down to half.
+//
+// While reading is stopped, replies to binds wait too; a backlog that does
+// not drain for three heartbeat intervals ends the connection.
+type flowConn struct {
+	net.Conn
+	max int
+
+	mu      sync.Mutex
+	drained sync.Cond // signalled when the backlog is down to max/2
+	backlog int       // deliveries arrived and not taken
+	waiting bool      // Read waits for the backlog to drain
+	open    bool      // read without waiting from now on
+
+	scan frameScanner // only the reading goroutine uses it
+}
+
+func newFlowConn(c net.Conn, max int) *flowConn {
+	f := &flowConn{Conn: c, max: max}
+	f.drained.L = &f.mu
+	return f
+}
+
+// Read waits while the backlog is full, then reads and counts the
+// deliveries read.
+func (f *flowConn) Read(p []byte) (int, error) {
+	f.mu.Lock()
+	for !f.open && f.backlog >= f.max {
+		f.waiting = true
+		f.drained.Wait()
+	}
+	f.waiting = false
+	f.mu.Unlock()
+	n, err := f.Conn.Read(p)
+	if d := f.scan.deliveries(p[:n]); d > 0 {
+		f.mu.Lock()
+		f.backlog += d
+		f.mu.Unlock()
+	}
+	return n, err
+}
+
+// took tells f that the consumer has taken a delivery.
+func (f *flowConn) took() {
+	f.mu.Lock()
+	f.backlog--
+	if f.waiting && f.backlog <= f.max/2 {
+		f.drained.Signal()
+	}
+	f.mu.Unlock()
+}
+
+// release makes f read without waiting from now on, so that the client can
+// read the broker's answers while the connection closes.
+func (f *flowConn) release() {
+	f.mu.Lock()
+	f.open = true
+	f.drained.Broadcast()
+	f.mu.Unlock()
+}
+
+func (f *flowConn) Close() error {
+	f.release()
+	return f.Conn.Close()
+}
+
+// AMQP 0-9-1 framing (section 4.2.3 of the specification): a frame is a
+// 7-byte header (type, channel, payload size), the payload and a frame-end
+// byte. A method frame's payload starts with its class and method ids.
+const (
+	frameHeaderSize = 7
+	frameMethod     = 1
+	classBasic      = 60
+	methodDeliver   = 60
+)
+
+// frameScanner follows the frames in the bytes a connection reads, split
+// across reads anywhere, and counts the basic.deliver methods among them.
+// The broker sends no protocol header when it accepts ours, so the stream
+// starts with a frame. Bytes that are not AMQP make it count garbage, but
+// the client fails on those first.
+type frameScanner struct {
+	head   [frameHeaderSize]byte
+	headN  int  // bytes of head read
+	inBody bool // reading a frame's payload and frame end
+	size   uint64
+	pos    uint64 // bytes of payload and frame end read
+	ids    [4]byte
+}
+
+// deliveries scans b and returns how many basic.deliver methods it has
+// seen the ids of.
+func (s *frameScanner) deliveries(b []byte) (n int) {
+	for len(b) > 0 {
+		if !s.inBody {
+			k := copy(s.head[s.headN:], b)
+			s.headN += k
+			b = b[k:]
+			if s.headN < frameHeaderSize {
+				break
+			}
+			s.headN, s.inBody, s.pos = 0, true, 0
+			s.size = uint64(binary.BigEndian.Uint32(s.head[3:]))
+			continue
+		}
+		k := min(uint64(len(b)), s.size+1-s.pos)
+		if s.head[0] == frameMethod && s.size >= uint64(len(s.ids)) && s.pos < uint64(len(s.ids)) {
+			got := copy(s.ids[s.pos:], b[:k])
+			if s.pos+uint64(got) == uint64(len(s.ids)) &&
+				binary.BigEndian.Uint16(s.ids[0:]) == classBasic &&
+				binary.BigEndian.Uint16(s.ids[2:]) == methodDeliver {
+				n++
+			}
+		}
+		s.pos += k
+		b = b[k:]
+		if s.pos == s.size+1 {
+			s.inBody = false
+		}
+	}
+	return n
+}

@@ -1,0 +1,89 @@
+//go:build integration
+
+package broker
+
+import (
+	"context"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"eventsproxy/internal/rabbittest"
+)
+
+// TestSlowRouterIsBoundedByTheBroker publishes 10 MB to a connection whose
+// router is stuck: the process holds no more than about maxBacklog of the
+// messages (the rest waits in socket buffers and the queue, or is dropped
+// there by the queue's length limit), and once the router goes on the
+// connection delivers again.
+func TestSlowRouterIsBoundedByTheBroker(t *testing.T) {
+	conn := rabbittest.Dial(t, "eventsproxy test "+t.Name())
+	pub := rabbittest.Channel(t, conn)
+	ex := rabbittest.Exchange(t, pub, "eventsproxy-test/x/")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := AMQP(AMQPConfig{
+		URL:            rabbittest.URL(),
+		QueuePrefix:    rabbittest.Unique("eventsproxy-test/") + "/",
+		ConnectionName: "eventsproxy test " + t.Name(),
+		QueueMaxLength: 2000,
+	}).Dial(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ac := c.(*amqpConn)
+	if err := c.Bind(ex, "#"); err != nil {
+		t.Fatal(err)
+	}
+	stuck := make(chan struct{})
+	var got atomic.Int64
+	last := make(chan struct{})
+	consumed := make(chan error, 1)
+	go func() {
+		consumed <- c.Consume(func(m *Message) {
+			if got.Add(1) == 1 {
+				<-stuck
+			}
+			if m.RoutingKey == "last" {
+				close(last)
+			}
+		})
+	}()
+
+	const n = 10_000
+	body := []byte(strings.Repeat("x", 1000))
+	for range n {
+		rabbittest.Publish(t, pub, ex, "k", nil, body)
+	}
+	backlog := func() int {
+		ac.flow.mu.Lock()
+		defer ac.flow.mu.Unlock()
+		return ac.flow.backlog
+	}
+	waitFor(t, "reading stops", func() bool {
+		ac.flow.mu.Lock()
+		defer ac.flow.mu.Unlock()
+		return ac.flow.waiting
+	})
+	// A read that starts below the bound may bring a buffer's worth more.
+	if b := backlog(); b > 2*maxBacklog {
+		t.Fatalf("%d of %d messages wait in the process, want at most %d", b, n, 2*maxBacklog)
+	}
+	t.Logf("with the router stuck, %d of %d messages wait in the process", backlog(), n)
+
+	close(stuck)
+	rabbittest.Publish(t, pub, ex, "last", nil, []byte(`{}`))
+	select {
+	case <-last:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("the last message did not arrive within 20s (%d received)", got.Load())
+	}
+	if g := got.Load(); g >= n {
+		t.Fatalf("%d received: the queue's length limit should have dropped some of %d", g, n)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	<-consumed
+}
