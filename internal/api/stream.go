@@ -85,9 +85,9 @@ type stream struct {
 }
 
 // A stream that gets messages less than busyGap after its last write waits
-// gatherFor before it takes them, so that at high rates one write (one
-// system call and one wake-up of the client) carries several messages,
-// for at most gatherFor of latency. Streams that get a message every few
+// gatherFor (or until its buffer is half full) before it takes them, so
+// that at high rates one write (one system call and one wake-up of the
+// client) carries several messages, for at most gatherFor of latency. Streams that get a message every few
 // milliseconds or less often, as at S2's 200 per second, never wait.
 const (
 	busyGap   = time.Millisecond
@@ -323,6 +323,9 @@ func (st *stream) serve(ctx context.Context, sub *broker.Subscription) (why stri
 				}
 				select {
 				case <-gather.C:
+				case <-sub.Half():
+					// A burst: take it before the buffer overflows.
+					gather.Stop()
 				case <-ctx.Done():
 					return endClient
 				}

@@ -412,3 +412,37 @@ func TestHandoverToAnotherCover(t *testing.T) {
 	}
 	checkRouted(t, s, narrow, "primary.a")
 }
+
+// TestHalfSignalsAtHalf checks that a subscription's Half channel gets a
+// value when its buffer reaches half its size, and not before.
+func TestHalfSignalsAtHalf(t *testing.T) {
+	t.Parallel()
+	sub := newSubscription(nil, nil, 10)
+	half := func() bool {
+		select {
+		case <-sub.Half():
+			return true
+		default:
+			return false
+		}
+	}
+	for round := range 2 {
+		for i := range 4 {
+			sub.push(&Message{})
+			if half() {
+				t.Fatalf("round %d: Half after %d of 10", round, i+1)
+			}
+		}
+		sub.push(&Message{})
+		if !half() {
+			t.Fatalf("round %d: no Half at 5 of 10", round)
+		}
+		sub.push(&Message{})
+		if half() {
+			t.Fatalf("round %d: Half again at 6 of 10", round)
+		}
+		if msgs, _ := sub.Take(nil); len(msgs) != 6 {
+			t.Fatalf("round %d: took %d, want 6", round, len(msgs))
+		}
+	}
+}

@@ -26,6 +26,9 @@ type Subscription struct {
 	// notify has one slot: a push that finds it full knows the reader has a
 	// wake-up pending and will see the new message when it drains.
 	notify chan struct{}
+	// half has one slot, filled by the push that brings the buffer to
+	// half its size.
+	half chan struct{}
 
 	mu      sync.Mutex
 	buf     []*Message // ring of capacity cap(buf)
@@ -40,6 +43,7 @@ func newSubscription(s *session, bs []binding.Binding, size int) *Subscription {
 		s:        s,
 		bindings: bs,
 		notify:   make(chan struct{}, 1),
+		half:     make(chan struct{}, 1),
 		buf:      make([]*Message, size),
 	}
 }
@@ -51,6 +55,12 @@ func (sub *Subscription) Bindings() []binding.Binding { return sub.bindings }
 // Notify returns a channel that receives a value when messages are waiting
 // to be taken. It is never closed.
 func (sub *Subscription) Notify() <-chan struct{} { return sub.notify }
+
+// Half returns a channel that receives a value when the buffer becomes
+// half full: a reader that lets messages gather before taking them should
+// wait no longer. It is never closed, and may hold a value from before the
+// last Take.
+func (sub *Subscription) Half() <-chan struct{} { return sub.half }
 
 // Done returns a channel that is closed when the broker connection that
 // serves the subscription is gone; Err then says why. The stream must end.
@@ -76,10 +86,17 @@ func (sub *Subscription) push(m *Message) {
 	}
 	sub.buf[(sub.head+sub.n)%size] = m
 	sub.n++
+	half := sub.n == (size+1)/2
 	sub.mu.Unlock()
 	select {
 	case sub.notify <- struct{}{}:
 	default:
+	}
+	if half {
+		select {
+		case sub.half <- struct{}{}:
+		default:
+		}
 	}
 }
 
