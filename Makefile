@@ -27,7 +27,7 @@ FUZZ_TARGETS = \
 	internal/topic:FuzzMatch internal/topic:FuzzValidate internal/topic:FuzzTrie internal/topic:FuzzTrieCovering internal/topic:FuzzCovers \
 	internal/binding:FuzzParse \
 	internal/sse:FuzzRoundTrip internal/sse:FuzzReader internal/sse:FuzzAppendUTF8 \
-	internal/broker:FuzzMessageData internal/api:FuzzConnect
+	internal/broker:FuzzMessageData internal/broker:FuzzFrameScanner internal/api:FuzzConnect
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; fn=$${t##*:}; \
