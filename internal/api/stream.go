@@ -95,8 +95,8 @@ const (
 )
 
 // headroom is the room left before a write's events for its chunk header:
-// up to 8 hexadecimal digits and CRLF.
-const headroom = 10
+// up to 16 hexadecimal digits and CRLF.
+const headroom = 18
 
 // connect serves GET /api/events/v1/connect/.
 func (h *Handler) connect(w http.ResponseWriter, r *http.Request) {
@@ -429,7 +429,7 @@ func (st *stream) write() error {
 	} else {
 		out := st.buf[headroom:]
 		if st.chunked {
-			var digits [8]byte
+			var digits [16]byte
 			size := strconv.AppendUint(digits[:0], uint64(len(out)), 16)
 			start := headroom - 2 - len(size)
 			copy(st.buf[start:], size)
