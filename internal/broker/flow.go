@@ -31,6 +31,7 @@ type flowConn struct {
 	backlog int       // deliveries arrived and not taken
 	waiting bool      // Read waits for the backlog to drain
 	open    bool      // read without waiting from now on
+	onWait  func()    // if set, called (under mu) when Read starts waiting
 
 	scan frameScanner // only the reading goroutine uses it
 }
@@ -47,6 +48,9 @@ func (f *flowConn) Read(p []byte) (int, error) {
 	f.mu.Lock()
 	for !f.open && f.backlog >= f.max {
 		f.waiting = true
+		if f.onWait != nil {
+			f.onWait()
+		}
 		f.drained.Wait()
 	}
 	f.waiting = false

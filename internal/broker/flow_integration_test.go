@@ -33,6 +33,7 @@ func TestSlowRouterIsBoundedByTheBroker(t *testing.T) {
 		t.Fatal(err)
 	}
 	ac := c.(*amqpConn)
+	waits := notifyWaits(ac.flow)
 	if err := c.Bind(ex, "#"); err != nil {
 		t.Fatal(err)
 	}
@@ -61,11 +62,7 @@ func TestSlowRouterIsBoundedByTheBroker(t *testing.T) {
 		defer ac.flow.mu.Unlock()
 		return ac.flow.backlog
 	}
-	waitFor(t, "reading stops", func() bool {
-		ac.flow.mu.Lock()
-		defer ac.flow.mu.Unlock()
-		return ac.flow.waiting
-	})
+	expectWait(t, waits, "reading stops")
 	// A read that starts below the bound may bring a buffer's worth more.
 	if b := backlog(); b > 2*maxBacklog {
 		t.Fatalf("%d of %d messages wait in the process, want at most %d", b, n, 2*maxBacklog)

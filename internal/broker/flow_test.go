@@ -116,15 +116,28 @@ func FuzzFrameScanner(f *testing.F) {
 	})
 }
 
-// waitFor waits until cond holds, for at most 10s.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within 10s", what)
+// notifyWaits makes f send on the returned channel each time its Read
+// starts waiting for the backlog to drain (unless 16 sends wait there).
+func notifyWaits(f *flowConn) <-chan struct{} {
+	waits := make(chan struct{}, 16)
+	f.mu.Lock()
+	f.onWait = func() {
+		select {
+		case waits <- struct{}{}:
+		default:
 		}
-		time.Sleep(time.Millisecond)
+	}
+	f.mu.Unlock()
+	return waits
+}
+
+// expectWait waits at most 10s for a value on waits.
+func expectWait(t *testing.T, waits <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-waits:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s: not within 10s", what)
 	}
 }
 
@@ -136,6 +149,7 @@ func TestFlowConnStopsReading(t *testing.T) {
 	server, client := net.Pipe()
 	f := newFlowConn(client, max)
 	defer f.Close()
+	waits := notifyWaits(f)
 	read := make(chan int, 100)
 	go func() {
 		buf := make([]byte, 64<<10)
@@ -162,12 +176,7 @@ func TestFlowConnStopsReading(t *testing.T) {
 	for range max {
 		<-written
 	}
-	waiting := func() bool {
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		return f.waiting
-	}
-	waitFor(t, "the reader waits for the backlog", waiting)
+	expectWait(t, waits, "the reader waits for the backlog")
 	select {
 	case n := <-written:
 		t.Fatalf("write %d went through with %d deliveries waiting", n, max)
@@ -189,7 +198,7 @@ func TestFlowConnStopsReading(t *testing.T) {
 	for range max/2 - 1 {
 		<-written
 	}
-	waitFor(t, "the reader waits again", waiting)
+	expectWait(t, waits, "the reader waits again")
 	// Release lets the reader go, whatever the backlog: the rest is read.
 	f.release()
 	for range 3*max - (max + max/2) {
