@@ -18,6 +18,7 @@ import (
 	"eventsproxy/internal/api"
 	"eventsproxy/internal/binding"
 	"eventsproxy/internal/broker"
+	"eventsproxy/internal/brokertest"
 	"eventsproxy/internal/metrics"
 	"eventsproxy/internal/rabbittest"
 	"eventsproxy/internal/sse"
@@ -48,28 +49,10 @@ func startProxy(t *testing.T, acfg api.Config, bcfg broker.Config) *proxy {
 		acfg.Metrics = metrics.Discard()
 	}
 	bcfg.Metrics = acfg.Metrics
-	b := broker.New(d, bcfg, log)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = b.Run(ctx)
-	}()
+	b := brokertest.Start(t, d, bcfg)
 	h := api.NewHandler(acfg, b, log)
 	srv := httptest.NewServer(h)
-	t.Cleanup(func() {
-		closeServer(t, h, srv)
-		cancel()
-		<-done
-	})
-	select {
-	case <-b.Attempted():
-	case <-time.After(10 * time.Second):
-		t.Fatal("broker did not attempt to connect within 10s")
-	}
-	if !b.Connected() {
-		t.Fatal("broker not connected")
-	}
+	t.Cleanup(func() { closeServer(t, h, srv) })
 	return &proxy{URL: srv.URL, Broker: b, Handler: h, Metrics: acfg.Metrics}
 }
 

@@ -17,6 +17,7 @@ import (
 
 	"eventsproxy/internal/api"
 	"eventsproxy/internal/broker"
+	"eventsproxy/internal/brokertest"
 	"eventsproxy/internal/membroker"
 	"eventsproxy/internal/sse"
 )
@@ -32,26 +33,10 @@ func startMemProxy(t *testing.T) *memProxy {
 	t.Helper()
 	mb := membroker.New()
 	mb.DeclareExchange("ex")
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	b := broker.New(mb, broker.Config{}, log)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = b.Run(ctx)
-	}()
-	h := api.NewHandler(api.Config{}, b, log)
+	b := brokertest.Start(t, mb, broker.Config{})
+	h := api.NewHandler(api.Config{}, b, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	srv := httptest.NewServer(h)
-	t.Cleanup(func() {
-		closeServer(t, h, srv)
-		cancel()
-		<-done
-	})
-	select {
-	case <-b.Attempted():
-	case <-time.After(10 * time.Second):
-		t.Fatal("the in-process broker was not attempted within 10s")
-	}
+	t.Cleanup(func() { closeServer(t, h, srv) })
 	return &memProxy{mb: mb, handler: h, srv: srv}
 }
 

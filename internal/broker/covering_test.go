@@ -3,14 +3,13 @@ package broker_test
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"slices"
 	"testing"
 	"time"
 
 	"eventsproxy/internal/binding"
 	"eventsproxy/internal/broker"
+	"eventsproxy/internal/brokertest"
 	"eventsproxy/internal/membroker"
 )
 
@@ -23,7 +22,7 @@ func TestCoverAmongManyWildcardKeys(t *testing.T) {
 	const ex = "exchange/test"
 	mb := membroker.New()
 	mb.DeclareExchange(ex)
-	b := runBroker(t, mb)
+	b := brokertest.Start(t, mb, broker.Config{})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	subscribe := func(pattern string) *broker.Subscription {
@@ -77,30 +76,4 @@ func TestCoverAmongManyWildcardKeys(t *testing.T) {
 			t.Fatalf("%q got %v, want the one message", news[i], msgs)
 		}
 	}
-}
-
-// runBroker runs a Broker on d until t ends, and waits until it is
-// connected.
-func runBroker(t *testing.T, d broker.Dialer) *broker.Broker {
-	t.Helper()
-	b := broker.New(d, broker.Config{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = b.Run(ctx)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
-	select {
-	case <-b.Attempted():
-	case <-time.After(10 * time.Second):
-		t.Fatal("broker did not attempt to connect within 10s")
-	}
-	if !b.Connected() {
-		t.Fatalf("broker did not connect to %s", d)
-	}
-	return b
 }

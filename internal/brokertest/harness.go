@@ -51,7 +51,13 @@ const timeout = 10 * time.Second
 // is connected.
 func startBroker(t *testing.T, h Harness, cfg broker.Config) *broker.Broker {
 	t.Helper()
-	d := h.Dialer(t)
+	return Start(t, h.Dialer(t), cfg)
+}
+
+// Start runs a Broker with cfg on d until t ends, and waits until it is
+// connected. Its log goes nowhere, or to stderr when TEST_LOG is set.
+func Start(t testing.TB, d broker.Dialer, cfg broker.Config) *broker.Broker {
+	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if os.Getenv("TEST_LOG") != "" {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
