@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -11,6 +13,7 @@ import (
 	"time"
 
 	"eventsproxy/internal/load"
+	"eventsproxy/internal/testcert"
 )
 
 // fdReserve is how many descriptors a process needs besides its streams:
@@ -35,6 +38,24 @@ func runScenario(ctx context.Context, sc *scenario, o *options, stderr io.Writer
 	}
 	if progress != nil {
 		fmt.Fprintf(progress, "eventsload %s: %s; open-file limit %d; load average %s\n", sc.name, sc.params(), limit, load.LoadAvg())
+	}
+
+	var tlsConf *tls.Config
+	if o.h2 && !sc.noServer {
+		if o.url != "" || o.serverCmd != "" {
+			return nil, errors.New("--h2 needs a server the tool starts: it makes the server's certificate; drop --url and --server-cmd")
+		}
+		dir, err := os.MkdirTemp("", "eventsload-tls")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(dir)
+		cert, key, pool, err := testcert.WriteTo(dir)
+		if err != nil {
+			return nil, fmt.Errorf("make a certificate for --h2: %w", err)
+		}
+		o.serverArgs = append(o.serverArgs, "--tls-cert="+cert, "--tls-key="+key)
+		tlsConf = &tls.Config{RootCAs: pool}
 	}
 
 	var argv []string
@@ -79,6 +100,7 @@ func runScenario(ctx context.Context, sc *scenario, o *options, stderr io.Writer
 				return rep, err
 			}
 			t = srv.Target
+			t.TLS = tlsConf
 			// Let the fresh process settle before its baseline RSS.
 			time.Sleep(time.Second)
 		}

@@ -3,7 +3,6 @@ package load
 import (
 	"context"
 	"fmt"
-	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,6 +33,11 @@ type CyclesConfig struct {
 // the last close.
 func Cycles(ctx context.Context, t Target, cfg CyclesConfig) (Run, error) {
 	run := Run{LoadAvg: LoadAvg()}
+	c, err := newClient(t)
+	if err != nil {
+		return run, err
+	}
+	defer c.close()
 	pub, err := NewPublisher(cfg.AMQPURL, 512)
 	if err != nil {
 		return run, err
@@ -41,14 +45,13 @@ func Cycles(ctx context.Context, t Target, cfg CyclesConfig) (Run, error) {
 	defer pub.Close()
 	bpid := brokerPID()
 	runID := unique("")
-	reqs := make([][]byte, cfg.Cycles)
-	var host string
+	reqs := make([]request, cfg.Cycles)
 	for i := range reqs {
 		pattern := "primary.#"
 		if !cfg.Shared {
 			pattern = fmt.Sprintf("primary.c%s%06d.#", runID, i)
 		}
-		reqs[i], host, err = connectRequest(t.URL, []Binding{{Exchange: pub.Exchange, RoutingKeyPattern: pattern}})
+		reqs[i], err = c.request([]Binding{{Exchange: pub.Exchange, RoutingKeyPattern: pattern}})
 		if err != nil {
 			return run, err
 		}
@@ -57,7 +60,7 @@ func Cycles(ctx context.Context, t Target, cfg CyclesConfig) (Run, error) {
 	var tl tally
 	if cfg.Cover != "" {
 		var ctl tally
-		cover, _, err := openAll(ctx, t.URL, 1, 1, cfg.BufSize, func(int) []Binding {
+		cover, _, err := openAll(ctx, c, 1, 1, cfg.BufSize, func(int) []Binding {
 			return []Binding{{Exchange: pub.Exchange, RoutingKeyPattern: cfg.Cover}}
 		}, &ctl)
 		if err != nil {
@@ -70,7 +73,6 @@ func Cycles(ctx context.Context, t Target, cfg CyclesConfig) (Run, error) {
 	}
 	var next, ok atomic.Int64
 	var wg sync.WaitGroup
-	d := &net.Dialer{Timeout: 10 * time.Second}
 	cfg.progress("%d cycles, %d at a time", cfg.Cycles, cfg.Parallel)
 	cfg.startProfile(t, &run)
 	u0 := sampleUsage(t.PID, bpid)
@@ -86,13 +88,13 @@ func Cycles(ctx context.Context, t Target, cfg CyclesConfig) (Run, error) {
 					return
 				}
 				octx, cancel := context.WithTimeout(ctx, 30*time.Second)
-				err := st.open(octx, d, host, reqs[i])
+				err := st.open(octx, c, reqs[i])
 				cancel()
 				if err != nil {
 					tl.fail(err)
 					continue
 				}
-				st.conn.Close()
+				st.body.Close()
 				ok.Add(1)
 			}
 		}()

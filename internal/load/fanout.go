@@ -37,6 +37,11 @@ type FanoutConfig struct {
 // parsed.
 func Fanout(ctx context.Context, t Target, cfg FanoutConfig) (Run, error) {
 	run := Run{LoadAvg: LoadAvg()}
+	c, err := newClient(t)
+	if err != nil {
+		return run, err
+	}
+	defer c.close()
 	if cfg.Pattern == "" {
 		cfg.Pattern = "primary.#"
 	}
@@ -51,7 +56,7 @@ func Fanout(ctx context.Context, t Target, cfg FanoutConfig) (Run, error) {
 	rss0 := rssKB(t.PID)
 	var tl tally
 	cfg.progress("opening %d streams on %s", cfg.Streams, cfg.Pattern)
-	p, took, err := openAll(ctx, t.URL, cfg.Streams, cfg.Parallel, cfg.BufSize, func(int) []Binding { return bs }, &tl)
+	p, took, err := openAll(ctx, c, cfg.Streams, cfg.Parallel, cfg.BufSize, func(int) []Binding { return bs }, &tl)
 	if err != nil {
 		if p != nil {
 			p.close()
@@ -171,7 +176,7 @@ func Fanout(ctx context.Context, t Target, cfg FanoutConfig) (Run, error) {
 	}
 	// The server's own view: from taking a message off the broker to
 	// having written it (per write, oldest message of the write).
-	if bs, err := scrapeHistogram(t.URL, "eventsproxy_delivery_latency_seconds"); err == nil && len(bs) > 0 {
+	if bs, err := scrapeHistogram(t, "eventsproxy_delivery_latency_seconds"); err == nil && len(bs) > 0 {
 		run.addMs("server: receive to written p50", histogramQuantile(0.50, bs))
 		run.addMs("server: receive to written p99", histogramQuantile(0.99, bs))
 	}

@@ -28,6 +28,11 @@ type IdleConfig struct {
 // number of broker queues and bindings.
 func Idle(ctx context.Context, t Target, cfg IdleConfig) (Run, error) {
 	run := Run{LoadAvg: LoadAvg()}
+	c, err := newClient(t)
+	if err != nil {
+		return run, err
+	}
+	defer c.close()
 	pub, err := NewPublisher(cfg.AMQPURL, 512)
 	if err != nil {
 		return run, err
@@ -46,7 +51,7 @@ func Idle(ctx context.Context, t Target, cfg IdleConfig) (Run, error) {
 	cfg.progress("opening %d streams, %d at a time", cfg.Streams, cfg.Parallel)
 	cfg.startProfile(t, &run)
 	u0 := sampleUsage(t.PID, bpid)
-	p, took, err := openAll(ctx, t.URL, cfg.Streams, cfg.Parallel, cfg.BufSize, bindings, &tl)
+	p, took, err := openAll(ctx, c, cfg.Streams, cfg.Parallel, cfg.BufSize, bindings, &tl)
 	if err != nil {
 		if p != nil {
 			p.close()

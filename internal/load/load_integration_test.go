@@ -4,6 +4,7 @@ package load
 
 import (
 	"context"
+	"crypto/tls"
 	"io"
 	"log/slog"
 	"net"
@@ -14,16 +15,26 @@ import (
 	"eventsproxy/internal/config"
 	"eventsproxy/internal/rabbittest"
 	"eventsproxy/internal/server"
+	"eventsproxy/internal/testcert"
 )
 
+// protocols are the ways the tool opens streams: its own HTTP/1.1, and
+// Go's HTTP/2 client over TLS.
+var protocols = []string{"HTTP1", "HTTP2"}
+
 // startServer runs the service in-process on the real RabbitMQ until the
-// test ends, as `eventsproxy serve` would.
-func startServer(t *testing.T) Target {
+// test ends, as `eventsproxy serve` would; for HTTP/2, over TLS.
+func startServer(t *testing.T, proto string) Target {
 	t.Helper()
 	prefix := rabbittest.Unique("eventsload-test/") + "/"
-	cfg, err := config.Load(config.Serve, []string{
-		"--listen", "127.0.0.1:0", "--amqp-url", rabbittest.URL(), "--queue-prefix", prefix, "--max-connections", "0",
-	}, func(string) string { return "" }, io.Discard)
+	args := []string{"--listen", "127.0.0.1:0", "--amqp-url", rabbittest.URL(), "--queue-prefix", prefix, "--max-connections", "0"}
+	var tlsConf *tls.Config
+	if proto == "HTTP2" {
+		certFile, keyFile, pool := testcert.Write(t)
+		args = append(args, "--tls-cert", certFile, "--tls-key", keyFile)
+		tlsConf = &tls.Config{RootCAs: pool}
+	}
+	cfg, err := config.Load(config.Serve, args, func(string) string { return "" }, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +56,7 @@ func startServer(t *testing.T) Target {
 	})
 	select {
 	case u := <-urls:
-		return Target{URL: u, QueuePrefix: prefix}
+		return Target{URL: u, QueuePrefix: prefix, TLS: tlsConf}
 	case err := <-done:
 		t.Fatalf("server ended before serving: %v", err)
 	case <-time.After(15 * time.Second):
@@ -68,45 +79,53 @@ func metric(t *testing.T, r Run, name string) float64 {
 }
 
 func TestCyclesSmoke(t *testing.T) {
-	target := startServer(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	r, err := Cycles(ctx, target, CyclesConfig{Common: common(), Cycles: 50, Parallel: 5, BufSize: 4096})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got, failed := metric(t, r, "cycles"), metric(t, r, "failed"); got != 50 || failed != 0 {
-		t.Errorf("%v cycles, %v failed (%v); want 50 and 0", got, failed, r.Notes)
-	}
-	if metric(t, r, "ready p99") <= 0 {
-		t.Error("no ready latency recorded")
+	for _, proto := range protocols {
+		t.Run(proto, func(t *testing.T) {
+			target := startServer(t, proto)
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			r, err := Cycles(ctx, target, CyclesConfig{Common: common(), Cycles: 50, Parallel: 5, BufSize: 4096})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, failed := metric(t, r, "cycles"), metric(t, r, "failed"); got != 50 || failed != 0 {
+				t.Errorf("%v cycles, %v failed (%v); want 50 and 0", got, failed, r.Notes)
+			}
+			if metric(t, r, "ready p99") <= 0 {
+				t.Error("no ready latency recorded")
+			}
+		})
 	}
 }
 
 func TestFanoutSmoke(t *testing.T) {
-	target := startServer(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	r, err := Fanout(ctx, target, FanoutConfig{
-		Common: common(), Streams: 10, Parallel: 10, Rate: 50, Size: 512,
-		Duration: 2 * time.Second, Drain: 10 * time.Second, BufSize: 16384,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	published, received := metric(t, r, "published"), metric(t, r, "received")
-	if published != 100 || received != 10*published {
-		t.Errorf("published %v, received %v; want 100 and 1000", published, received)
-	}
-	for _, name := range []string{"loss", "streams with loss", "dropped (overflow events)", "sequence gaps", "out of order"} {
-		if v := metric(t, r, name); v != 0 {
-			t.Errorf("%s = %v, want 0", name, v)
-		}
-	}
-	if q := metric(t, r, "broker queues of the server"); q != 1 {
-		t.Errorf("the server has %v broker queues, want 1", q)
-	}
-	if p99 := metric(t, r, "latency p99"); p99 <= 0 || p99 > 2000 {
-		t.Errorf("latency p99 %vms", p99)
+	for _, proto := range protocols {
+		t.Run(proto, func(t *testing.T) {
+			target := startServer(t, proto)
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			r, err := Fanout(ctx, target, FanoutConfig{
+				Common: common(), Streams: 10, Parallel: 10, Rate: 50, Size: 512,
+				Duration: 2 * time.Second, Drain: 10 * time.Second, BufSize: 16384,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			published, received := metric(t, r, "published"), metric(t, r, "received")
+			if published != 100 || received != 10*published {
+				t.Errorf("published %v, received %v; want 100 and 1000", published, received)
+			}
+			for _, name := range []string{"loss", "streams with loss", "dropped (overflow events)", "sequence gaps", "out of order"} {
+				if v := metric(t, r, name); v != 0 {
+					t.Errorf("%s = %v, want 0", name, v)
+				}
+			}
+			if q := metric(t, r, "broker queues of the server"); q != 1 {
+				t.Errorf("the server has %v broker queues, want 1", q)
+			}
+			if p99 := metric(t, r, "latency p99"); p99 <= 0 || p99 > 2000 {
+				t.Errorf("latency p99 %vms", p99)
+			}
+		})
 	}
 }

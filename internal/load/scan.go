@@ -83,6 +83,13 @@ func (s *scanner) reset() {
 	s.cur.seq = -1
 }
 
+// resetBody makes the scanner ready for a bare event stream, with no HTTP
+// head or chunks around it: the body of an HTTP/2 response.
+func (s *scanner) resetBody() {
+	s.reset()
+	s.head = true
+}
+
 // fill reads once from r into the buffer.
 func (s *scanner) fill(r io.Reader) error {
 	if len(s.buf)-s.end < len(s.buf)/4 {

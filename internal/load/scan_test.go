@@ -141,6 +141,23 @@ func TestScannerNotChunked(t *testing.T) {
 	}
 }
 
+// An HTTP/2 response's body is the bare event stream, and a scanner that
+// was used for an HTTP/1.1 response and reset for a body parses it whole.
+func TestScannerBody(t *testing.T) {
+	t.Parallel()
+	body := string(sse.AppendEvent(nil, "ready", []byte("{}"))) +
+		string(sse.AppendEvent(nil, "message", messageData(5, 0, 64)))
+	sc := newScanner(64)
+	if _, err := scanAll(t, sc, strings.NewReader("HTTP/1.0 200 OK\r\n\r\n")); !errors.Is(err, io.EOF) {
+		t.Fatal(err)
+	}
+	sc.resetBody()
+	evs, err := scanAll(t, sc, &splitReader{b: []byte(body), max: 7, rnd: rand.New(rand.NewPCG(1, 2))})
+	if !errors.Is(err, io.EOF) || len(evs) != 2 || evs[0].kind != kindReady || evs[1].sent != 5 || evs[1].seq != 0 {
+		t.Fatalf("got %+v, %v", evs, err)
+	}
+}
+
 func TestScannerRefusal(t *testing.T) {
 	t.Parallel()
 	src := "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 5\r\nContent-Length: 2\r\n\r\n{}"

@@ -15,9 +15,9 @@ import (
 type bucket struct{ le, count float64 }
 
 // scrapeHistogram reads the histogram name from the server's /metrics.
-func scrapeHistogram(base, name string) ([]bucket, error) {
-	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-	resp, err := c.Get(strings.TrimSuffix(base, "/") + "/metrics")
+func scrapeHistogram(t Target, name string) ([]bucket, error) {
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true, TLSClientConfig: t.TLS}}
+	resp, err := c.Get(strings.TrimSuffix(t.URL, "/") + "/metrics")
 	if err != nil {
 		return nil, err
 	}

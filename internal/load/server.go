@@ -3,6 +3,7 @@ package load
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -18,8 +19,11 @@ import (
 
 // Target is the eventsproxy under load.
 type Target struct {
-	// URL is the server's base URL, http://host:port.
+	// URL is the server's base URL, http://host:port, or https://host:port
+	// for a server that serves HTTP/2 over TLS.
 	URL string
+	// TLS trusts the certificate of an https:// server.
+	TLS *tls.Config
 	// PID is the server's process id, for its RSS and CPU; 0 when unknown
 	// (or when the server runs inside the tool), which leaves those
 	// figures out.
@@ -57,12 +61,13 @@ type Server struct {
 	log  io.Writer
 }
 
-var listeningRE = regexp.MustCompile(`msg=listening addr=(\S+)`)
+var listeningRE = regexp.MustCompile(`msg=listening addr=(\S+)(?: url=(https?://\S+))?`)
 var profileRE = regexp.MustCompile(`msg="profile written" cpu=(\S+) heap=(\S+)(.*)`)
 
 // StartServer runs argv and waits until it logs `msg=listening addr=…` on
-// stderr (the text log format). Everything it logs is copied to log when
-// log is not nil. With profileDir set, argv must be the tool's own
+// stderr (the text log format); the url= that follows, if any, is the
+// server's base URL, else http://addr is. Everything it logs is copied to
+// log when log is not nil. With profileDir set, argv must be the tool's own
 // serve-profiled command: profiles are then taken through signals.
 func StartServer(ctx context.Context, argv []string, queuePrefix, profileDir string, log io.Writer) (*Server, error) {
 	cmd := exec.Command(argv[0], argv[1:]...)
@@ -97,7 +102,11 @@ func StartServer(ctx context.Context, argv []string, queuePrefix, profileDir str
 			s.keep(line)
 			if !found {
 				if m := listeningRE.FindStringSubmatch(line); m != nil {
-					addr <- m[1]
+					if m[2] != "" {
+						addr <- m[2]
+					} else {
+						addr <- "http://" + m[1]
+					}
 					found = true
 				}
 			}
@@ -113,8 +122,8 @@ func StartServer(ctx context.Context, argv []string, queuePrefix, profileDir str
 		close(s.waited)
 	}()
 	select {
-	case a := <-addr:
-		s.URL = "http://" + a
+	case u := <-addr:
+		s.URL = u
 		return s, nil
 	case <-s.waited:
 		return nil, fmt.Errorf("server exited before listening (%v):\n%s", s.waitErr, s.Tail())

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/url"
 	"strings"
 	"sync"
@@ -20,24 +21,66 @@ type Binding struct {
 	RoutingKeyPattern string `json:"routingKeyPattern"`
 }
 
-// connectRequest returns the HTTP/1.1 request that opens a stream with bs
-// on the server at base (http://host:port).
-func connectRequest(base string, bs []Binding) ([]byte, string, error) {
-	u, err := url.Parse(base)
+// client opens streams on one server: with its own HTTP/1.1 requests on
+// TCP connections of their own for http:// URLs, with Go's HTTP/2 client
+// (many streams on each TLS connection, as a browser does) for https:// ones.
+type client struct {
+	base   *url.URL
+	dialer *net.Dialer
+	h2     *http.Client // nil: HTTP/1.1
+}
+
+// newClient returns the client for t.
+func newClient(t Target) (*client, error) {
+	u, err := url.Parse(t.URL)
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
-	if u.Scheme != "http" {
-		return nil, "", fmt.Errorf("%s: only http:// servers can be loaded", base)
+	c := &client{base: u, dialer: &net.Dialer{Timeout: 10 * time.Second}}
+	switch u.Scheme {
+	case "http":
+	case "https":
+		if t.TLS == nil {
+			return nil, fmt.Errorf("%s: an https:// server needs the TLS configuration that trusts it", t.URL)
+		}
+		c.h2 = &http.Client{Transport: &http.Transport{
+			TLSClientConfig:   t.TLS.Clone(),
+			ForceAttemptHTTP2: true,
+			DialContext:       c.dialer.DialContext,
+		}}
+	default:
+		return nil, fmt.Errorf("%s: only http:// and https:// servers can be loaded", t.URL)
 	}
+	return c, nil
+}
+
+// close closes the client's idle HTTP/2 connections.
+func (c *client) close() {
+	if c.h2 != nil {
+		c.h2.CloseIdleConnections()
+	}
+}
+
+// request is what opens one stream: the bytes of an HTTP/1.1 request, or
+// the URL of an HTTP/2 one.
+type request struct {
+	raw []byte
+	url string
+}
+
+// request returns the request that opens a stream with bs.
+func (c *client) request(bs []Binding) (request, error) {
 	q, err := json.Marshal(map[string]any{"bindings": bs})
 	if err != nil {
-		return nil, "", err
+		return request{}, err
 	}
-	path := strings.TrimSuffix(u.Path, "/") + "/api/events/v1/connect/?bindings=" + url.QueryEscape(string(q))
-	req := "GET " + path + " HTTP/1.1\r\nHost: " + u.Host +
+	path := strings.TrimSuffix(c.base.Path, "/") + "/api/events/v1/connect/?bindings=" + url.QueryEscape(string(q))
+	if c.h2 != nil {
+		return request{url: c.base.Scheme + "://" + c.base.Host + path}, nil
+	}
+	raw := "GET " + path + " HTTP/1.1\r\nHost: " + c.base.Host +
 		"\r\nAccept: text/event-stream\r\nUser-Agent: eventsload\r\n\r\n"
-	return []byte(req), u.Host, nil
+	return request{raw: []byte(raw)}, nil
 }
 
 // tally is what the streams of one run count together. Its methods may be
@@ -67,12 +110,13 @@ func (t *tally) firstError() string {
 	return t.firstErr
 }
 
-// stream is one client stream: a TCP connection, its scanner, and what it
-// received. Its counters belong to the goroutine reading it; others read
-// them only after that goroutine is done.
+// stream is one client stream: its body (a TCP connection of its own, or
+// an HTTP/2 response body), its scanner, and what it received. Its
+// counters belong to the goroutine reading it; others read them only after
+// that goroutine is done.
 type stream struct {
 	tally *tally
-	conn  net.Conn
+	body  io.ReadCloser
 	sc    *scanner
 	start time.Time
 	now   int64 // UnixNano of the last read
@@ -127,18 +171,21 @@ func (st *stream) onEvent(ev *event) {
 	}
 }
 
-// open dials the server, sends req and reads until `ready`. On error the
-// connection is closed.
-func (st *stream) open(ctx context.Context, d *net.Dialer, host string, req []byte) error {
+// open opens the stream with req and reads until `ready`, which must come
+// before ctx ends. On error the stream is closed.
+func (st *stream) open(ctx context.Context, c *client, req request) error {
 	st.sc.reset()
 	st.ready, st.errText = false, ""
 	st.start = time.Now()
-	conn, err := d.DialContext(ctx, "tcp", host)
+	if c.h2 != nil {
+		return st.openH2(ctx, c.h2, req.url)
+	}
+	conn, err := c.dialer.DialContext(ctx, "tcp", c.base.Host)
 	if err != nil {
 		return err
 	}
-	st.conn = conn
-	if _, err := conn.Write(req); err != nil {
+	st.body = conn
+	if _, err := conn.Write(req.raw); err != nil {
 		conn.Close()
 		return err
 	}
@@ -147,22 +194,89 @@ func (st *stream) open(ctx context.Context, d *net.Dialer, host string, req []by
 	if dl, ok := ctx.Deadline(); ok {
 		_ = conn.SetReadDeadline(dl)
 	}
+	if err := st.readUntilReady(); err != nil {
+		return err
+	}
+	_ = conn.SetReadDeadline(time.Time{})
+	return nil
+}
+
+// openH2 opens the stream as an HTTP/2 request. The request outlives ctx,
+// which only bounds the wait for `ready`.
+func (st *stream) openH2(ctx context.Context, hc *http.Client, u string) error {
+	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(ctx, cancel)
+	req, err := http.NewRequestWithContext(rctx, http.MethodGet, u, nil)
+	if err != nil {
+		cancel()
+		return err
+	}
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := hc.Do(req)
+	if err != nil {
+		cancel()
+		return err
+	}
+	st.sc.resetBody()
+	st.body = &h2Body{ReadCloser: resp.Body, cancel: cancel}
+	if resp.ProtoMajor != 2 {
+		st.body.Close()
+		return fmt.Errorf("the server answered over %s, not HTTP/2", resp.Proto)
+	}
+	if resp.StatusCode != http.StatusOK {
+		st.body.Close()
+		return &StatusError{Code: resp.StatusCode}
+	}
+	if err := st.readUntilReady(); err != nil {
+		return err
+	}
+	if !stop() {
+		st.body.Close()
+		return fmt.Errorf("ready, but too late: %w", ctx.Err())
+	}
+	return nil
+}
+
+// readUntilReady reads until `ready`; on error it closes the stream.
+func (st *stream) readUntilReady() error {
 	for !st.ready {
 		if err := st.readOnce(); err != nil {
-			conn.Close()
+			st.body.Close()
 			if st.errText != "" {
 				return fmt.Errorf("error event before ready: %s", st.errText)
 			}
 			return err
 		}
 	}
-	_ = conn.SetReadDeadline(time.Time{})
 	return nil
+}
+
+// h2Body is an HTTP/2 response body whose reads, once we closed it, fail
+// with net.ErrClosed, as a closed connection's do.
+type h2Body struct {
+	io.ReadCloser
+	cancel func()
+	closed atomic.Bool
+}
+
+func (b *h2Body) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && b.closed.Load() {
+		err = net.ErrClosed
+	}
+	return n, err
+}
+
+func (b *h2Body) Close() error {
+	b.closed.Store(true)
+	err := b.ReadCloser.Close()
+	b.cancel()
+	return err
 }
 
 // readOnce reads once and handles the events read.
 func (st *stream) readOnce() error {
-	err := st.sc.fill(st.conn)
+	err := st.sc.fill(st.body)
 	st.now = time.Now().UnixNano()
 	if perr := st.sc.process(st.handle); perr != nil {
 		return perr
@@ -204,9 +318,8 @@ type pool struct {
 // with the bindings bindings(i) returns, and starts reading each once it is
 // ready. It returns once every stream is ready or has failed, with how
 // long that took; failures are counted in the tally.
-func openAll(ctx context.Context, base string, n, parallel, bufSize int, bindings func(i int) []Binding, t *tally) (*pool, time.Duration, error) {
+func openAll(ctx context.Context, c *client, n, parallel, bufSize int, bindings func(i int) []Binding, t *tally) (*pool, time.Duration, error) {
 	p := &pool{tally: t, streams: make([]*stream, n), ended: make(chan struct{})}
-	d := &net.Dialer{Timeout: 10 * time.Second}
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	start := time.Now()
@@ -221,14 +334,14 @@ func openAll(ctx context.Context, base string, n, parallel, bufSize int, binding
 				if i >= n || ctx.Err() != nil {
 					return
 				}
-				req, h, err := connectRequest(base, bindings(i))
+				req, err := c.request(bindings(i))
 				if err != nil {
 					setupOnce.Do(func() { setupErr = err })
 					return
 				}
 				st := newStream(t, bufSize)
 				octx, cancel := context.WithTimeout(ctx, 60*time.Second)
-				err = st.open(octx, d, h, req)
+				err = st.open(octx, c, req)
 				cancel()
 				if err != nil {
 					t.fail(err)
@@ -264,7 +377,7 @@ func (p *pool) close() {
 	p.endOnce.Do(func() { close(p.ended) })
 	for _, st := range p.streams {
 		if st != nil {
-			st.conn.Close()
+			st.body.Close()
 		}
 	}
 	p.wg.Wait()

@@ -32,6 +32,11 @@ type ThroughputConfig struct {
 // and their ratio.
 func Throughput(ctx context.Context, t Target, cfg ThroughputConfig) (Run, error) {
 	run := Run{LoadAvg: LoadAvg()}
+	c, err := newClient(t)
+	if err != nil {
+		return run, err
+	}
+	defer c.close()
 	pubs := make([]*Publisher, max(cfg.Publishers, 1))
 	ex := ""
 	for i := range pubs {
@@ -54,7 +59,7 @@ func Throughput(ctx context.Context, t Target, cfg ThroughputConfig) (Run, error
 	// Phase 2: one eventsproxy stream.
 	cfg.progress("one eventsproxy stream: %d messages of %d B", cfg.Count, cfg.Size)
 	var tl tally
-	p, _, err := openAll(ctx, t.URL, 1, 1, cfg.BufSize, func(int) []Binding {
+	p, _, err := openAll(ctx, c, 1, 1, cfg.BufSize, func(int) []Binding {
 		return []Binding{{Exchange: ex, RoutingKeyPattern: "#"}}
 	}, &tl)
 	if err != nil {
