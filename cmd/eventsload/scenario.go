@@ -20,6 +20,10 @@ import (
 // listener, broker connection, epoll, pipes, standard streams.
 const fdReserve = 64
 
+// h2StreamsPerConn is how many streams share one HTTP/2 connection: the
+// server's limit, net/http's default.
+const h2StreamsPerConn = 250
+
 // runScenario runs sc o.runs times, each against a fresh server unless
 // o.url names one, and returns the report of the runs that completed.
 func runScenario(ctx context.Context, sc *scenario, o *options, stderr io.Writer) (*load.Report, error) {
@@ -31,7 +35,12 @@ func runScenario(ctx context.Context, sc *scenario, o *options, stderr io.Writer
 	if err != nil {
 		return nil, fmt.Errorf("raise the open-file limit: %w", err)
 	}
-	if need := uint64(sc.streams()) + fdReserve; need > limit {
+	if o.h2 {
+		// Streams share connections: a descriptor per 250 streams.
+		if need := uint64(sc.streams()/h2StreamsPerConn+1) + fdReserve; need > limit {
+			return nil, fmt.Errorf("the open-file limit is %d, too low for %d streams over HTTP/2 (%d descriptors)", limit, sc.streams(), need)
+		}
+	} else if need := uint64(sc.streams()) + fdReserve; need > limit {
 		return nil, fmt.Errorf("the open-file limit is %d, too low for %d streams: the tool and the server each need one descriptor per stream plus about %d. "+
 			"Raise the hard limit (ulimit -Hn, LimitNOFILE=, docker --ulimit nofile=) or ask for at most %d streams",
 			limit, sc.streams(), fdReserve, limit-fdReserve)
