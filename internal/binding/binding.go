@@ -218,6 +218,9 @@ func decode(s string) (json.RawMessage, error) {
 			return nil, requestError(fmt.Sprintf("%s: syntax error at byte %d.", prefix, se.Offset))
 		}
 		if errors.Is(err, io.ErrUnexpectedEOF) {
+			if endsInString(s) {
+				return nil, requestError(prefix + textUnencodedHash)
+			}
 			return nil, requestError(prefix + ": it ends too early.")
 		}
 		return nil, requestError(prefix + ".")
@@ -227,6 +230,27 @@ func decode(s string) (json.RawMessage, error) {
 		return nil, requestError(fmt.Sprintf("%s: there is more after the value that ends at byte %d.", prefix, end))
 	}
 	return v, nil
+}
+
+// textUnencodedHash follows "not valid JSON" when the text ends inside a
+// string. A client that puts the JSON into a URL without encoding it sends
+// the first '#' (as in "a.#") as the start of the URL's fragment, which
+// never reaches the server, so the JSON is cut right there.
+const textUnencodedHash = ": it ends inside a string, as it does when a `#` in it was not URL-encoded: `#` must be sent as `%23`; encode the parameter."
+
+// endsInString reports whether s, a prefix of a JSON text, ends inside a
+// string.
+func endsInString(s string) bool {
+	in := false
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '"':
+			in = !in
+		case c == '\\' && in:
+			i++
+		}
+	}
+	return in
 }
 
 // jsonType names the kind of JSON value raw holds, for an error text.

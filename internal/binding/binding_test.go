@@ -185,6 +185,14 @@ func TestParseErrors(t *testing.T) {
 		{name: "blank", in: " \n", want: "The query parameter `bindings` is empty", wantIndex: -1},
 		{name: "not json", in: `bindings`, want: "is not valid JSON: syntax error at byte 1.", wantIndex: -1},
 		{name: "truncated json", in: `{"bindings": [`, want: "is not valid JSON: it ends too early.", wantIndex: -1},
+		// A # sent unencoded starts the URL's fragment, so the server gets
+		// the JSON cut just before it: inside a string.
+		{name: "hash unencoded after a dot", in: `{"bindings":[{"exchange":"amq.topic","routingKeyPattern":"a.`, wantExact: "The query parameter `bindings` is not valid JSON: it ends inside a string, as it does when a `#` in it was not URL-encoded: `#` must be sent as `%23`; encode the parameter.", wantIndex: -1},
+		{name: "hash unencoded alone", in: `{"bindings":[{"exchange":"amq.topic","routingKeyPattern":"`, want: "`#` must be sent as `%23`; encode the parameter.", wantIndex: -1},
+		{name: "hash unencoded after an escape", in: `{"bindings":[{"exchange":"a\"b","routingKeyPattern":"x\\y.`, want: "`#` must be sent as `%23`", wantIndex: -1},
+		{name: "hash unencoded in an exchange", in: `{"bindings":[{"exchange":"weird`, want: "`#` must be sent as `%23`", wantIndex: -1},
+		{name: "truncated after a string", in: `{"bindings":[{"exchange":"amq.topic"`, wantExact: "The query parameter `bindings` is not valid JSON: it ends too early.", wantIndex: -1},
+		{name: "truncated after an escaped quote", in: `{"bindings":[{"exchange":"a\\"`, wantExact: "The query parameter `bindings` is not valid JSON: it ends too early.", wantIndex: -1},
 		{name: "trailing data", in: `{"bindings": []} x`, want: "is not valid JSON: there is more after the value that ends at byte 16.", wantIndex: -1},
 		{name: "two values", in: `{"bindings": []}{}`, want: "is not valid JSON: there is more after the value", wantIndex: -1},
 		{name: "bad character inside", in: `{"bindings" []}`, want: "is not valid JSON: syntax error at byte 13.", wantIndex: -1},
@@ -279,6 +287,26 @@ func TestFromQuery(t *testing.T) {
 				t.Errorf("error text %q, want it to contain %q", e, tc.wantErr)
 			}
 		})
+	}
+}
+
+// TestFromQueryUnencodedHash pastes the JSON into a URL as is: the '#' of
+// "a.#" starts the URL's fragment, and the text says so.
+func TestFromQueryUnencodedHash(t *testing.T) {
+	t.Parallel()
+	u, err := url.Parse(`http://127.0.0.1:8080/api/events/v1/connect/?bindings={"bindings":[{"exchange":"amq.topic","routingKeyPattern":"a.#"}]}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.Fragment == "" {
+		t.Fatalf("no fragment in %#v: the test no longer shows what a browser does", u)
+	}
+	_, err = FromQuery(u.Query(), Limits{})
+	if err == nil {
+		t.Fatal("FromQuery accepted a cut request")
+	}
+	if e := checkError(t, err); !strings.Contains(e.Error(), "`#` must be sent as `%23`; encode the parameter.") {
+		t.Errorf("error text %q does not say to encode the #", e)
 	}
 }
 

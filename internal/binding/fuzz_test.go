@@ -27,6 +27,7 @@ func FuzzParse(f *testing.F) {
 		`{"bindings": [{"exchange": "exchange/x\u0000", "routingKeyPattern": "#"}]}`,
 		"{\"bindings\": [{\"exchange\": \"\xff\", \"routingKeyPattern\": \"#\"}]}",
 		`{"bindings": [{"exchange": "exchange/\ud800", "routingKeyPattern": "\n"}]}`,
+		`{"bindings":[{"exchange":"amq.topic","routingKeyPattern":"a.`,
 		`{"bindings": [{"exchange": "amq.topic", "routingKeyPattern": "#"}, {"exchange": "exchange/y", "routingKeyPattern": ""}, {"exchange": "exchange/z", "routingKeyPattern": "*.*"}]}`,
 	} {
 		f.Add(s, 0, "exchange/")
