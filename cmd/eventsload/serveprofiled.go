@@ -36,8 +36,9 @@ func serveProfiled(ctx context.Context, args []string, getenv func(string) strin
 		fmt.Fprintln(stderr, "eventsload serve-profiled: --profile-dir is required")
 		return 2
 	}
-	cfg, err := config.Load(config.Serve, fs.Args(), getenv, stderr)
+	cfg, err := config.Load(config.Serve, fs.Args(), getenv)
 	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprint(stderr, config.Help(config.Serve))
 		return 0
 	}
 	if err != nil {

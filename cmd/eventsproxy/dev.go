@@ -2,12 +2,9 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"sync"
 
 	"eventsproxy/internal/config"
@@ -20,18 +17,13 @@ import (
 // generated Taskcluster-like messages, until ctx is done; then it drains and
 // returns 0. Nothing leaves the process: it needs no RabbitMQ.
 func dev(ctx context.Context, args []string, getenv func(string) string, _ io.Reader, stdout, stderr io.Writer) int {
-	cfg, err := config.Load(config.Dev, args, getenv, stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return 0
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "eventsproxy dev: bad configuration:\n%v\n", err)
-		return 2
+	cfg, code := loadConfig(config.Dev, args, getenv, stdout, stderr)
+	if cfg == nil {
+		return code
 	}
 	log := server.NewLogger(cfg, stderr)
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		fmt.Fprintf(stderr, "eventsproxy dev: %v\n", err)
+	ln := listenOn(config.Dev, cfg, stderr)
+	if ln == nil {
 		return 1
 	}
 
@@ -47,7 +39,7 @@ func dev(ctx context.Context, args []string, getenv func(string) string, _ io.Re
 			log.Error("message generator stopped", "err", err)
 		}
 	})
-	err = server.Run(ctx, cfg, mb, ln, log, func(url string) {
+	err := server.Run(ctx, cfg, mb, ln, log, func(url string) {
 		fmt.Fprintf(stdout, "eventsproxy dev: open %s/ to watch Taskcluster-like messages (%s; nothing leaves this process)\n", url, mb)
 	})
 	stopGen()

@@ -40,7 +40,7 @@ func startProxyService(t *testing.T) string {
 		"--amqp-url", rabbittest.URL(),
 		"--queue-prefix", rabbittest.Unique("eventsproxy-test/") + "/",
 		"--shutdown-timeout", "5s",
-	}, noEnvironment, io.Discard)
+	}, noEnvironment)
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}

@@ -2,11 +2,7 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
-	"fmt"
 	"io"
-	"net"
 
 	"eventsproxy/internal/broker"
 	"eventsproxy/internal/config"
@@ -15,19 +11,14 @@ import (
 
 // serve runs the service against RabbitMQ until ctx is done, then drains and
 // returns 0.
-func serve(ctx context.Context, args []string, getenv func(string) string, _ io.Reader, _, stderr io.Writer) int {
-	cfg, err := config.Load(config.Serve, args, getenv, stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return 0
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "eventsproxy serve: bad configuration:\n%v\n", err)
-		return 2
+func serve(ctx context.Context, args []string, getenv func(string) string, _ io.Reader, stdout, stderr io.Writer) int {
+	cfg, code := loadConfig(config.Serve, args, getenv, stdout, stderr)
+	if cfg == nil {
+		return code
 	}
 	log := server.NewLogger(cfg, stderr)
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		fmt.Fprintf(stderr, "eventsproxy serve: %v\n", err)
+	ln := listenOn(config.Serve, cfg, stderr)
+	if ln == nil {
 		return 1
 	}
 	d := broker.AMQP(broker.AMQPConfig{

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -22,7 +23,7 @@ func TestServeRefusesBadConfiguration(t *testing.T) {
 		{"no broker", []string{"serve"}, nil, []string{"--amqp-url"}},
 		{"everything wrong at once", []string{"serve", "--amqp-url", "http://u:hunter2@h", "--ping-interval", "1ms", "--max-connections", "-1", "--tls-cert", "c.pem"},
 			map[string]string{"WRITE_TIMEOUT": "later"},
-			[]string{"WRITE_TIMEOUT", "--amqp-url must start with amqp://", "--ping-interval", "--max-connections", "--tls-cert and --tls-key"}},
+			[]string{"WRITE_TIMEOUT", "must start with amqp://", "--ping-interval", "--max-connections", "--tls-cert and --tls-key"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -71,5 +72,57 @@ func TestServeLogsNoPassword(t *testing.T) {
 	logs := stderr.String()
 	if strings.Contains(logs, "hunter2") || !strings.Contains(logs, "user:xxxxx@127.0.0.1:1") {
 		t.Fatalf("logs must name the broker with its password redacted:\n%s", logs)
+	}
+}
+
+// TestServeAndDevMessages checks what a mistyped command line prints:
+// the problem once, and a hint, not the flag package's dump.
+func TestServeAndDevMessages(t *testing.T) {
+	t.Parallel()
+	for _, cmd := range []string{"serve", "dev"} {
+		t.Run(cmd, func(t *testing.T) {
+			t.Parallel()
+			var stdout, stderr bytes.Buffer
+			code := run(context.Background(), []string{cmd, "--no-such-flag"}, envOf(map[string]string{"AMQP_URL": "amqp://h"}), strings.NewReader(""), &stdout, &stderr)
+			want := "eventsproxy " + cmd + ": unknown flag --no-such-flag\nRun 'eventsproxy " + cmd + " --help' for the flags.\n"
+			if code != 2 || stderr.String() != want || stdout.Len() != 0 {
+				t.Errorf("exit %d, stdout %q, stderr:\n%s\nwant exit 2 and stderr:\n%s", code, stdout.String(), stderr.String(), want)
+			}
+
+			stdout.Reset()
+			stderr.Reset()
+			code = run(context.Background(), []string{cmd, "--help"}, envOf(nil), strings.NewReader(""), &stdout, &stderr)
+			if code != 0 || stderr.Len() != 0 || !strings.HasPrefix(stdout.String(), "Usage: eventsproxy "+cmd) || !strings.Contains(stdout.String(), "\n  --listen ADDRESS") {
+				t.Errorf("--help: exit %d, stderr %q, stdout:\n%s", code, stderr.String(), stdout.String())
+			}
+		})
+	}
+}
+
+func TestServeRefusesBadPORT(t *testing.T) {
+	t.Parallel()
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), []string{"serve"}, envOf(map[string]string{"AMQP_URL": "amqp://h", "PORT": "abc", "PING_INTERVAL": "5"}), strings.NewReader(""), &stdout, &stderr)
+	if code != 2 || !strings.Contains(stderr.String(), `PORT="abc" is not a port number`) || !strings.Contains(stderr.String(), `PING_INTERVAL="5" needs a unit`) {
+		t.Fatalf("exit %d, stderr:\n%s", code, stderr.String())
+	}
+}
+
+// TestBusyPort runs serve and dev on an address in use: each says so and
+// suggests --listen.
+func TestBusyPort(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	addr := ln.Addr().String()
+	for _, cmd := range []string{"serve", "dev"} {
+		var stdout, stderr bytes.Buffer
+		code := run(context.Background(), []string{cmd, "--listen", addr}, envOf(map[string]string{"AMQP_URL": "amqp://127.0.0.1:1/"}), strings.NewReader(""), &stdout, &stderr)
+		if code != 1 || !strings.Contains(stderr.String(), addr+" is in use") || !strings.Contains(stderr.String(), "--listen 127.0.0.1:0") {
+			t.Errorf("%s: exit %d, stderr:\n%s", cmd, code, stderr.String())
+		}
 	}
 }

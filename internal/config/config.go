@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -84,83 +85,121 @@ type flagSpec struct {
 
 // Load parses args (without the command name) and the environment read
 // through getenv into a validated Config for cmd. Flags win over environment
-// variables. Help output and errors about the command line go to out.
-func Load(cmd Command, args []string, getenv func(string) string, out io.Writer) (*Config, error) {
+// variables. It returns flag.ErrHelp when args ask for help (Help(cmd) is
+// the text to print), an error about the first flag it does not know, and
+// otherwise an error listing every problem, one a line. Load writes
+// nothing.
+func Load(cmd Command, args []string, getenv func(string) string) (*Config, error) {
 	c := &Config{}
 	var allowed string
-	fs, specs := flagSet(cmd, c, &allowed)
-	fs.SetOutput(out)
+	p := &problems{}
+	fs, specs := flagSet(cmd, c, &allowed, p)
 
 	// Environment first, so that the command line overrides it.
-	var problems []error
 	for _, s := range specs {
 		if v := getenv(s.env); v != "" {
+			p.env = s.env
 			if err := fs.Set(s.name, v); err != nil {
-				problems = append(problems, fmt.Errorf("environment %s=%q: %w", s.env, v, err))
+				p.add(fmt.Errorf("environment %s=%q: %w", s.env, v, err))
 			}
+			p.env = ""
 		}
 	}
 	if cmd == Serve && getenv("LISTEN") == "" {
 		if port := getenv("PORT"); port != "" {
-			c.Listen = ":" + port
+			if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+				p.add(fmt.Errorf("environment PORT=%q is not a port number (1 to 65535)", port))
+			} else {
+				c.Listen = ":" + port
+			}
 		}
 	}
 	if err := fs.Parse(args); err != nil {
-		return nil, err
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, err
+		}
+		return nil, &FlagError{msg: flagError(err)}
 	}
 	if fs.NArg() > 0 {
-		problems = append(problems, fmt.Errorf("unexpected arguments: %q", fs.Args()))
+		p.add(fmt.Errorf("unexpected arguments: %q (every value needs its flag)", fs.Args()))
 	}
 	if cmd == Serve && c.AMQPURL == "" {
 		c.AMQPURL = pulseURL(getenv)
 	}
-	for _, p := range strings.Split(allowed, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			c.AllowedExchanges = append(c.AllowedExchanges, p)
+	for _, pre := range strings.Split(allowed, ",") {
+		if pre = strings.TrimSpace(pre); pre != "" {
+			c.AllowedExchanges = append(c.AllowedExchanges, pre)
 		}
 	}
 	if cmd == Serve && c.QueuePrefix == "" {
 		c.QueuePrefix = defaultQueuePrefix(c.AMQPURL)
 	}
 	if err := c.Validate(cmd); err != nil {
-		problems = append(problems, err)
+		p.add(err)
 	}
-	if err := errors.Join(problems...); err != nil {
+	if err := errors.Join(p.list...); err != nil {
 		return nil, err
 	}
 	return c, nil
 }
 
+// FlagError is a command line that could not be parsed at all, such as an
+// unknown flag. Its text is one line.
+type FlagError struct{ msg string }
+
+func (e *FlagError) Error() string { return e.msg }
+
+// flagError rewrites the flag package's texts in the -- style of our help.
+func flagError(err error) string {
+	msg := err.Error()
+	if name, ok := strings.CutPrefix(msg, "flag provided but not defined: -"); ok {
+		return "unknown flag --" + strings.TrimPrefix(name, "-")
+	}
+	if name, ok := strings.CutPrefix(msg, "flag needs an argument: -"); ok {
+		return "flag --" + strings.TrimPrefix(name, "-") + " needs a value"
+	}
+	return msg
+}
+
 // flagSet defines cmd's flags on a new FlagSet, storing into c (and the
 // raw --allowed-exchanges into allowed), and returns it with each flag's
-// environment variable.
-func flagSet(cmd Command, c *Config, allowed *string) (*flag.FlagSet, []flagSpec) {
+// environment variable, in the order Help lists them. A value that cannot
+// be set is reported to p.
+func flagSet(cmd Command, c *Config, allowed *string, p *problems) (*flag.FlagSet, []flagSpec) {
 	fs := flag.NewFlagSet("eventsproxy "+string(cmd), flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 	var specs []flagSpec
-	str := func(p *string, name, env, def, usage string) {
-		fs.StringVar(p, name, def, usage+" (env "+env+")")
+	define := func(v flag.Value, name, env, usage string) {
+		fs.Var(checked{Value: v, name: name, p: p}, name, usage)
 		specs = append(specs, flagSpec{name, env})
 	}
-	dur := func(p *time.Duration, name, env string, def time.Duration, usage string) {
-		fs.DurationVar(p, name, def, usage+" (env "+env+")")
-		specs = append(specs, flagSpec{name, env})
+	str := func(ptr *string, name, env, def, usage string) {
+		*ptr = def
+		define((*stringValue)(ptr), name, env, usage)
 	}
-	num := func(p *int, name, env string, def int, usage string) {
-		fs.IntVar(p, name, def, usage+" (env "+env+")")
-		specs = append(specs, flagSpec{name, env})
+	dur := func(ptr *time.Duration, name, env string, def time.Duration, usage string) {
+		*ptr = def
+		define(durationValue{ptr}, name, env, usage)
 	}
-	boolean := func(p *bool, name, env string, usage string) {
-		fs.BoolVar(p, name, false, usage+" (env "+env+")")
-		specs = append(specs, flagSpec{name, env})
+	num := func(ptr *int, name, env string, def int, usage string) {
+		*ptr = def
+		define(intValue{ptr}, name, env, usage)
+	}
+	float := func(ptr *float64, name, env string, def float64, usage string) {
+		*ptr = def
+		define(floatValue{ptr}, name, env, usage)
+	}
+	boolean := func(ptr *bool, name, env string, usage string) {
+		define(boolValue{ptr}, name, env, usage)
 	}
 	if cmd == Dev {
 		str(&c.Listen, "listen", "LISTEN", "127.0.0.1:8080", "`address` to serve HTTP on")
-		fs.Float64Var(&c.DevRate, "rate", 3, "messages per second the generator publishes; 0 for none (env DEV_RATE)")
-		specs = append(specs, flagSpec{"rate", "DEV_RATE"})
+		float(&c.DevRate, "rate", "DEV_RATE", 3, "messages per second the generator publishes; 0 for none")
 	} else {
 		str(&c.Listen, "listen", "LISTEN", ":8080", "`address` to serve HTTP on; PORT alone is honoured too")
 		str(&c.AMQPURL, "amqp-url", "AMQP_URL", "", "broker `URL`, amqp:// or amqps://; built from PULSE_USERNAME, PULSE_PASSWORD, PULSE_HOSTNAME, PULSE_VHOST when unset")
-		str(&c.QueuePrefix, "queue-prefix", "QUEUE_PREFIX", "", "start of the process's queue name (default \"queue/<AMQP user>/eventsproxy/\")")
+		str(&c.QueuePrefix, "queue-prefix", "QUEUE_PREFIX", "", "start of the process's queue name; when unset, queue/<AMQP user>/eventsproxy/ as Pulse requires")
 		num(&c.QueueMaxLength, "queue-max-length", "QUEUE_MAX_LENGTH", 10000, "most messages waiting in the process's queue; 0 for no cap")
 		num(&c.QueueMaxBytes, "queue-max-bytes", "QUEUE_MAX_BYTES", 64<<20, "most bytes waiting in the process's queue; 0 for no cap")
 	}
@@ -174,7 +213,7 @@ func flagSet(cmd Command, c *Config, allowed *string) (*flag.FlagSet, []flagSpec
 	str(&c.CORSOrigin, "cors-origin", "CORS_ORIGIN", "*", "Access-Control-Allow-Origin of streams")
 	num(&c.MaxConnections, "max-connections", "MAX_CONNECTIONS", 20000, "most open streams; beyond it new ones get 503; 0 for no cap")
 	num(&c.MaxConnectionsPerIP, "max-connections-per-ip", "MAX_CONNECTIONS_PER_IP", 0, "most open streams of one client address; beyond it new ones get 429; 0 for no cap")
-	boolean(&c.TrustProxy, "trust-proxy", "TRUST_PROXY", "take the client address from X-Forwarded-For (set it only behind a proxy that sets that header)")
+	boolean(&c.TrustProxy, "trust-proxy", "TRUST_PROXY", "take the client address from the last X-Forwarded-For entry; only behind a proxy that sets that header")
 	str(&c.TLSCert, "tls-cert", "TLS_CERT", "", "certificate `file` (PEM) to serve HTTPS and HTTP/2 with; needs --tls-key")
 	str(&c.TLSKey, "tls-key", "TLS_KEY", "", "private key `file` (PEM) for --tls-cert")
 	str(&c.LogFormat, "log-format", "LOG_FORMAT", "text", "log format: text or json")
@@ -209,6 +248,39 @@ func defaultQueuePrefix(amqpURL string) string {
 	return "queue/" + u.User.Username() + "/eventsproxy/"
 }
 
+// didYouMean suggests an amqp:// URL for s, which lacks the scheme, when
+// it looks like host:port or a bare host: ", e.g. amqp://localhost:5674/".
+func didYouMean(s string) string {
+	if strings.Contains(s, "://") {
+		return ""
+	}
+	s = redact(s)
+	if !strings.Contains(s, "/") {
+		s += "/"
+	}
+	return ", e.g. amqp://" + s
+}
+
+// redact returns the URL s as typed, with what could be a password
+// replaced by xxxxx: whatever follows the first ':' of the part before
+// the last '@'. Unlike url.URL.Redacted it also hides the password of a
+// URL without a scheme, user:password@host, in which url.Parse sees none.
+func redact(s string) string {
+	at := strings.LastIndex(s, "@")
+	if at < 0 {
+		return s
+	}
+	start := 0
+	if i := strings.Index(s[:at], "://"); i >= 0 {
+		start = i + len("://")
+	}
+	colon := strings.Index(s[start:at], ":")
+	if colon < 0 {
+		return s
+	}
+	return s[:start+colon+1] + "xxxxx" + s[at:]
+}
+
 // Validate reports every problem of c, as a Config for cmd, at once; nil
 // when c is usable.
 func (c *Config) Validate(cmd Command) error {
@@ -216,8 +288,10 @@ func (c *Config) Validate(cmd Command) error {
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	if c.Listen == "" {
 		bad("--listen must not be empty")
-	} else if _, _, err := net.SplitHostPort(c.Listen); err != nil {
-		bad("--listen %q is not host:port: %v", c.Listen, err)
+	} else if _, port, err := net.SplitHostPort(c.Listen); err != nil {
+		bad("--listen %q is not host:port, e.g. 127.0.0.1:8080 or :8080", c.Listen)
+	} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		bad("--listen %q: the port %q is not a number from 0 to 65535", c.Listen, port)
 	}
 	switch u, err := url.Parse(c.AMQPURL); {
 	case cmd == Dev:
@@ -227,11 +301,11 @@ func (c *Config) Validate(cmd Command) error {
 	case c.AMQPURL == "":
 		bad("--amqp-url (or AMQP_URL, or PULSE_HOSTNAME) is required")
 	case err != nil:
-		bad("--amqp-url is not a URL")
+		bad("--amqp-url is not a URL; write it like amqp://user:password@host:5672/vhost")
 	case u.Scheme != "amqp" && u.Scheme != "amqps":
-		bad("--amqp-url must start with amqp:// or amqps://, not %q", u.Scheme+"://")
+		bad("--amqp-url %q must start with amqp:// or amqps://%s", redact(c.AMQPURL), didYouMean(c.AMQPURL))
 	case u.Host == "":
-		bad("--amqp-url has no host")
+		bad("--amqp-url %q has no host", redact(c.AMQPURL))
 	}
 	if c.RootURL != "" {
 		if u, err := url.Parse(c.RootURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {

@@ -1,7 +1,8 @@
 package config
 
 import (
-	"io"
+	"errors"
+	"flag"
 	"strings"
 	"testing"
 	"time"
@@ -59,7 +60,7 @@ func TestLoad(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			c, err := Load(Serve, tc.args, env(tc.env), io.Discard)
+			c, err := Load(Serve, tc.args, env(tc.env))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -78,12 +79,12 @@ func TestLoadReportsEveryProblem(t *testing.T) {
 		"--client-buffer", "0",
 		"--log-format", "xml",
 		"--listen", "nonsense",
-	}, env(map[string]string{"WRITE_TIMEOUT": "soon"}), io.Discard)
+	}, env(map[string]string{"WRITE_TIMEOUT": "soon"}))
 	if err == nil {
 		t.Fatal("bad configuration accepted")
 	}
 	text := err.Error()
-	for _, want := range []string{"WRITE_TIMEOUT", "--amqp-url must start with amqp://", "--ping-interval", "--client-buffer", "--log-format", "--listen"} {
+	for _, want := range []string{"WRITE_TIMEOUT", "must start with amqp://", "--ping-interval", "--client-buffer", "--log-format", "--listen"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("error does not mention %q:\n%s", want, text)
 		}
@@ -95,7 +96,7 @@ func TestLoadReportsEveryProblem(t *testing.T) {
 
 func TestLoadRequiresBroker(t *testing.T) {
 	t.Parallel()
-	_, err := Load(Serve, nil, env(nil), io.Discard)
+	_, err := Load(Serve, nil, env(nil))
 	if err == nil || !strings.Contains(err.Error(), "--amqp-url") {
 		t.Fatalf("got %v, want an error asking for --amqp-url", err)
 	}
@@ -103,7 +104,119 @@ func TestLoadRequiresBroker(t *testing.T) {
 
 func TestLoadRefusesUnknownFlag(t *testing.T) {
 	t.Parallel()
-	if _, err := Load(Serve, []string{"--no-such-flag"}, env(map[string]string{"AMQP_URL": "amqp://h"}), io.Discard); err == nil {
+	if _, err := Load(Serve, []string{"--no-such-flag"}, env(map[string]string{"AMQP_URL": "amqp://h"})); err == nil {
 		t.Fatal("unknown flag accepted")
+	}
+}
+
+// TestLoadMessages checks the texts of common mistakes: each quotes what
+// was typed and says what is expected, and one bad value does not hide
+// the others.
+func TestLoadMessages(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want []string
+		not  []string
+	}{
+		{"duration without a unit, and the rest listed",
+			[]string{"--amqp-url", "amqp://h", "--ping-interval", "5", "--client-buffer", "0", "--log-level", "loud"}, nil,
+			[]string{`--ping-interval "5" needs a unit: durations are written like 5s,`, "--client-buffer 0", `--log-level "loud"`},
+			[]string{"parse error"}},
+		{"duration nonsense", []string{"--amqp-url", "amqp://h", "--write-timeout", "soon"}, nil,
+			[]string{`--write-timeout "soon" is not a duration; write one like 20s`}, nil},
+		{"duration in the environment", []string{"--amqp-url", "amqp://h"}, map[string]string{"SHUTDOWN_TIMEOUT": "10"},
+			[]string{`environment SHUTDOWN_TIMEOUT="10" needs a unit`}, nil},
+		{"number", []string{"--amqp-url", "amqp://h", "--max-bindings", "many", "--max-connections", "99999999999999999999"}, nil,
+			[]string{`--max-bindings "many" is not a whole number`, `--max-connections "99999999999999999999" is out of range`}, nil},
+		{"boolean", []string{"--amqp-url", "amqp://h", "--trust-proxy=maybe"}, nil,
+			[]string{`--trust-proxy "maybe" must be true or false`}, nil},
+		{"broker URL without a scheme", []string{"--amqp-url", "localhost:5674"}, nil,
+			[]string{`--amqp-url "localhost:5674" must start with amqp:// or amqps://, e.g. amqp://localhost:5674/`}, nil},
+		{"broker URL without a scheme, with a password", []string{"--amqp-url", "me:hunter2@localhost:5674"}, nil,
+			[]string{`--amqp-url "me:xxxxx@localhost:5674" must start with amqp://`}, []string{"hunter2"}},
+		{"broker URL of another scheme", []string{"--amqp-url", "http://me:hunter2@h/"}, nil,
+			[]string{`--amqp-url "http://me:xxxxx@h/" must start with amqp:// or amqps://`}, []string{"hunter2", "e.g."}},
+		{"PORT not a number", nil, map[string]string{"AMQP_URL": "amqp://h", "PORT": "abc", "MAX_BINDINGS": "0"},
+			[]string{`environment PORT="abc" is not a port number`, "--max-bindings 0"}, nil},
+		{"listen port not a number", []string{"--amqp-url", "amqp://h", "--listen", ":http-alt"}, nil,
+			[]string{`--listen ":http-alt": the port "http-alt" is not a number`}, nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := Load(Serve, tc.args, env(tc.env))
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			if _, ok := errors.AsType[*FlagError](err); ok {
+				t.Fatalf("a FlagError, want the list of problems: %v", err)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error does not say %q:\n%s", w, err)
+				}
+			}
+			for _, w := range tc.not {
+				if strings.Contains(err.Error(), w) {
+					t.Errorf("error says %q:\n%s", w, err)
+				}
+			}
+		})
+	}
+}
+
+func TestLoadFlagErrors(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--no-such-flag"}, "unknown flag --no-such-flag"},
+		{[]string{"-no-such-flag=3"}, "unknown flag --no-such-flag"},
+		{[]string{"--amqp-url"}, "flag --amqp-url needs a value"},
+	} {
+		_, err := Load(Serve, tc.args, env(map[string]string{"AMQP_URL": "amqp://h"}))
+		if _, ok := errors.AsType[*FlagError](err); !ok || err.Error() != tc.want {
+			t.Errorf("Load(%q) = %v (%T), want FlagError %q", tc.args, err, err, tc.want)
+		}
+	}
+	if _, err := Load(Dev, []string{"--help"}, env(nil)); !errors.Is(err, flag.ErrHelp) {
+		t.Errorf("--help: %v, want flag.ErrHelp", err)
+	}
+}
+
+// TestHelp checks that the help of serve and dev lists every flag, written
+// with two dashes, with its variable, and says what the command does, its
+// exit codes and examples.
+func TestHelp(t *testing.T) {
+	t.Parallel()
+	for _, cmd := range []Command{Serve, Dev} {
+		h := Help(cmd)
+		var allowed string
+		_, specs := flagSet(cmd, &Config{}, &allowed, &problems{})
+		for _, s := range specs {
+			if !strings.Contains(h, "\n  --"+s.name+" ") && !strings.Contains(h, "\n  --"+s.name+"\n") {
+				t.Errorf("%s help lists no --%s", cmd, s.name)
+			}
+			if !strings.Contains(strings.Join(strings.Fields(h), " "), "env "+s.env) {
+				t.Errorf("%s help does not name %s", cmd, s.env)
+			}
+		}
+		for _, w := range []string{"Usage: eventsproxy " + string(cmd), "Exit codes:", "Examples:", "  2  bad command line"} {
+			if !strings.Contains(h, w) {
+				t.Errorf("%s help lacks %q", cmd, w)
+			}
+		}
+		for i, line := range strings.Split(h, "\n") {
+			if len(line) > 80 {
+				t.Errorf("%s help line %d is %d wide: %q", cmd, i+1, len(line), line)
+			}
+			if strings.HasPrefix(strings.TrimSpace(line), "-") && !strings.HasPrefix(strings.TrimSpace(line), "--") {
+				t.Errorf("%s help line %d has a single-dash flag: %q", cmd, i+1, line)
+			}
+		}
 	}
 }

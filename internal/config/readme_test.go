@@ -29,7 +29,7 @@ func TestREADMEListsEveryFlag(t *testing.T) {
 	known := map[string]bool{}
 	for _, cmd := range []Command{Serve, Dev} {
 		var allowed string
-		_, specs := flagSet(cmd, &Config{}, &allowed)
+		_, specs := flagSet(cmd, &Config{}, &allowed, &problems{})
 		for _, s := range specs {
 			known[s.name] = true
 			row, ok := rows[s.name]

@@ -34,7 +34,7 @@ func startServer(t *testing.T, proto string) Target {
 		args = append(args, "--tls-cert", certFile, "--tls-key", keyFile)
 		tlsConf = &tls.Config{RootCAs: pool}
 	}
-	cfg, err := config.Load(config.Serve, args, func(string) string { return "" }, io.Discard)
+	cfg, err := config.Load(config.Serve, args, func(string) string { return "" })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -81,7 +81,7 @@ type running struct {
 // start runs the whole service in process against RabbitMQ.
 func start(t *testing.T) *running {
 	t.Helper()
-	cfg, err := config.Load(config.Serve, []string{"--amqp-url", rabbittest.URL(), "--shutdown-timeout", "5s"}, func(string) string { return "" }, io.Discard)
+	cfg, err := config.Load(config.Serve, []string{"--amqp-url", rabbittest.URL(), "--shutdown-timeout", "5s"}, func(string) string { return "" })
 	if err != nil {
 		t.Fatal(err)
 	}

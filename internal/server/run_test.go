@@ -29,7 +29,7 @@ func TestMain(m *testing.M) {
 // and returns its URL; it stops at the end of the test.
 func run(t *testing.T, mb *membroker.Broker, args ...string) string {
 	t.Helper()
-	cfg, err := config.Load(config.Dev, append([]string{"--listen", "127.0.0.1:0"}, args...), func(string) string { return "" }, io.Discard)
+	cfg, err := config.Load(config.Dev, append([]string{"--listen", "127.0.0.1:0"}, args...), func(string) string { return "" })
 	if err != nil {
 		t.Fatal(err)
 	}
