@@ -25,11 +25,21 @@ type Binding struct {
 // Limits.MaxBindings is zero.
 const DefaultMaxBindings = 64
 
+// DefaultMaxPatternHashes is how many # words a pattern's normal form may
+// hold when Limits.MaxPatternHashes is zero: enough for "#.foo.#", the most
+// that Taskcluster's own tools use. RabbitMQ's matching backtracks on each #,
+// so its cost per message grows with the key's length raised to their number.
+const DefaultMaxPatternHashes = 2
+
 // Limits bound what a request may ask for.
 type Limits struct {
 	// MaxBindings is the most bindings one request may hold, counting
 	// duplicates. Zero (or less) means DefaultMaxBindings.
 	MaxBindings int
+	// MaxPatternHashes is the most # words a pattern may hold once runs of
+	// wildcards are collapsed (topic.Hashes): "#.*.#" counts one, "#.a.#"
+	// two. Zero (or less) means DefaultMaxPatternHashes.
+	MaxPatternHashes int
 	// AllowedExchanges lists exchange-name prefixes: when it is not empty, an
 	// exchange must start with one of them. Empty allows every exchange.
 	AllowedExchanges []string
@@ -203,6 +213,14 @@ func parseBinding(i int, fields map[string]json.RawMessage, lim Limits) (Binding
 	if err := topic.Validate(b.RoutingKeyPattern); err != nil {
 		// topic's texts are client-safe too.
 		return Binding{}, bindingError(i, "%s.", err)
+	}
+	maxHashes := lim.MaxPatternHashes
+	if maxHashes <= 0 {
+		maxHashes = DefaultMaxPatternHashes
+	}
+	if n := topic.Hashes(b.RoutingKeyPattern); n > maxHashes {
+		return Binding{}, bindingError(i, "routingKeyPattern %s has %d # words apart from each other, more than the %d allowed (wildcards next to each other, as in \"#.*.#\", count as one).",
+			quote(b.RoutingKeyPattern), n, maxHashes)
 	}
 	return b, nil
 }

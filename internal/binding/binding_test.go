@@ -120,6 +120,17 @@ func TestParse(t *testing.T) {
 			want: []Binding{{completed, "#"}, {"exchange/other/x", "#"}},
 		},
 		{
+			name: "two # words by default, and runs count once",
+			in:   request(t, completed, "#.foo.#", completed, strings.Repeat("#.*.", 63)+"b"),
+			want: []Binding{{completed, "#.foo.#"}, {completed, strings.Repeat("#.*.", 63) + "b"}},
+		},
+		{
+			name: "own # limit",
+			in:   request(t, completed, "#.a.#.b.#"),
+			lim:  Limits{MaxPatternHashes: 3},
+			want: []Binding{{completed, "#.a.#.b.#"}},
+		},
+		{
 			name: "max length exchange",
 			in:   request(t, strings.Repeat("e", 255), "#"),
 			want: []Binding{{strings.Repeat("e", 255), "#"}},
@@ -223,6 +234,8 @@ func TestParseErrors(t *testing.T) {
 		{name: "pattern control", in: request(t, completed, "a.\t"), want: `routingKeyPattern "a.\t" is not a valid topic pattern: it contains a control character.`, wantIndex: 0},
 		{name: "exchange not allowed", in: request(t, completed, "#", "amq.topic", "#"), lim: Limits{AllowedExchanges: []string{"exchange/"}}, want: `bindings[1]: exchange "amq.topic" is not allowed; it must start with "exchange/".`, wantIndex: 1},
 		{name: "exchange not allowed among many", in: request(t, "amq.topic", "#"), lim: Limits{AllowedExchanges: []string{"a/", "b/", "c/"}}, want: `it must start with one of "a/", "b/" or "c/".`, wantIndex: 0},
+		{name: "too many # words", in: request(t, completed, "#", completed, "#.a.#.b.#"), want: `bindings[1]: routingKeyPattern "#.a.#.b.#" has 3 # words apart from each other, more than the 2 allowed (wildcards next to each other, as in "#.*.#", count as one).`, wantIndex: 1},
+		{name: "too many # words own limit", in: request(t, completed, "#.a.#"), lim: Limits{MaxPatternHashes: 1}, want: `more than the 1 allowed`, wantIndex: 0},
 		{name: "first problem reported", in: request(t, completed, "a*", "", "#"), want: "bindings[0]: routingKeyPattern", wantIndex: 0},
 		{name: "exchange checked before pattern", in: request(t, "", "a*"), want: "bindings[0]: exchange must not be empty.", wantIndex: 0},
 	}

@@ -173,7 +173,9 @@ func (s *session) add(bs []binding.Binding) (sub *Subscription, answers <-chan e
 		if err != nil {
 			return nil, nil, 0, &BindError{Binding: b, Err: err}
 		}
-		patterns[i] = p
+		// The broker binds the normal form: it matches the same keys, and
+		// RabbitMQ's matching backtracks on every # of a run.
+		patterns[i] = p.Normal()
 	}
 	sub = newSubscription(s, bs, s.bufSize)
 	// One slot per binding: the worker answers each waiter of a key once,
@@ -186,7 +188,7 @@ func (s *session) add(bs []binding.Binding) (sub *Subscription, answers <-chan e
 		return nil, nil, 0, ErrUnavailable
 	}
 	for i, b := range bs {
-		k := bindKey{b.Exchange, b.RoutingKeyPattern}
+		k := bindKey{b.Exchange, patterns[i].String()}
 		ks := s.keys[k]
 		if ks == nil {
 			ks = &keyState{

@@ -45,6 +45,10 @@ func Run(t *testing.T, h Harness) {
 			t.Parallel()
 			testCovering(t, h)
 		})
+		t.Run("NormalForm", func(t *testing.T) {
+			t.Parallel()
+			testNormalForm(t, h)
+		})
 	})
 	t.Run("ConnectionLost", func(t *testing.T) { testConnectionLost(t, h) })
 }

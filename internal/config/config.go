@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"eventsproxy/internal/binding"
 )
 
 // Config is the configuration of `eventsproxy serve`.
@@ -31,6 +33,9 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// MaxBindings is the most bindings one stream may ask for; default 64.
 	MaxBindings int
+	// MaxPatternHashes is the most # words a pattern may hold once runs of
+	// wildcards are collapsed; default binding.DefaultMaxPatternHashes.
+	MaxPatternHashes int
 	// ClientBuffer is how many messages each stream buffers before the
 	// oldest is dropped; default 50.
 	ClientBuffer int
@@ -208,6 +213,7 @@ func flagSet(cmd Command, c *Config, allowed *string, p *problems) (*flag.FlagSe
 	dur(&c.WriteTimeout, "write-timeout", "WRITE_TIMEOUT", 30*time.Second, "time a client has to take each write before it is dropped")
 	dur(&c.ShutdownTimeout, "shutdown-timeout", "SHUTDOWN_TIMEOUT", 10*time.Second, "longest drain on SIGTERM")
 	num(&c.MaxBindings, "max-bindings", "MAX_BINDINGS", 64, "most bindings one stream may ask for")
+	num(&c.MaxPatternHashes, "max-pattern-hashes", "MAX_PATTERN_HASHES", binding.DefaultMaxPatternHashes, "most # words a routing-key pattern may hold, runs of wildcards such as #.*.# counting once")
 	num(&c.ClientBuffer, "client-buffer", "CLIENT_BUFFER", 50, "messages buffered per stream before the oldest is dropped")
 	str(allowed, "allowed-exchanges", "ALLOWED_EXCHANGES", "", "comma-separated exchange-name `prefixes`; empty allows all")
 	str(&c.CORSOrigin, "cors-origin", "CORS_ORIGIN", "*", "Access-Control-Allow-Origin of streams")
@@ -323,6 +329,9 @@ func (c *Config) Validate(cmd Command) error {
 	}
 	if c.MaxBindings < 1 {
 		bad("--max-bindings %d must be at least 1", c.MaxBindings)
+	}
+	if c.MaxPatternHashes < 1 {
+		bad("--max-pattern-hashes %d must be at least 1", c.MaxPatternHashes)
 	}
 	if c.ClientBuffer < 1 {
 		bad("--client-buffer %d must be at least 1", c.ClientBuffer)

@@ -36,6 +36,7 @@ func Run(ctx context.Context, cfg *config.Config, d broker.Dialer, ln net.Listen
 		CORSOrigin:   cfg.CORSOrigin,
 		Limits: binding.Limits{
 			MaxBindings:      cfg.MaxBindings,
+			MaxPatternHashes: cfg.MaxPatternHashes,
 			AllowedExchanges: cfg.AllowedExchanges,
 		},
 		MaxConnections:      cfg.MaxConnections,
