@@ -72,7 +72,7 @@ func benchMessage() *broker.Message {
 		Body:       []byte(`{"t":1767225600000000000,"s":12345,"p":"` + strings.Repeat("x", 512-42) + `"}`),
 		Received:   time.Now(),
 	}
-	m.Data()
+	messageEvent(m)
 	return m
 }
 

@@ -24,7 +24,18 @@ const (
 	kindPing     = "ping"
 	kindError    = "error"
 	kindOverflow = "overflow"
+	kindMessage  = "message"
 )
+
+// messageHead and messageTail frame a message's data, which is one line, as
+// sse.AppendEvent would.
+var messageHead, messageTail = sse.Frame(kindMessage)
+
+// messageEvent returns msg's `message` event: framed once per message and
+// shared by every stream that sends it.
+func messageEvent(msg *broker.Message) []byte {
+	return msg.Framed(messageHead, messageTail)
+}
 
 // Texts of the errors that are not the client's fault. They say nothing of
 // the broker, its address or the Go error behind them.
@@ -346,7 +357,7 @@ func (st *stream) sendMessages(msgs []*broker.Message, dropped int) error {
 	m := st.h.cfg.Metrics
 	size := 64 // the overflow event
 	for _, msg := range msgs {
-		size += len(msg.Event())
+		size += len(messageEvent(msg))
 	}
 	st.begin(size)
 	if dropped > 0 {
@@ -355,7 +366,7 @@ func (st *stream) sendMessages(msgs []*broker.Message, dropped int) error {
 		st.buf = sse.AppendEvent(st.buf, kindOverflow, fmt.Appendf(nil, `{"dropped":%d}`, dropped))
 	}
 	for _, msg := range msgs {
-		st.buf = append(st.buf, msg.Event()...)
+		st.buf = append(st.buf, messageEvent(msg)...)
 	}
 	if err := st.write(); err != nil {
 		return err

@@ -197,9 +197,9 @@ var pulseBody = []byte(`{"version":1,"status":{"taskId":"YTpD5kiRQt2iJbUbA8sUvw"
 // loadBody is what the load tool publishes: 512 bytes with a send time.
 var loadBody = []byte(`{"t":1767225600000000000,"s":12345,"p":"` + strings.Repeat("x", 512-42) + `"}`)
 
-// BenchmarkEncode encodes one message event, data and frame in one buffer,
-// as Message.Event does once per message, whatever the number of streams
-// that send it.
+// BenchmarkEncode encodes one message's data and a frame around it in one
+// buffer, as Message.Framed does once per message, whatever the number of
+// streams that send it.
 func BenchmarkEncode(b *testing.B) {
 	for _, tc := range []struct {
 		name string
@@ -213,7 +213,7 @@ func BenchmarkEncode(b *testing.B) {
 			b.SetBytes(int64(len(tc.body)))
 			b.ReportAllocs()
 			for b.Loop() {
-				benchMessage(tc.body).Event()
+				benchMessage(tc.body).Framed("event: message\ndata: ", "\nid: -\n\n")
 			}
 		})
 	}

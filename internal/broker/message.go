@@ -27,10 +27,11 @@ type Message struct {
 	// Received is when the process took the message from the broker.
 	Received time.Time
 
-	// encoded once: event is the whole `message` event, data the JSON
-	// object inside it.
-	once        sync.Once
-	event, data []byte
+	// encoded once: framed is the data with the caller's head and tail
+	// around it (see Framed), data the JSON object inside it.
+	once         sync.Once
+	framed, data []byte
+	head, tail   string
 }
 
 // messageFromDelivery copies what eventsproxy needs out of d.
@@ -84,36 +85,36 @@ func (m *Message) Routes() []string {
 }
 
 // Data returns the JSON object that a `message` event carries:
-// {"exchange","routingKey","redelivered","routes","payload"}, on one line.
-// The payload is the body itself when it is valid JSON (compacted), else the
-// body as a JSON string. Data is computed once, however many streams send
-// it, and is safe to call concurrently; the result must not be modified.
+// {"exchange","routingKey","redelivered","routes","payload"}, on one line
+// (it never holds CR or LF). The payload is the body itself when it is
+// valid JSON (compacted), else the body as a JSON string. Data is computed
+// once, however many streams send it, and is safe to call concurrently; the
+// result must not be modified.
 func (m *Message) Data() []byte {
-	m.once.Do(m.encode)
+	m.once.Do(func() { m.encode("", "") })
 	return m.data
 }
 
-// Event returns the complete `message` event, as written on the wire, for
-// m: what sse.AppendEvent makes of Data, framed once however many streams
-// send it. It is safe to call concurrently; the result must not be
-// modified.
-func (m *Message) Event() []byte {
-	m.once.Do(m.encode)
-	return m.event
+// Framed returns Data with head before it and tail after it, in one buffer
+// made once per message, however many streams send it: a consumer frames
+// the data for its wire (api: as an SSE event) without a copy per stream.
+// Every caller must pass the same head and tail, as the first one's are
+// kept; a call with others gets a buffer of its own. Framed is safe to call
+// concurrently; the result must not be modified.
+func (m *Message) Framed(head, tail string) []byte {
+	m.once.Do(func() { m.encode(head, tail) })
+	if head != m.head || tail != m.tail {
+		b := make([]byte, 0, len(head)+len(m.data)+len(tail))
+		return append(append(append(b, head...), m.data...), tail...)
+	}
+	return m.framed
 }
 
-// The frame of a `message` event around its data, which is one line: what
-// sse.AppendEvent writes.
-const (
-	eventHead = "event: message\ndata: "
-	eventTail = "\nid: -\n\n"
-)
-
-// encode writes the event and its data in one buffer.
-func (m *Message) encode() {
+// encode writes the data, between head and tail, in one buffer.
+func (m *Message) encode(head, tail string) {
 	var b bytes.Buffer
-	b.Grow(len(eventHead) + len(m.Body) + len(m.Exchange) + len(m.RoutingKey) + 96 + len(eventTail))
-	b.WriteString(eventHead)
+	b.Grow(len(head) + len(m.Body) + len(m.Exchange) + len(m.RoutingKey) + 96 + len(tail))
+	b.WriteString(head)
 	b.WriteString(`{"exchange":`)
 	writeJSONString(&b, m.Exchange)
 	b.WriteString(`,"routingKey":`)
@@ -130,9 +131,10 @@ func (m *Message) encode() {
 	b.WriteString(`],"payload":`)
 	writePayload(&b, m.Body)
 	b.WriteByte('}')
-	b.WriteString(eventTail)
-	m.event = b.Bytes()
-	m.data = m.event[len(eventHead) : len(m.event)-len(eventTail)]
+	b.WriteString(tail)
+	m.head, m.tail = head, tail
+	m.framed = b.Bytes()
+	m.data = m.framed[len(head) : len(m.framed)-len(tail)]
 }
 
 // writePayload writes body as compact JSON when it is JSON, else as a JSON

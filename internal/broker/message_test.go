@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"testing"
 	"unicode/utf8"
-
-	"eventsproxy/internal/sse"
 )
 
 func TestMessageData(t *testing.T) {
@@ -51,8 +49,8 @@ func FuzzMessageData(f *testing.F) {
 		if bytes.ContainsAny(data, "\r\n") || !utf8.Valid(data) {
 			t.Fatalf("data %q is not one line of UTF-8", data)
 		}
-		if want := sse.AppendEvent(nil, "message", data); !bytes.Equal(m.Event(), want) {
-			t.Fatalf("event %q, want %q", m.Event(), want)
+		if want := "<" + string(data) + ">"; string(m.Framed("<", ">")) != want {
+			t.Fatalf("framed %q, want %q", m.Framed("<", ">"), want)
 		}
 		var got struct {
 			Exchange, RoutingKey string
@@ -80,14 +78,24 @@ func FuzzMessageData(f *testing.F) {
 	})
 }
 
-func TestMessageEvent(t *testing.T) {
+func TestMessageFramed(t *testing.T) {
 	t.Parallel()
 	m := &Message{Exchange: "e", RoutingKey: "k", Body: []byte("a\nb")}
-	want := "event: message\ndata: " + string(m.Data()) + "\nid: -\n\n"
-	if got := string(m.Event()); got != want {
-		t.Fatalf("got %q, want %q", got, want)
+	const head, tail = "event: message\ndata: ", "\nid: -\n\n"
+	framed := m.Framed(head, tail)
+	if want := head + string(m.Data()) + tail; string(framed) != want {
+		t.Fatalf("got %q, want %q", framed, want)
 	}
-	if &m.Event()[0] != &m.Event()[0] {
-		t.Fatal("the event is framed again on every call")
+	if &m.Framed(head, tail)[0] != &framed[0] || &m.Data()[0] != &framed[len(head)] {
+		t.Fatal("the message is encoded or framed again on a later call")
+	}
+	if got, want := string(m.Framed("[", "]")), "["+string(m.Data())+"]"; got != want {
+		t.Fatalf("framed otherwise: got %q, want %q", got, want)
+	}
+	// Data first, then Framed: the frame is right, if not shared.
+	m = &Message{Exchange: "e", RoutingKey: "k"}
+	data := string(m.Data())
+	if got, want := string(m.Framed(head, tail)), head+data+tail; got != want {
+		t.Fatalf("framed after Data: got %q, want %q", got, want)
 	}
 }

@@ -8,6 +8,9 @@
 //	id: -
 //	<blank line>
 //
+// Frame gives the bytes around one-line data, for a server that frames a
+// message once for all the streams that send it.
+//
 // Reader parses a stream back into events exactly as a browser's EventSource
 // does, for the tests, the load tool and the command-line client.
 //

@@ -50,6 +50,16 @@ func AppendEvent(dst []byte, kind string, data []byte) []byte {
 	return append(dst, "id: -\n\n"...)
 }
 
+// Frame returns what AppendEvent writes before and after data of the given
+// kind when data is one line (holds no CR or LF), so that a server can
+// frame such data once and send the same bytes on many streams. It panics
+// on an invalid kind, as AppendEvent does.
+func Frame(kind string) (head, tail string) {
+	ev := AppendEvent(nil, kind, nil)
+	head = string(ev[:len("event: ")+len(kind)+len("\ndata: ")])
+	return head, string(ev[len(head):])
+}
+
 // indexLineEnd returns the index of the first CR or LF in b, or -1.
 // Two IndexByte passes beat a byte loop on the long lines that JSON
 // payloads make.

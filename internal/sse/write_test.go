@@ -61,6 +61,20 @@ func TestAppendEventGolden(t *testing.T) {
 	}
 }
 
+// TestFrame checks that Frame's head and tail around one-line data are
+// what AppendEvent writes.
+func TestFrame(t *testing.T) {
+	t.Parallel()
+	for _, kind := range []string{"message", "ping", "é"} {
+		for _, data := range []string{"", "{}", `{"a":"b\\n"}`, "\xff"} {
+			head, tail := Frame(kind)
+			if got, want := head+data+tail, string(AppendEvent(nil, kind, []byte(data))); got != want {
+				t.Errorf("Frame(%q) around %q: %q, want %q", kind, data, got, want)
+			}
+		}
+	}
+}
+
 func TestAppendEventLines(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
