@@ -329,6 +329,68 @@ func TestUnbindSuperseded(t *testing.T) {
 		checkRouted(t, s, again, "a")
 	})
 
+	t.Run("not ready before it is bound again", func(t *testing.T) {
+		t.Parallel()
+		c := newOpConn()
+		s := testSession(t, c)
+		a := subscribeTest(t, s, "a")
+		heldUnbind, releaseUnbind := c.holdAt("unbind a")
+		a.Close()
+		waitHeld(t, heldUnbind)
+		// The key is still bound on the broker, but on its way out: the
+		// new subscription must wait for a bind of its own.
+		again, answers, pending, err := s.add(bindings("a"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(again.Close)
+		if pending != 1 {
+			t.Fatalf("pending binds: got %d, want 1", pending)
+		}
+		heldBind, releaseBind := c.holdAt("bind a")
+		close(releaseUnbind)
+		waitHeld(t, heldBind)
+		// The unbind is done and the bind is not: nothing may say ready.
+		select {
+		case err := <-answers:
+			t.Fatalf("answered %v while the key was not bound", err)
+		default:
+		}
+		close(releaseBind)
+		ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+		defer cancel()
+		if err := s.await(ctx, answers, pending); err != nil {
+			t.Fatal(err)
+		}
+		if !c.isBound("a") {
+			t.Fatal("ready, but a is not bound on the broker")
+		}
+		checkRouted(t, s, again, "a")
+	})
+
+	t.Run("a covered key while its cover goes", func(t *testing.T) {
+		t.Parallel()
+		c := newOpConn()
+		s := testSession(t, c)
+		cover := subscribeTest(t, s, "#")
+		subscribeTest(t, s, "a") // covered by #
+		held, release := c.holdAt("bind a")
+		cover.Close()
+		waitHeld(t, held)
+		// The handover binds a before # goes; a subscription to a that
+		// arrives meanwhile is served by # until then.
+		again := subscribeTest(t, s, "a")
+		if !c.isBound("#") {
+			t.Fatal("ready on the cover #, but # is not bound on the broker")
+		}
+		close(release)
+		syncSession(t, s)
+		if got, want := c.opsSince(0), []string{"bind #", "bind a", "unbind #"}; !slices.Equal(got, want) {
+			t.Fatalf("ops: got %q, want %q", got, want)
+		}
+		checkRouted(t, s, again, "a")
+	})
+
 	t.Run("a queued bind whose users left", func(t *testing.T) {
 		t.Parallel()
 		c := newOpConn()

@@ -238,10 +238,15 @@ func testMissingExchange(t *testing.T, h Harness) {
 // get a message published right after it is ready, and no binding may
 // remain once all are closed.
 func testChurn(t *testing.T, h Harness) {
-	b := startBroker(t, h, broker.Config{})
+	const workers, rounds = 16, 40
+	// A subscription gets the messages of every worker on its key while it
+	// waits for its own. With a buffer smaller than all the messages of
+	// the test, a reader that the scheduler holds back while the others
+	// run on would drop its own message as the oldest, which is overflow,
+	// not a miss.
+	b := startBroker(t, h, broker.Config{ClientBuffer: workers * rounds})
 	ex := h.NewExchange(t)
 
-	const workers, rounds = 16, 40
 	// The group returns once every worker is done.
 	t.Run("workers", func(t *testing.T) {
 		for w := range workers {
@@ -271,7 +276,8 @@ func testChurn(t *testing.T, h Harness) {
 }
 
 // waitForBody waits until sub gets a message with body; other messages
-// (published by other workers on the same key) are skipped.
+// (published by other workers on the same key) are skipped. A drop ends the
+// wait with an error, since the dropped message may be the one it waits for.
 func waitForBody(sub *broker.Subscription, body string) error {
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
@@ -284,7 +290,11 @@ func waitForBody(sub *broker.Subscription, body string) error {
 		case <-timer.C:
 			return fmt.Errorf("message %q not received within %v", body, timeout)
 		}
-		msgs, _ = sub.Take(msgs[:0])
+		var dropped int
+		msgs, dropped = sub.Take(msgs[:0])
+		if dropped > 0 {
+			return fmt.Errorf("waiting for message %q: the subscription's buffer overflowed and dropped %d", body, dropped)
+		}
 		for _, m := range msgs {
 			if string(m.Body) == body {
 				return nil
