@@ -98,6 +98,12 @@ func (d *amqpDialer) Dial(ctx context.Context) (Conn, error) {
 		},
 	})
 	if err != nil {
+		// RabbitMQ answers a wrong password or an unknown user with 403,
+		// or by dropping the connection, which the library reports as
+		// ErrCredentials, a 403 too; ErrVhost shares the code.
+		if aerr, ok := errors.AsType[*amqp.Error](err); ok && aerr.Code == amqp.AccessRefused && !errors.Is(err, amqp.ErrVhost) {
+			return nil, fmt.Errorf("dial %s: %w of user %q (wrong password, or no such user): %v", Redact(d.cfg.URL), ErrLoginRefused, uri.Username, err)
+		}
 		return nil, fmt.Errorf("dial %s: %w", Redact(d.cfg.URL), err)
 	}
 	c := &amqpConn{conn: conn, flow: flow, closed: conn.NotifyClose(make(chan *amqp.Error, 1))}

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"math/rand/v2"
 	"sync"
@@ -35,6 +36,7 @@ type Broker struct {
 
 	attemptOnce sync.Once
 	attempted   chan struct{}
+	attemptErr  error // the first attempt's, set before attempted is closed
 
 	mu      sync.Mutex
 	current *session
@@ -68,13 +70,47 @@ func New(d Dialer, cfg Config, log *slog.Logger) *Broker {
 // attempt is over, whether it succeeded or not.
 func (b *Broker) Attempted() <-chan struct{} { return b.attempted }
 
+// AttemptErr returns why Run's first connection attempt failed, or nil if
+// it succeeded. It is meant to be called once Attempted is closed: a
+// caller may refuse to start on an error that retrying cannot mend, such
+// as ErrLoginRefused.
+func (b *Broker) AttemptErr() error {
+	select {
+	case <-b.attempted:
+		return b.attemptErr
+	default:
+		return nil
+	}
+}
+
+func (b *Broker) attemptedYet() bool {
+	select {
+	case <-b.attempted:
+		return true
+	default:
+		return false
+	}
+}
+
 func (b *Broker) markAttempted() { b.attemptOnce.Do(func() { close(b.attempted) }) }
+
+// markAttemptFailed records err as the first attempt's, if this is it.
+func (b *Broker) markAttemptFailed(err error) {
+	b.attemptOnce.Do(func() {
+		b.attemptErr = err
+		close(b.attempted)
+	})
+}
 
 // Run connects to the broker and keeps a connection up until ctx is done,
 // reconnecting with capped exponential backoff and jitter. When a connection
 // is lost, every subscription it served is done. Run returns nil after ctx
 // is done and the connection is closed, which removes our queue and its
-// bindings from the broker.
+// bindings from the broker. When the very first attempt is refused for
+// the login (ErrLoginRefused), Run returns that error at once: the
+// configuration is wrong, and retrying would only hide it. A refusal
+// later, such as a password rotated under a running service, is retried
+// and logged at ERROR.
 func (b *Broker) Run(ctx context.Context) error {
 	defer func() {
 		b.mu.Lock()
@@ -85,15 +121,24 @@ func (b *Broker) Run(ctx context.Context) error {
 	backoff := b.cfg.MinBackoff
 	for {
 		started := time.Now()
+		first := !b.attemptedYet()
 		err := b.serveOnce(ctx)
 		if ctx.Err() != nil {
 			return nil
+		}
+		if first && errors.Is(err, ErrLoginRefused) {
+			return err
 		}
 		if time.Since(started) > b.cfg.MaxBackoff {
 			backoff = b.cfg.MinBackoff
 		}
 		wait := backoff/2 + rand.N(backoff/2+1)
-		b.log.Warn("broker connection down; reconnecting", "err", err, "in", wait.Round(time.Millisecond))
+		if errors.Is(err, ErrLoginRefused) {
+			// Not a passing fault: someone must fix the user or password.
+			b.log.Error("broker refused the login; retrying", "err", err, "in", wait.Round(time.Millisecond))
+		} else {
+			b.log.Warn("broker connection down; reconnecting", "err", err, "in", wait.Round(time.Millisecond))
+		}
 		select {
 		case <-ctx.Done():
 			return nil
@@ -108,7 +153,7 @@ func (b *Broker) Run(ctx context.Context) error {
 func (b *Broker) serveOnce(ctx context.Context) error {
 	conn, err := b.dialer.Dial(ctx)
 	if err != nil {
-		b.markAttempted()
+		b.markAttemptFailed(err)
 		return err
 	}
 	m := b.cfg.Metrics

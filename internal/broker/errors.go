@@ -23,6 +23,11 @@ var (
 	// requested name (AMQP reply 404 NOT_FOUND to a bind).
 	ErrExchangeNotFound = errors.New("exchange not found")
 
+	// ErrLoginRefused means that the broker refused the connection's
+	// user and password (AMQP reply 403 ACCESS_REFUSED to the login).
+	// Retrying will not help until someone changes either.
+	ErrLoginRefused = errors.New("the broker refused the login")
+
 	// ErrAccessRefused means that the broker refused our user access to the
 	// exchange (AMQP reply 403 ACCESS_REFUSED to a bind).
 	ErrAccessRefused = errors.New("access to exchange refused")

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -67,6 +68,13 @@ func Run(ctx context.Context, cfg *config.Config, d broker.Dialer, ln net.Listen
 	select {
 	case <-b.Attempted():
 	case <-ctx.Done():
+	}
+	if err := b.AttemptErr(); errors.Is(err, broker.ErrLoginRefused) {
+		// Retrying cannot mend a wrong user or password: say so and stop,
+		// rather than serve nothing but 503s.
+		log.Error("the broker refused the login; not starting", "broker", d.String(), "err", err)
+		_ = ln.Close()
+		return err
 	}
 	serveErr := make(chan error, 1)
 	wg.Add(1)
