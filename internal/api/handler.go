@@ -98,6 +98,7 @@ func NewHandler(cfg Config, b Broker, log *slog.Logger) *Handler {
 	h.mux.HandleFunc("GET /api/events/v1/connect", h.connect)
 	h.get("/api/events/v1/ping", http.HandlerFunc(h.ping))
 	h.get("/api/events/v1/reference", http.HandlerFunc(h.reference))
+	h.get(clientJSPath, http.HandlerFunc(h.clientJS))
 	h.get("/__lbheartbeat__", http.HandlerFunc(h.lbheartbeat))
 	h.get("/__heartbeat__", http.HandlerFunc(h.heartbeat))
 	h.get("/__version__", http.HandlerFunc(h.version))
