@@ -2,10 +2,8 @@ package broker
 
 import (
 	"context"
-	crand "crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -16,6 +14,8 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"eventsproxy/internal/randomname"
 )
 
 // AMQPConfig says how to reach RabbitMQ and how to shape our queue on it.
@@ -166,7 +166,7 @@ func (c *amqpConn) setUp(cfg *AMQPConfig) error {
 	if cfg.QueueMaxBytes > 0 {
 		args["x-max-length-bytes"] = int64(cfg.QueueMaxBytes)
 	}
-	q, err := consume.QueueDeclare(cfg.QueuePrefix+randomName(), false, true, true, false, args)
+	q, err := consume.QueueDeclare(randomname.New(cfg.QueuePrefix), false, true, true, false, args)
 	if err != nil {
 		return err
 	}
@@ -275,11 +275,4 @@ func Redact(u string) string {
 		return "(unparsable URL)"
 	}
 	return parsed.Redacted()
-}
-
-// randomName returns 16 random hex digits for our queue's name.
-func randomName() string {
-	var b [8]byte
-	_, _ = crand.Read(b[:])
-	return hex.EncodeToString(b[:])
 }

@@ -238,8 +238,9 @@ func BenchmarkMessageFromDelivery(b *testing.B) {
 
 // BenchmarkSubscribe subscribes and closes one stream with a pattern of its
 // own while n other streams hold bound patterns of their own on the same
-// exchange (S1's shape): the session's cost of a connect, without the
-// broker's round trip (the fake binds at once). With covered, one more
+// exchange, as many idle streams each watching one task do: the session's
+// cost of a connect, without the broker's round trip (the fake binds at
+// once). With covered, one more
 // stream holds primary.#, which covers every new pattern: the search for a
 // cover among the n bound wildcard keys finds it, and the new stream needs
 // no bind at all.

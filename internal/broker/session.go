@@ -177,7 +177,7 @@ func (s *session) add(bs []binding.Binding) (sub *Subscription, answers <-chan e
 		// RabbitMQ's matching backtracks on every # of a run.
 		patterns[i] = p.Normal()
 	}
-	sub = newSubscription(s, bs, s.bufSize)
+	sub = newSubscription(s, s.bufSize)
 	// One slot per binding: the worker answers each waiter of a key once,
 	// so it never blocks on a subscriber that has gone.
 	ch := make(chan error, len(bs))

@@ -479,7 +479,7 @@ func TestHandoverToAnotherCover(t *testing.T) {
 // value when its buffer reaches half its size, and not before.
 func TestHalfSignalsAtHalf(t *testing.T) {
 	t.Parallel()
-	sub := newSubscription(nil, nil, 10)
+	sub := newSubscription(nil, 10)
 	half := func() bool {
 		select {
 		case <-sub.Half():

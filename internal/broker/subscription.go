@@ -1,10 +1,6 @@
 package broker
 
-import (
-	"sync"
-
-	"eventsproxy/internal/binding"
-)
+import "sync"
 
 // Subscription is one stream's interest in the broker's messages: its
 // bindings, held on the broker while it lives, and a bounded buffer that the
@@ -14,9 +10,8 @@ import (
 // stream normally has one goroutine that selects on Notify and Done and calls
 // Take. Close must be called once the stream ends; it is idempotent.
 type Subscription struct {
-	s        *session
-	bindings []binding.Binding
-	keys     []*keyState
+	s    *session
+	keys []*keyState
 
 	// seq is the router's sequence number of the last message pushed here,
 	// so a message that matches several bindings is pushed once. Only the
@@ -38,19 +33,14 @@ type Subscription struct {
 	closed  bool
 }
 
-func newSubscription(s *session, bs []binding.Binding, size int) *Subscription {
+func newSubscription(s *session, size int) *Subscription {
 	return &Subscription{
-		s:        s,
-		bindings: bs,
-		notify:   make(chan struct{}, 1),
-		half:     make(chan struct{}, 1),
-		buf:      make([]*Message, size),
+		s:      s,
+		notify: make(chan struct{}, 1),
+		half:   make(chan struct{}, 1),
+		buf:    make([]*Message, size),
 	}
 }
-
-// Bindings returns the bindings of the subscription; the slice must not be
-// modified.
-func (sub *Subscription) Bindings() []binding.Binding { return sub.bindings }
 
 // Notify returns a channel that receives a value when messages are waiting
 // to be taken. It is never closed.

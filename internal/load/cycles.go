@@ -6,6 +6,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"eventsproxy/internal/randomname"
 )
 
 // CyclesConfig shapes the S3 scenario.
@@ -44,7 +46,7 @@ func Cycles(ctx context.Context, t Target, cfg CyclesConfig) (Run, error) {
 	}
 	defer pub.Close()
 	bpid := brokerPID()
-	runID := unique("")
+	runID := randomname.New("")
 	reqs := make([]request, cfg.Cycles)
 	for i := range reqs {
 		pattern := "primary.#"

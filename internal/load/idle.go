@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"eventsproxy/internal/randomname"
 )
 
 // IdleConfig shapes the S1 scenario.
@@ -39,7 +41,7 @@ func Idle(ctx context.Context, t Target, cfg IdleConfig) (Run, error) {
 	}
 	defer pub.Close()
 	bpid := brokerPID()
-	runID := unique("")
+	runID := randomname.New("")
 	id := func(i int) string { return fmt.Sprintf("s%s%06d", runID, i) }
 	bindings := func(i int) []Binding {
 		return []Binding{{Exchange: pub.Exchange, RoutingKeyPattern: "primary." + id(i) + ".#"}}

@@ -2,21 +2,14 @@ package load
 
 import (
 	"context"
-	crand "crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"strconv"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
-)
 
-// unique returns prefix followed by 8 random hex digits.
-func unique(prefix string) string {
-	var b [4]byte
-	_, _ = crand.Read(b[:])
-	return prefix + hex.EncodeToString(b[:])
-}
+	"eventsproxy/internal/randomname"
+)
 
 // pulseKey returns a Pulse-like routing key of 10 words for task id.
 func pulseKey(id string) string {
@@ -66,7 +59,7 @@ func newPublisher(url string, size int, exchange string) (*Publisher, error) {
 	if exchange != "" {
 		return p, nil
 	}
-	p.Exchange, p.owns = unique("eventsload/"), true
+	p.Exchange, p.owns = randomname.New("eventsload/"), true
 	if err := ch.ExchangeDeclare(p.Exchange, amqp.ExchangeTopic, false, false, false, false, nil); err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("declare exchange: %w", err)

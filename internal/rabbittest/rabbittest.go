@@ -2,8 +2,6 @@ package rabbittest
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -14,6 +12,8 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"eventsproxy/internal/randomname"
 )
 
 // URL returns the broker URL for tests: $AMQP_URL, else the local guest
@@ -36,11 +36,7 @@ func ManagementURL() string {
 
 // Unique returns prefix followed by random hex digits, for names that no
 // other test or run shares.
-func Unique(prefix string) string {
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	return prefix + hex.EncodeToString(b[:])
-}
+func Unique(prefix string) string { return randomname.New(prefix) }
 
 // Dial opens a named connection to the broker and closes it at cleanup. A
 // broker that cannot be reached fails the test.
@@ -156,14 +152,6 @@ func QueueBindings(tb testing.TB, queue string) []Binding {
 			out = append(out, b)
 		}
 	}
-	return out
-}
-
-// ExchangeBindings returns the bindings whose source is exchange.
-func ExchangeBindings(tb testing.TB, exchange string) []Binding {
-	tb.Helper()
-	var out []Binding
-	getJSON(tb, "/api/exchanges/%2F/"+url.PathEscape(exchange)+"/bindings/source", &out)
 	return out
 }
 
