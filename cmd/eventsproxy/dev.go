@@ -31,6 +31,9 @@ func dev(ctx context.Context, args []string, getenv func(string) string, _ io.Re
 	for _, ex := range taskgen.Exchanges() {
 		mb.DeclareExchange(ex)
 	}
+	// RabbitMQ's own topic exchange, which the examples of docs/api.md
+	// use, and which `publish --dev-url` can publish to.
+	mb.DeclareExchange("amq.topic")
 	genCtx, stopGen := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -41,7 +44,7 @@ func dev(ctx context.Context, args []string, getenv func(string) string, _ io.Re
 	})
 	err := server.Run(ctx, cfg, mb, ln, log, func(url string) {
 		fmt.Fprintf(stdout, "eventsproxy dev: open %s/ to watch Taskcluster-like messages (%s; nothing leaves this process)\n", url, mb)
-	})
+	}, server.WithRoute(membroker.PublishPath, mb.PublishHandler()))
 	stopGen()
 	wg.Wait()
 	if err != nil {

@@ -16,14 +16,18 @@ import (
 	"eventsproxy/internal/broker"
 )
 
-const publishHelp = `Usage: eventsproxy publish --amqp-url URL --exchange EXCHANGE --routing-key KEY [flags] [BODY | -]
+const publishHelp = `Usage: eventsproxy publish (--amqp-url URL | --dev-url URL) --exchange EXCHANGE --routing-key KEY [flags] [BODY | -]
 
-Publish one message to an exchange of RabbitMQ and wait until the broker
-confirms it, for trying eventsproxy out and for tests. The body is BODY, or
-stdin when BODY is "-" or absent (put -- before a BODY that starts with "-").
+Publish one message to an exchange, for trying eventsproxy out and for
+tests: to RabbitMQ (--amqp-url), waiting until the broker confirms it, or
+into a running "eventsproxy dev" (--dev-url), whose in-process broker has
+the generator's exchanges and amq.topic. The body is BODY, or stdin when
+BODY is "-" or absent (put -- before a BODY that starts with "-").
 
 Flags:
-  --amqp-url URL       the broker, amqp:// or amqps:// (env AMQP_URL); required
+  --amqp-url URL       the broker, amqp:// or amqps:// (env AMQP_URL)
+  --dev-url URL        instead of a broker: the base URL of a running
+                       "eventsproxy dev", e.g. http://127.0.0.1:8080
   --exchange NAME      the exchange to publish to; it must exist
   --routing-key KEY    the message's routing key; required ("" is allowed)
   --cc KEY             a CC routing key: RabbitMQ routes the message by it too,
@@ -40,6 +44,9 @@ Exit codes:
   2  bad command line
 
 Examples:
+  eventsproxy publish --dev-url http://127.0.0.1:8080 \
+      --exchange amq.topic --routing-key a.b --cc route.index.x '{"hello": "world"}'
+
   eventsproxy publish --amqp-url amqp://guest:guest@127.0.0.1:5672/ \
       --exchange amq.topic --routing-key build.42.done \
       --cc route.index.build.latest '{"build": 42, "state": "done"}'
@@ -56,6 +63,7 @@ const maxBody = 128 << 20
 // publishOptions is what `eventsproxy publish` was asked to do.
 type publishOptions struct {
 	amqpURL     string
+	devURL      string // instead of amqpURL: a running dev's base URL
 	exchange    string
 	routingKey  string
 	cc          []string
@@ -78,6 +86,14 @@ func publish(ctx context.Context, args []string, getenv func(string) string, std
 	}
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
+	if o.devURL != "" {
+		if err := o.sendDev(ctx); err != nil {
+			fmt.Fprintf(stderr, "eventsproxy publish: %v\n", err)
+			return 1
+		}
+		fmt.Fprintf(stderr, "published %d bytes to exchange %q with routing key %q in %s\n", len(o.body), o.exchange, o.routingKey, o.devURL)
+		return 0
+	}
 	unroutable, err := o.send(ctx)
 	if err != nil {
 		fmt.Fprintf(stderr, "eventsproxy publish: %v\n", err)
@@ -98,6 +114,7 @@ func loadPublish(args []string, getenv func(string) string, stdin io.Reader, std
 	fs := flag.NewFlagSet("eventsproxy publish", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&o.amqpURL, "amqp-url", getenv("AMQP_URL"), "")
+	fs.StringVar(&o.devURL, "dev-url", "", "")
 	fs.StringVar(&o.exchange, "exchange", "", "")
 	fs.StringVar(&o.routingKey, "routing-key", "", "")
 	fs.Func("cc", "", func(s string) error { o.cc = append(o.cc, s); return nil })
@@ -112,8 +129,15 @@ func loadPublish(args []string, getenv func(string) string, stdin io.Reader, std
 	var problems []string
 	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
 	switch u, err := url.Parse(o.amqpURL); {
+	case set["dev-url"] && set["amqp-url"]:
+		bad("--amqp-url and --dev-url do not go together: publish to RabbitMQ or into a running dev")
+	case set["dev-url"]:
+		o.amqpURL = "" // AMQP_URL yields to the flag
+		if u, err := url.Parse(o.devURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("--dev-url %q is not an http:// URL, e.g. http://127.0.0.1:8080", o.devURL)
+		}
 	case o.amqpURL == "":
-		bad("--amqp-url (or AMQP_URL) is required, e.g. amqp://guest:guest@127.0.0.1:5672/")
+		bad("--amqp-url (or AMQP_URL) is required, e.g. amqp://guest:guest@127.0.0.1:5672/, or --dev-url to publish into a running dev")
 	case err != nil:
 		bad("--amqp-url is not a URL")
 	case u.Scheme != "amqp" && u.Scheme != "amqps":

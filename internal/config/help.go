@@ -75,6 +75,10 @@ Taskcluster messages (on exchange/taskcluster-queue/v1/...) a few times a
 second. It needs nothing installed, and nothing leaves the process. Open
 the URL it prints to watch messages in the inspector.
 
+Its broker also has RabbitMQ's amq.topic, so the examples of docs/api.md
+work as written. "eventsproxy publish --dev-url URL" publishes a message of
+your own into it, through POST /dev/publish, which only dev serves.
+
 It runs until SIGTERM or SIGINT, then drains and exits 0.
 Durations are written like 20s, 500ms or 1m30s.
 `
@@ -92,6 +96,8 @@ Examples:
   # in another terminal
   eventsproxy listen --url http://127.0.0.1:8080 \
       --bind 'exchange/taskcluster-queue/v1/task-completed=primary.#'
+  eventsproxy publish --dev-url http://127.0.0.1:8080 \
+      --exchange amq.topic --routing-key a.b '{"hello": "world"}'
 `
 
 // helpWidth is the width the flags section is wrapped to.

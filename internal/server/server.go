@@ -22,11 +22,33 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
+// Option changes what Run serves.
+type Option func(*options)
+
+type options struct {
+	routes map[string]http.Handler
+}
+
+// WithRoute serves pattern (an http.ServeMux pattern) with h beside the
+// service's own routes, as `dev` does its publish endpoint.
+func WithRoute(pattern string, h http.Handler) Option {
+	return func(o *options) {
+		if o.routes == nil {
+			o.routes = map[string]http.Handler{}
+		}
+		o.routes[pattern] = h
+	}
+}
+
 // Run serves cfg's service on ln with brokers reached through d, until ctx
 // is done; then it drains within cfg.ShutdownTimeout and returns. ready, if
 // not nil, is called once the service is serving, with its base URL. Run
 // returns nil after a clean drain.
-func Run(ctx context.Context, cfg *config.Config, d broker.Dialer, ln net.Listener, log *slog.Logger, ready func(url string)) error {
+func Run(ctx context.Context, cfg *config.Config, d broker.Dialer, ln net.Listener, log *slog.Logger, ready func(url string), opts ...Option) error {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := metrics.New(reg)
@@ -46,8 +68,17 @@ func Run(ctx context.Context, cfg *config.Config, d broker.Dialer, ln net.Listen
 		Metrics:             m,
 		MetricsHandler:      promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}),
 	}, b, log)
+	var handler http.Handler = h
+	if len(o.routes) > 0 {
+		mux := http.NewServeMux()
+		mux.Handle("/", h)
+		for pattern, rh := range o.routes {
+			mux.Handle(pattern, rh)
+		}
+		handler = mux
+	}
 	srv := &http.Server{
-		Handler:           h,
+		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       60 * time.Second,
 		MaxHeaderBytes:    256 << 10,
