@@ -96,6 +96,9 @@ func NewHandler(cfg Config, b Broker, log *slog.Logger) *Handler {
 	h.streamsCtx, h.killStreams = context.WithCancel(context.Background())
 	h.get("/api/events/v1/connect/", http.HandlerFunc(h.connect))
 	h.mux.HandleFunc("GET /api/events/v1/connect", h.connect)
+	h.allowOnlyGet("/api/events/v1/connect")
+	h.mux.HandleFunc("HEAD /api/events/v1/connect/{$}", h.connectHead)
+	h.mux.HandleFunc("HEAD /api/events/v1/connect", h.connectHead)
 	h.get("/api/events/v1/ping", http.HandlerFunc(h.ping))
 	h.get("/api/events/v1/reference", http.HandlerFunc(h.reference))
 	h.get(clientJSPath, http.HandlerFunc(h.clientJS))
@@ -103,6 +106,8 @@ func NewHandler(cfg Config, b Broker, log *slog.Logger) *Handler {
 	h.get("/__heartbeat__", http.HandlerFunc(h.heartbeat))
 	h.get("/__version__", http.HandlerFunc(h.version))
 	h.routeInspector()
+	h.allowOnlyGet("/{$}")
+	h.allowOnlyGet("/inspector/")
 	h.paths = append(h.paths, "/")
 	if cfg.MetricsHandler != nil {
 		h.get("/metrics", cfg.MetricsHandler)
@@ -119,12 +124,13 @@ func (h *Handler) get(path string, fn http.Handler) {
 		pattern += "{$}"
 	}
 	h.mux.Handle(pattern, fn)
+	h.allowOnlyGet(strings.TrimPrefix(pattern, "GET "))
 	h.paths = append(h.paths, path)
 }
 
 // ServeHTTP implements http.Handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	h.mux.ServeHTTP(w, r)
+	h.guard(w, r)
 }
 
 // Shutdown tells every open stream, and every stream that starts from now
