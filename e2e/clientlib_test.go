@@ -1,0 +1,245 @@
+//go:build integration
+
+package e2e
+
+import (
+	"encoding/json"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// clientLibScript opens tabs of testdata/clientlib.html, which uses the
+// client library that the proxy serves.
+const clientLibScript = "clientlib.mjs"
+
+// tabEvent is a line of clientlib.mjs: what one tab reported.
+type tabEvent struct {
+	Type    string          `json:"type"`
+	Tab     string          `json:"tab"`
+	State   string          `json:"state"`
+	Binding *binding        `json:"binding"`
+	Data    json.RawMessage `json:"data"`
+	URL     string          `json:"url"`
+}
+
+// tabs drives clientlib.mjs: one Chromium context, several tabs.
+type tabs struct {
+	c       *client
+	pageURL string
+	from    int // wait looks at the events from this index on
+}
+
+// startTabs serves testdata/clientlib.html from an origin of the test's own
+// (localhost: a secure context, as Web Locks need, and another origin than
+// the proxy's, so that importing the library needs CORS).
+func startTabs(t *testing.T) *tabs {
+	t.Helper()
+	if _, err := os.Stat(chromiumPath); err != nil {
+		t.Fatalf("Chromium is missing (apt-get install chromium; .ci/run installs it): %v", err)
+	}
+	page, err := os.ReadFile(filepath.Join("testdata", "clientlib.html"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pages := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		_, _ = w.Write(page)
+	}))
+	t.Cleanup(pages.Close)
+	_, port, err := net.SplitHostPort(pages.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pageURL := "http://localhost:" + port + "/"
+	c := startClient(t, clientLibScript, pageURL,
+		"--screenshot", filepath.Join("artifacts", strings.ReplaceAll(t.Name(), "/", "_")))
+	return &tabs{c: c, pageURL: pageURL}
+}
+
+func (ts *tabs) send(t *testing.T, cmd map[string]string) {
+	t.Helper()
+	line, _ := json.Marshal(cmd)
+	if _, err := ts.c.stdin.Write(append(line, '\n')); err != nil {
+		t.Fatalf("%s: %v", clientLibScript, err)
+	}
+}
+
+// open opens a tab whose page subscribes to binds through the proxy p.
+func (ts *tabs) open(t *testing.T, tab string, p *proxy, share string, bindings ...binding) {
+	t.Helper()
+	bs, _ := json.Marshal(bindings)
+	q := url.Values{
+		"lib":      {p.URL + "/api/events/v1/client.js"},
+		"root":     {p.URL + "/"},
+		"share":    {share},
+		"bindings": {string(bs)},
+	}
+	ts.send(t, map[string]string{"op": "open", "tab": tab, "query": q.Encode()})
+	ts.wait(t, "tab "+tab+" opened", browserStartTimeout, func(ev tabEvent) bool { return ev.Type == "opened" && ev.Tab == tab })
+}
+
+func (ts *tabs) close(t *testing.T, tab string) {
+	t.Helper()
+	ts.send(t, map[string]string{"op": "close", "tab": tab})
+	ts.wait(t, "tab "+tab+" closed", eventTimeout, func(ev tabEvent) bool { return ev.Type == "closed" && ev.Tab == tab })
+}
+
+// mark makes wait look only at the events printed from now on.
+func (ts *tabs) mark() {
+	ts.c.mu.Lock()
+	ts.from = len(ts.c.events)
+	ts.c.mu.Unlock()
+}
+
+// wait returns the first event since the last mark for which match is
+// true, and fails the test on a page error.
+func (ts *tabs) wait(t *testing.T, what string, timeout time.Duration, match func(tabEvent) bool) tabEvent {
+	t.Helper()
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	c := ts.c
+	for {
+		c.mu.Lock()
+		events, ended := c.events[ts.from:], c.ended
+		c.mu.Unlock()
+		for _, ev := range events {
+			var te tabEvent
+			if err := json.Unmarshal([]byte(ev.Line), &te); err != nil {
+				t.Fatalf("%s printed %q: %v", clientLibScript, ev.Line, err)
+			}
+			switch te.Type {
+			case "pageerror", "failed", "error", "console":
+				t.Fatalf("waiting for %s: %s", what, ev.Line)
+			}
+			if match(te) {
+				return te
+			}
+		}
+		if ended {
+			t.Fatalf("%s ended without printing %s", clientLibScript, what)
+		}
+		select {
+		case <-c.changed:
+		case <-timer.C:
+			t.Fatalf("%s did not print %s within %v", clientLibScript, what, timeout)
+		}
+	}
+}
+
+// events returns every event of type typ that tab reported so far.
+func (ts *tabs) events(t *testing.T, tab, typ string) []tabEvent {
+	t.Helper()
+	var out []tabEvent
+	for _, ev := range ts.c.all() {
+		var te tabEvent
+		if err := json.Unmarshal([]byte(ev.Line), &te); err == nil && te.Tab == tab && te.Type == typ {
+			out = append(out, te)
+		}
+	}
+	return out
+}
+
+// routingKeys returns the routing keys of the messages tab received.
+func (ts *tabs) routingKeys(t *testing.T, tab string) []string {
+	t.Helper()
+	var keys []string
+	for _, ev := range ts.events(t, tab, "message") {
+		var m struct{ RoutingKey string }
+		if err := json.Unmarshal(ev.Data, &m); err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, m.RoutingKey)
+	}
+	return keys
+}
+
+// waitStreams waits until the proxy has n streams open: a stream that a
+// page closed ends on the server as soon as it notices.
+func waitStreams(t *testing.T, p *proxy, n int, what string) {
+	t.Helper()
+	deadline := time.Now().Add(eventTimeout)
+	for got := streamsOpen(t, p, what); got != n; got = streamsOpen(t, p, what) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: the proxy has %d streams open, want %d", what, got, n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestClientLibSharedTabs(t *testing.T) {
+	t.Parallel()
+	ex := newExchange(t)
+	p := startProxy(t)
+	ts := startTabs(t)
+
+	ready := func(tab, pattern string) {
+		t.Helper()
+		ts.wait(t, tab+" ready for "+pattern, eventTimeout, func(ev tabEvent) bool {
+			return ev.Tab == tab && ev.Type == "ready" && ev.Binding.RoutingKeyPattern == pattern
+		})
+	}
+	ts.open(t, "a", p, "e2e", binding{ex.Name, "a.#"})
+	ready("a", "a.#")
+	ts.open(t, "b", p, "e2e", binding{ex.Name, "b.#"})
+	ready("b", "b.#")
+	ts.open(t, "c", p, "e2e", binding{ex.Name, "#"})
+	ready("c", "#")
+	waitStreams(t, p, 1, "three tabs sharing a stream")
+
+	publish := func(keys ...string) {
+		t.Helper()
+		for _, k := range keys {
+			ex.publish(t, k, jsonMessage(t, map[string]string{"key": k}))
+		}
+		last := keys[len(keys)-1]
+		ts.wait(t, "c gets "+last, eventTimeout, func(ev tabEvent) bool {
+			return ev.Tab == "c" && ev.Type == "message" && strings.Contains(string(ev.Data), `"routingKey":"`+last+`"`)
+		})
+	}
+	publish("a.1", "b.1", "x.1")
+	check := func(tab string, want ...string) {
+		t.Helper()
+		if got := ts.routingKeys(t, tab); strings.Join(got, " ") != strings.Join(want, " ") {
+			t.Errorf("tab %s got messages %q, want %q", tab, got, want)
+		}
+	}
+	// The last message reached c; a and b had theirs before it, in order,
+	// since the leader posts each tab the same sequence.
+	ts.wait(t, "b gets b.1", eventTimeout, func(ev tabEvent) bool { return ev.Tab == "b" && ev.Type == "message" })
+	check("a", "a.1")
+	check("b", "b.1")
+	check("c", "a.1", "b.1", "x.1")
+
+	// The first tab holds the stream; when it closes, another takes over.
+	ts.close(t, "a")
+	ts.mark()
+	for _, tab := range []string{"b", "c"} {
+		ts.wait(t, tab+" ready again", eventTimeout, func(ev tabEvent) bool {
+			return ev.Tab == tab && ev.Type == "state" && ev.State == "ready"
+		})
+	}
+	waitStreams(t, p, 1, "two tabs after the leader closed")
+	publish("b.2", "x.2")
+	ts.wait(t, "b gets b.2", eventTimeout, func(ev tabEvent) bool {
+		return ev.Tab == "b" && ev.Type == "message" && strings.Contains(string(ev.Data), `"b.2"`)
+	})
+	check("b", "b.1", "b.2")
+	check("c", "a.1", "b.1", "x.1", "b.2", "x.2")
+
+	// Only a leader ever connects: c never was one.
+	if reqs := ts.events(t, "c", "request"); len(reqs) != 0 {
+		t.Errorf("tab c, never the leader, made %d requests to the proxy", len(reqs))
+	}
+
+	// A tab of its own (no share name) has a stream of its own.
+	ts.open(t, "solo", p, "", binding{ex.Name, "x.#"})
+	ready("solo", "x.#")
+	waitStreams(t, p, 2, "a shared stream and one of a tab of its own")
+}
