@@ -33,8 +33,13 @@ func benchStream(b *testing.B, fn func(st *stream)) {
 			return
 		}
 		defer conn.Close()
-		st := &stream{h: h, conn: conn, chunked: true, start: time.Now()}
-		if err := st.writeHeader(http.Header{"Content-Type": {"text/event-stream"}}); err != nil {
+		out := &http1Writer{
+			conn: conn, chunked: true,
+			stopClose: func() bool { return true }, cancel: func() {}, done: func() {},
+			deadline: deadline{timeout: h.cfg.WriteTimeout, set: conn.SetWriteDeadline},
+		}
+		st := &stream{h: h, out: out, start: time.Now()}
+		if err := out.writeHeader(http.Header{"Content-Type": {"text/event-stream"}}); err != nil {
 			b.Error(err)
 			return
 		}
@@ -105,7 +110,7 @@ func BenchmarkSendMessages(b *testing.B) {
 func BenchmarkWriteDeadline(b *testing.B) {
 	benchStream(b, func(st *stream) {
 		for range b.N {
-			_ = st.conn.SetWriteDeadline(time.Now().Add(30 * time.Second))
+			_ = st.out.(*http1Writer).conn.SetWriteDeadline(time.Now().Add(30 * time.Second))
 		}
 	})
 }

@@ -11,18 +11,9 @@ import (
 	"time"
 
 	"eventsproxy/internal/binding"
-	"eventsproxy/internal/broker"
 	"eventsproxy/internal/metrics"
 	"eventsproxy/internal/version"
 )
-
-// Broker is what the API needs of the broker side.
-type Broker interface {
-	// Subscribe returns once every binding is in place on the broker.
-	Subscribe(ctx context.Context, bs []binding.Binding) (*broker.Subscription, error)
-	// Connected reports whether new subscriptions can be served.
-	Connected() bool
-}
 
 // Config shapes the HTTP API. Zero values mean the defaults given.
 type Config struct {

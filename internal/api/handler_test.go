@@ -15,7 +15,6 @@ import (
 
 	"eventsproxy/internal/api"
 	"eventsproxy/internal/binding"
-	"eventsproxy/internal/broker"
 	"eventsproxy/internal/sse"
 )
 
@@ -27,7 +26,7 @@ type fakeBroker struct {
 	called    chan []binding.Binding
 }
 
-func (f *fakeBroker) Subscribe(ctx context.Context, bs []binding.Binding) (*broker.Subscription, error) {
+func (f *fakeBroker) Subscribe(ctx context.Context, bs []binding.Binding) (api.Subscription, error) {
 	if f.called != nil {
 		f.called <- bs
 	}

@@ -50,7 +50,7 @@ func startProxy(t *testing.T, acfg api.Config, bcfg broker.Config) *proxy {
 	}
 	bcfg.Metrics = acfg.Metrics
 	b := brokertest.Start(t, d, bcfg)
-	h := api.NewHandler(acfg, b, log)
+	h := api.NewHandler(acfg, api.FromBroker(b), log)
 	srv := httptest.NewServer(h)
 	t.Cleanup(func() { closeServer(t, h, srv) })
 	return &proxy{URL: srv.URL, Broker: b, Handler: h, Metrics: acfg.Metrics}

@@ -34,7 +34,7 @@ func startMemProxy(t *testing.T) *memProxy {
 	mb := membroker.New()
 	mb.DeclareExchange("ex")
 	b := brokertest.Start(t, mb, broker.Config{})
-	h := api.NewHandler(api.Config{}, b, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	h := api.NewHandler(api.Config{}, api.FromBroker(b), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	srv := httptest.NewServer(h)
 	t.Cleanup(func() { closeServer(t, h, srv) })
 	return &memProxy{mb: mb, handler: h, srv: srv}

@@ -67,7 +67,7 @@ func Run(ctx context.Context, cfg *config.Config, d broker.Dialer, ln net.Listen
 		TrustProxy:          cfg.TrustProxy,
 		Metrics:             m,
 		MetricsHandler:      promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}),
-	}, b, log)
+	}, api.FromBroker(b), log)
 	var handler http.Handler = h
 	if len(o.routes) > 0 {
 		mux := http.NewServeMux()

@@ -1,0 +1,52 @@
+package api
+
+import (
+	"context"
+
+	"eventsproxy/internal/binding"
+	"eventsproxy/internal/broker"
+)
+
+// Broker is what the API needs of the broker side. FromBroker makes one
+// of a *broker.Broker; tests use fakes.
+type Broker interface {
+	// Subscribe returns once every binding is in place on the broker.
+	Subscribe(ctx context.Context, bs []binding.Binding) (Subscription, error)
+	// Connected reports whether new subscriptions can be served.
+	Connected() bool
+}
+
+// Subscription is one stream's feed of messages, as *broker.Subscription
+// provides it: a bounded buffer that drops its oldest message when full and
+// counts what it dropped.
+type Subscription interface {
+	// Notify receives a value when messages are waiting to be taken.
+	Notify() <-chan struct{}
+	// Half receives a value when the buffer becomes half full.
+	Half() <-chan struct{}
+	// Take appends the buffered messages, oldest first, to dst, and says
+	// how many were dropped since the previous Take.
+	Take(dst []*broker.Message) (msgs []*broker.Message, dropped int)
+	// Done is closed when the subscription can deliver no more; Err then
+	// says why.
+	Done() <-chan struct{}
+	Err() error
+	// Close gives the subscription's bindings back; it is idempotent.
+	Close()
+}
+
+// FromBroker returns b as the API's Broker.
+func FromBroker(b *broker.Broker) Broker { return brokerSeam{b} }
+
+type brokerSeam struct{ b *broker.Broker }
+
+func (s brokerSeam) Subscribe(ctx context.Context, bs []binding.Binding) (Subscription, error) {
+	sub, err := s.b.Subscribe(ctx, bs)
+	if err != nil {
+		// Not a typed nil in an interface.
+		return nil, err
+	}
+	return sub, nil
+}
+
+func (s brokerSeam) Connected() bool { return s.b.Connected() }

@@ -1,0 +1,97 @@
+package api
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"eventsproxy/internal/metrics"
+)
+
+// connect serves GET /api/events/v1/connect/: it admits the request or
+// refuses it, starts the writer of the request's transport and runs the
+// stream.
+func (h *Handler) connect(w http.ResponseWriter, r *http.Request) {
+	// Every answer carries the CORS header, refusals too: a browser on
+	// another origin must see the 204 (or it counts as a network error and
+	// retries) and be able to read a 503's body.
+	w.Header().Set("Access-Control-Allow-Origin", h.cfg.CORSOrigin)
+	// EventSource reconnects with the last id it saw, `-`; 204 tells it to
+	// stop, as the original service did: a client that wants more opens a
+	// new connection.
+	if r.Header.Get("Last-Event-ID") != "" {
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	addr, ok := h.admit(w, r)
+	if !ok {
+		return
+	}
+	hdr := w.Header()
+	hdr.Set("Content-Type", "text/event-stream")
+	hdr.Set("Cache-Control", "no-cache")
+	hdr.Set("X-Accel-Buffering", "no")
+	st := &stream{h: h, addr: addr, start: time.Now()}
+	ctx := r.Context()
+	var err error
+	h.streams.Add(2) // the stream and its connection's reader, if hijacked
+	if conn, _, herr := http.NewResponseController(w).Hijack(); herr == nil {
+		ctx, st.out, err = h.startHTTP1(conn, r, hdr)
+	} else {
+		// HTTP/2: net/http keeps the connection.
+		h.streams.Add(-2)
+		st.out, err = startHTTP2(w, h.cfg.WriteTimeout)
+	}
+	if err != nil {
+		st.finish(err)
+		return
+	}
+	sub, err := st.open(ctx, r)
+	if err != nil {
+		st.finish(err)
+		return
+	}
+	st.out.goOn(func() {
+		err := st.serve(ctx, sub)
+		sub.Close()
+		st.finish(err)
+	})
+}
+
+// admit refuses the request, and returns false, when the service cannot
+// take another stream, or this client another one; else it takes a slot
+// for the client's address, which the stream's end gives back.
+func (h *Handler) admit(w http.ResponseWriter, r *http.Request) (addr string, ok bool) {
+	m := h.cfg.Metrics
+	if h.shuttingDown() {
+		m.StreamsRefused.WithLabelValues(metrics.RefusedShuttingDown).Inc()
+		refuse(w, http.StatusServiceUnavailable, "ShuttingDown", textShutdown, 1)
+		return "", false
+	}
+	if !h.broker.Connected() {
+		m.StreamsRefused.WithLabelValues(metrics.RefusedBrokerUnavailable).Inc()
+		refuse(w, http.StatusServiceUnavailable, "ServiceUnavailable", textUnavailable, 5)
+		return "", false
+	}
+	addr = h.clientAddr(r)
+	switch h.limits.acquire(addr) {
+	case refusedTotal:
+		m.StreamsRefused.WithLabelValues(metrics.RefusedMaxConnections).Inc()
+		refuse(w, http.StatusServiceUnavailable, "TooManyConnections",
+			"The server has too many open streams; please retry later.", 10)
+		return "", false
+	case refusedPerAddr:
+		m.StreamsRefused.WithLabelValues(metrics.RefusedMaxConnectionsPerIP).Inc()
+		refuse(w, http.StatusTooManyRequests, "TooManyConnectionsFromAddress",
+			"Too many open streams from your address; close some or retry later.", 10)
+		return "", false
+	}
+	m.StreamsOpen.Inc()
+	return addr, true
+}
+
+// refuse answers a connect request that will get no stream.
+func refuse(w http.ResponseWriter, status int, code, text string, retryAfterSeconds int) {
+	w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds))
+	writeJSON(w, status, errorBody{Code: code, Message: text})
+}

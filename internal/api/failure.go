@@ -1,0 +1,73 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+
+	"eventsproxy/internal/binding"
+	"eventsproxy/internal/broker"
+)
+
+// Texts of the errors that are not the client's fault. They say nothing of
+// the broker, its address or the Go error behind them.
+const (
+	textInternal    = "Unknown Internal Error"
+	textUnavailable = "The service is temporarily unavailable; please reconnect later."
+	textShutdown    = "The server is shutting down; please reconnect."
+)
+
+// Why a stream ended: the values of eventsproxy_streams_ended_total's `why`
+// label and of the `why` of the stream-end log line.
+const (
+	endClient     = "client"      // the client went away
+	endBadRequest = "bad_request" // its bindings were refused by the parser
+	endExchange   = "exchange"    // the broker refused a binding
+	endBroker     = "broker"      // the broker connection was lost
+	endShutdown   = "shutdown"    // the server is shutting down
+	endWrite      = "write"       // a write failed: the client is gone or too slow
+	endInternal   = "internal"    // anything else
+)
+
+// The ends of a stream that are not errors of another package.
+var (
+	errClientGone = errors.New("client went away")
+	errShutdown   = errors.New("server shutting down")
+	errWrite      = errors.New("write to client")
+)
+
+// failure is what a stream does about the error that ends it.
+type failure struct {
+	// text is what the client gets in an `error` event; empty when it
+	// gets none (it is gone, or cannot take a write).
+	text string
+	// why is the reason logged and counted (see the end constants).
+	why string
+	// internal says that err is no one's foreseen doing: it is logged in
+	// full, while the client gets only textInternal.
+	internal bool
+}
+
+// classify says what a stream does about err, the error that ends it. It
+// is the one place where errors become client texts and reasons.
+func classify(err error) failure {
+	var berr *binding.Error
+	var bind *broker.BindError
+	switch {
+	case errors.Is(err, errClientGone):
+		return failure{why: endClient}
+	case errors.Is(err, errWrite):
+		return failure{why: endWrite}
+	case errors.Is(err, errShutdown):
+		return failure{text: textShutdown, why: endShutdown}
+	case errors.As(err, &berr):
+		return failure{text: berr.Error(), why: endBadRequest}
+	case errors.As(err, &bind) && errors.Is(err, broker.ErrExchangeNotFound):
+		return failure{text: fmt.Sprintf("Exchange %q does not exist.", bind.Binding.Exchange), why: endExchange}
+	case errors.As(err, &bind) && errors.Is(err, broker.ErrAccessRefused):
+		return failure{text: fmt.Sprintf("Access to exchange %q is not allowed.", bind.Binding.Exchange), why: endExchange}
+	case errors.Is(err, broker.ErrUnavailable), errors.Is(err, broker.ErrConnectionLost), errors.Is(err, broker.ErrClosed):
+		return failure{text: textUnavailable, why: endBroker}
+	default:
+		return failure{text: textInternal, why: endInternal, internal: true}
+	}
+}

@@ -1,0 +1,127 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// http1Writer writes the response of an HTTP/1.x stream itself, on the
+// connection it took from net/http once the request was read (Hijack):
+// net/http's per-connection buffers (about 10 KiB) and its goroutine are
+// then free while the stream lives, each wake-up costs one write system
+// call, and a client that closed is noticed by a goroutine blocked in Read.
+type http1Writer struct {
+	conn net.Conn
+	// chunked says whether the body is sent in chunks (HTTP/1.1) or ends
+	// with the connection (HTTP/1.0).
+	chunked bool
+	// stopClose unregisters the closing of conn when the stream's context
+	// ends; it reports whether it did so before the close ran.
+	stopClose func() bool
+	cancel    context.CancelFunc
+	// done tells the handler that the stream is over.
+	done     func()
+	deadline deadline
+}
+
+// startHTTP1 takes over conn, hijacked from net/http for r, and sends the
+// response's header. It returns the stream's context, which ends when the
+// client goes away or the handler kills its streams, and its writer. The
+// handler counts two goroutines for the stream: the stream's own and the
+// connection's reader.
+//
+// What net/http read ahead of the request's end is a pipelined request,
+// which a stream never answers: it is dropped with the connection's
+// buffers.
+func (h *Handler) startHTTP1(conn net.Conn, r *http.Request, hdr http.Header) (context.Context, *http1Writer, error) {
+	ctx, cancel := context.WithCancel(h.streamsCtx)
+	out := &http1Writer{
+		conn:      conn,
+		chunked:   r.ProtoAtLeast(1, 1),
+		stopClose: context.AfterFunc(ctx, func() { _ = conn.Close() }),
+		cancel:    cancel,
+		done:      h.streams.Done,
+		deadline:  deadline{timeout: h.cfg.WriteTimeout, set: conn.SetWriteDeadline},
+	}
+	go out.watch()
+	if err := out.writeHeader(hdr); err != nil {
+		return ctx, out, fmt.Errorf("%w: %w", errWrite, err)
+	}
+	return ctx, out, nil
+}
+
+// watch reads the connection until it fails, which is how a client that
+// goes away is noticed, and then ends the stream's context. A client has
+// nothing more to say on a stream, so what it sends anyway is read and
+// dropped.
+func (out *http1Writer) watch() {
+	defer out.done()
+	defer out.cancel()
+	b := make([]byte, 64)
+	for {
+		if _, err := out.conn.Read(b); err != nil {
+			return
+		}
+	}
+}
+
+// writeHeader sends the response's status line and header, as net/http
+// would have.
+func (out *http1Writer) writeHeader(hdr http.Header) error {
+	hdr.Set("Date", time.Now().UTC().Format(http.TimeFormat))
+	// The stream ends with its connection.
+	hdr.Set("Connection", "close")
+	if out.chunked {
+		hdr.Set("Transfer-Encoding", "chunked")
+	}
+	b := bytes.NewBuffer(make([]byte, 0, 256))
+	b.WriteString("HTTP/1.1 200 OK\r\n")
+	_ = hdr.Write(b)
+	b.WriteString("\r\n")
+	return out.writeConn(b.Bytes())
+}
+
+// write frames buf[headroom:] as one chunk, in place, and sends it in one
+// write.
+func (out *http1Writer) write(buf []byte) error {
+	if !out.chunked {
+		return out.writeConn(buf[headroom:])
+	}
+	var digits [16]byte
+	size := strconv.AppendUint(digits[:0], uint64(len(buf)-headroom), 16)
+	start := headroom - 2 - len(size)
+	copy(buf[start:], size)
+	buf[headroom-2], buf[headroom-1] = '\r', '\n'
+	buf = append(buf, '\r', '\n')
+	return out.writeConn(buf[start:])
+}
+
+func (out *http1Writer) writeConn(b []byte) error {
+	out.deadline.move()
+	_, err := out.conn.Write(b)
+	return err
+}
+
+// goOn runs the rest of the stream on a goroutine of its own, with a small
+// stack: subscribing, which may take a broker round trip, ran on net/http's
+// goroutine, whose stack has grown while reading the request, and that one
+// ends now.
+func (out *http1Writer) goOn(rest func()) { go rest() }
+
+// end sends the body's last chunk (unless the client is gone) and closes
+// the connection.
+func (out *http1Writer) end(why string) {
+	if out.chunked && why != endClient && why != endWrite {
+		_ = out.writeConn([]byte("0\r\n\r\n"))
+	}
+	if out.stopClose() {
+		_ = out.conn.Close()
+	}
+	out.cancel()
+	out.done()
+}
