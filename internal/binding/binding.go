@@ -41,9 +41,19 @@ type Limits struct {
 	// two. Zero (or less) means DefaultMaxPatternHashes.
 	MaxPatternHashes int
 	// AllowedExchanges lists exchange-name prefixes: when it is not empty, an
-	// exchange must start with one of them. Empty allows every exchange.
+	// exchange must start with one of them. Empty allows every exchange but
+	// RabbitMQ's internal ones (InternalPrefix), which only a prefix that
+	// itself starts with InternalPrefix allows.
 	AllowedExchanges []string
 }
+
+// InternalPrefix starts the names of RabbitMQ's internal exchanges:
+// amq.rabbitmq.trace (the firehose: with tracing on, a copy of every message
+// published in the vhost), amq.rabbitmq.event and amq.rabbitmq.log (the
+// broker's own events and log lines). They are never offered unless named.
+// The other amq.* exchanges (amq.topic, amq.direct, ...) carry only what
+// clients publish to them, like any other exchange.
+const InternalPrefix = "amq.rabbitmq."
 
 // Texts kept word for word from the original service, because clients match
 // them.
@@ -207,6 +217,8 @@ func parseBinding(i int, fields map[string]json.RawMessage, lim Limits) (Binding
 		return Binding{}, bindingError(i, "exchange %s is %d bytes long, more than the %d allowed.", quote(ex), len(ex), topic.MaxLength)
 	case hasControl(ex):
 		return Binding{}, bindingError(i, "exchange %s contains a control character.", quote(ex))
+	case strings.HasPrefix(ex, InternalPrefix) && !internalAllowed(ex, lim.AllowedExchanges):
+		return Binding{}, bindingError(i, "exchange %s is internal to RabbitMQ and not allowed.", quote(ex))
 	case !allowed(ex, lim.AllowedExchanges):
 		return Binding{}, bindingError(i, "exchange %s is not allowed; it must start with %s.", quote(ex), prefixList(lim.AllowedExchanges))
 	}
@@ -311,6 +323,18 @@ func allowed(exchange string, prefixes []string) bool {
 	}
 	for _, p := range prefixes {
 		if strings.HasPrefix(exchange, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// internalAllowed reports whether one of prefixes allows exchange, an
+// internal one, by naming it: a prefix that starts with InternalPrefix. A
+// wider prefix, such as "amq.", does not.
+func internalAllowed(exchange string, prefixes []string) bool {
+	for _, p := range prefixes {
+		if strings.HasPrefix(p, InternalPrefix) && strings.HasPrefix(exchange, p) {
 			return true
 		}
 	}

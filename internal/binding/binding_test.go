@@ -131,6 +131,17 @@ func TestParse(t *testing.T) {
 			want: []Binding{{completed, "#.a.#.b.#"}},
 		},
 		{
+			name: "internal exchange when named",
+			in:   request(t, "amq.rabbitmq.trace", "#", "amq.topic", "#"),
+			lim:  Limits{AllowedExchanges: []string{"amq.rabbitmq.trace", "amq.topic"}},
+			want: []Binding{{"amq.rabbitmq.trace", "#"}, {"amq.topic", "#"}},
+		},
+		{
+			name: "other amq exchanges by default",
+			in:   request(t, "amq.topic", "#", "amq.rabbitmqx", "#"),
+			want: []Binding{{"amq.topic", "#"}, {"amq.rabbitmqx", "#"}},
+		},
+		{
 			name: "max length exchange",
 			in:   request(t, strings.Repeat("e", 255), "#"),
 			want: []Binding{{strings.Repeat("e", 255), "#"}},
@@ -236,6 +247,10 @@ func TestParseErrors(t *testing.T) {
 		{name: "exchange not allowed among many", in: request(t, "amq.topic", "#"), lim: Limits{AllowedExchanges: []string{"a/", "b/", "c/"}}, want: `it must start with one of "a/", "b/" or "c/".`, wantIndex: 0},
 		{name: "too many # words", in: request(t, completed, "#", completed, "#.a.#.b.#"), want: `bindings[1]: routingKeyPattern "#.a.#.b.#" has 3 # words apart from each other, more than the 2 allowed (wildcards next to each other, as in "#.*.#", count as one).`, wantIndex: 1},
 		{name: "too many # words own limit", in: request(t, completed, "#.a.#"), lim: Limits{MaxPatternHashes: 1}, want: `more than the 1 allowed`, wantIndex: 0},
+		{name: "firehose by default", in: request(t, completed, "#", "amq.rabbitmq.trace", "#"), want: `bindings[1]: exchange "amq.rabbitmq.trace" is internal to RabbitMQ and not allowed.`, wantIndex: 1},
+		{name: "internal exchange by default", in: request(t, "amq.rabbitmq.event", "#"), want: `exchange "amq.rabbitmq.event" is internal to RabbitMQ`, wantIndex: 0},
+		{name: "internal exchange under a wider prefix", in: request(t, "amq.rabbitmq.trace", "#"), lim: Limits{AllowedExchanges: []string{"amq."}}, want: `is internal to RabbitMQ and not allowed.`, wantIndex: 0},
+		{name: "internal exchange not the one named", in: request(t, "amq.rabbitmq.trace", "#"), lim: Limits{AllowedExchanges: []string{"amq.rabbitmq.event"}}, want: `is internal to RabbitMQ and not allowed.`, wantIndex: 0},
 		{name: "first problem reported", in: request(t, completed, "a*", "", "#"), want: "bindings[0]: routingKeyPattern", wantIndex: 0},
 		{name: "exchange checked before pattern", in: request(t, "", "a*"), want: "bindings[0]: exchange must not be empty.", wantIndex: 0},
 	}

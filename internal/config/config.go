@@ -40,7 +40,7 @@ type Config struct {
 	// oldest is dropped; default 50.
 	ClientBuffer int
 	// AllowedExchanges are exchange-name prefixes; empty allows every
-	// exchange.
+	// exchange but RabbitMQ's internal ones (binding.InternalPrefix).
 	AllowedExchanges []string
 	// CORSOrigin is sent as Access-Control-Allow-Origin; default "*".
 	CORSOrigin string
@@ -215,7 +215,7 @@ func flagSet(cmd Command, c *Config, allowed *string, p *problems) (*flag.FlagSe
 	num(&c.MaxBindings, "max-bindings", "MAX_BINDINGS", 64, "most bindings one stream may ask for")
 	num(&c.MaxPatternHashes, "max-pattern-hashes", "MAX_PATTERN_HASHES", binding.DefaultMaxPatternHashes, "most # words a routing-key pattern may hold, runs of wildcards such as #.*.# counting once")
 	num(&c.ClientBuffer, "client-buffer", "CLIENT_BUFFER", 50, "messages buffered per stream before the oldest is dropped")
-	str(allowed, "allowed-exchanges", "ALLOWED_EXCHANGES", "", "comma-separated exchange-name `prefixes`; empty allows all")
+	str(allowed, "allowed-exchanges", "ALLOWED_EXCHANGES", "", "comma-separated exchange-name `prefixes`; empty allows all but RabbitMQ's internal amq.rabbitmq.* (which only a prefix starting with amq.rabbitmq. allows)")
 	str(&c.CORSOrigin, "cors-origin", "CORS_ORIGIN", "*", "Access-Control-Allow-Origin of streams")
 	num(&c.MaxConnections, "max-connections", "MAX_CONNECTIONS", 20000, "most open streams; beyond it new ones get 503; 0 for no cap")
 	num(&c.MaxConnectionsPerIP, "max-connections-per-ip", "MAX_CONNECTIONS_PER_IP", 0, "most open streams of one client address; beyond it new ones get 429; 0 for no cap")
