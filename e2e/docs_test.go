@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -22,45 +23,50 @@ import (
 // The documents whose shell examples TestDocExamples runs.
 var exampleDocs = []string{"../README.md", "../docs/api.md"}
 
-// docExample is one example command of a document: a paragraph of a
-// ```sh block (blocks hold several, apart by blank lines).
+// docExample is one example of a document: a paragraph of a ```sh block
+// (they hold several, apart by blank lines), or a whole ```js or ```python
+// block.
 type docExample struct {
 	doc  string
-	line int // where the example starts in doc
+	line int    // where the example starts in doc
+	lang string // sh, js or python
 	text string
 }
 
 func (e docExample) String() string { return fmt.Sprintf("%s:%d", e.doc, e.line) }
 
-// docExamples returns the examples of every ```sh block of exampleDocs, a
-// block's indentation (inside a list item) taken off.
+// exampleLangs are the languages of the blocks that docExamples returns.
+var exampleLangs = []string{"sh", "js", "python"}
+
+// docExamples returns the examples of every block of exampleDocs in one of
+// exampleLangs, a block's indentation (inside a list item) taken off.
 func docExamples(t testing.TB) []docExample {
 	t.Helper()
 	var out []docExample
 	for _, doc := range exampleDocs {
 		var (
-			in     bool
+			lang   string // of the block we are in, or ""
 			indent string
 			cur    []string
 			start  int
 		)
 		flush := func() {
 			if len(cur) > 0 {
-				out = append(out, docExample{doc: strings.TrimPrefix(doc, "../"), line: start, text: strings.Join(cur, "\n") + "\n"})
+				out = append(out, docExample{doc: strings.TrimPrefix(doc, "../"), line: start, lang: lang, text: strings.Join(cur, "\n") + "\n"})
 			}
 			cur = nil
 		}
 		for i, line := range strings.Split(readFile(t, doc), "\n") {
 			trimmed := strings.TrimLeft(line, " ")
 			switch {
-			case !in && trimmed == "```sh":
-				in, indent = true, line[:len(line)-len(trimmed)]
-			case in && trimmed == "```":
-				in = false
+			case lang == "" && strings.HasPrefix(trimmed, "```") && slices.Contains(exampleLangs, trimmed[3:]):
+				lang, indent = trimmed[3:], line[:len(line)-len(trimmed)]
+			case lang != "" && trimmed == "```":
 				flush()
-			case in && strings.TrimSpace(line) == "":
+				lang = ""
+			case lang == "sh" && strings.TrimSpace(line) == "":
 				flush()
-			case in:
+			case lang != "":
 				if len(cur) == 0 {
 					start = i + 1
 				}
@@ -98,10 +104,19 @@ var exampleChecks = []exampleCheck{
 	{match: "--bind 'amq.topic=a.#' | jq -c '{routingKey, payload}'", output: `"routingKey":"a.b"`},
 	{match: "Ak6jrFDeTq2LkfdYRo7N-A.#", output: "listening: 1 binding"},
 	{match: "--count 1 --timeout 10s > message.json", ends: true, file: "message.json", output: `"routingKey":"build.42.done"`},
+	// Browser code, run by Node.js's own EventSource (undici's, behind a
+	// flag in Node 20), which follows the same WHATWG specification.
+	{match: "console.log('bound; nothing published from now on is missed')", output: "bound; nothing published"},
+	{match: "https://events.example.com/api/events/v1/connect/", output: "bound: nothing published"},
+	{match: "import { EventSource } from 'eventsource';", output: "routingKey: 'a.b'"},
+	{match: "def events(base_url, bindings):", output: "a.b ['index.x']"},
+	{match: "import { EventsClient } from", skip: "a page's module: it takes its service from the page it runs in, which Node.js has not; the client library's own tests run it in Chromium"},
+	{match: "import sseclient", skip: "sseclient-py is not installed here, and pip cannot reach PyPI from this machine"},
 }
 
-// TestDocExamples runs each shell example of the README and docs/api.md, as
-// written, against `eventsproxy dev`: with only the address of the service
+// TestDocExamples runs each example of the README and docs/api.md (shell
+// with bash, JavaScript with Node.js, Python with python3 and requests),
+// as written, against `eventsproxy dev`: with only the address of the service
 // (http://127.0.0.1:8080, or a public host name) replaced by that of a dev
 // on a free port, `go run ./cmd/eventsproxy` by the built binary, and
 // `eventsproxy` found on PATH. While they run, messages are published into
@@ -109,7 +124,7 @@ var exampleChecks = []exampleCheck{
 // pseudo-terminal, as a person would run it, so that jq and awk write each
 // line as it comes.
 func TestDocExamples(t *testing.T) {
-	for _, tool := range []string{"bash", "script", "curl", "jq", "awk"} {
+	for _, tool := range []string{"bash", "script", "curl", "jq", "awk", "node", "python3"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Fatalf("%s is not installed; the documented examples need it", tool)
 		}
@@ -142,10 +157,11 @@ func TestDocExamples(t *testing.T) {
 				{"go run ./cmd/eventsproxy", "eventsproxy"},
 				{"http://127.0.0.1:8080", dev.URL},
 				{"https://tc.example.com", dev.URL},
+				{"https://events.example.com", dev.URL},
 			} {
 				script = strings.ReplaceAll(script, r[0], r[1])
 			}
-			runExample(t, script, binDir, check)
+			runExample(t, ex.lang, script, binDir, check)
 		})
 	}
 }
@@ -153,18 +169,37 @@ func TestDocExamples(t *testing.T) {
 // ansi matches the colour sequences of jq and listen on a terminal.
 var ansi = regexp.MustCompile("\x1b\\[[0-9;]*m")
 
-// runExample runs script with bash under a pseudo-terminal in a directory
+// runExample runs script, in lang, under a pseudo-terminal in a directory
 // of its own, until its output holds check.output (then it is stopped,
 // unless it ends by itself), and checks what it left.
-func runExample(t *testing.T, script, binDir string, check *exampleCheck) {
+func runExample(t *testing.T, lang, script, binDir string, check *exampleCheck) {
 	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "example.sh"), []byte("set -eo pipefail\n"+script), 0o644); err != nil {
+	var file, run string
+	switch lang {
+	case "sh":
+		file, run = "example.sh", "bash example.sh"
+		script = "set -eo pipefail\n" + script
+	case "js":
+		// Node.js finds the eventsource package through the link to e2e's
+		// node_modules.
+		nodeModules, err := filepath.Abs("node_modules")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(nodeModules, filepath.Join(dir, "node_modules")); err != nil {
+			t.Fatal(err)
+		}
+		file, run = "example.mjs", "node --experimental-eventsource --no-warnings example.mjs"
+	case "python":
+		file, run = "example.py", "python3 -u example.py"
+	}
+	if err := os.WriteFile(filepath.Join(dir, file), []byte(script), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	// script(1) gives the example a terminal; -e passes its exit status on.
-	cmd := exec.CommandContext(ctx, "script", "-qefc", "bash example.sh", "/dev/null")
+	cmd := exec.CommandContext(ctx, "script", "-qefc", run, "/dev/null")
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "PATH="+binDir+string(os.PathListSeparator)+os.Getenv("PATH"), "NO_COLOR=1", "SHELL=/bin/bash")
 	cmd.Stdin = nil
