@@ -35,6 +35,12 @@ type AMQPConfig struct {
 	QueueMaxBytes int
 }
 
+// consumeMode chooses how deliveries waiting in the process are bounded:
+// "flow" (flowConn under auto-ack) or "acks" (basic.qos with manual acks
+// batched with multiple=true). Set with -ldflags -X, to measure one against
+// the other.
+var consumeMode = "flow"
+
 // AMQP returns a Dialer for RabbitMQ.
 func AMQP(cfg AMQPConfig) Dialer {
 	if cfg.ConnectionName == "" {
@@ -64,6 +70,23 @@ func (d *amqpDialer) Dial(ctx context.Context) (Conn, error) {
 	// The connection's reads go through a flowConn, which must see AMQP
 	// frames, not TLS records: for amqps we speak TLS ourselves, under
 	// it, and give the client an amqp URL so that it does not again.
+	if consumeMode == "acks" {
+		conn, err := amqp.DialConfig(d.cfg.URL, amqp.Config{
+			Heartbeat:  10 * time.Second,
+			Locale:     "en_US",
+			Properties: amqp.Table{"connection_name": d.cfg.ConnectionName},
+			Dial:       amqp.DefaultDial(timeout),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("dial %s: %w", Redact(d.cfg.URL), err)
+		}
+		c := &amqpConn{conn: conn, closed: conn.NotifyClose(make(chan *amqp.Error, 1))}
+		if err := c.setUp(&d.cfg); err != nil {
+			_ = c.Close()
+			return nil, fmt.Errorf("set up queue: %w", err)
+		}
+		return c, nil
+	}
 	var tlsConfig *tls.Config
 	if uri.Scheme == "amqps" {
 		if tlsConfig, err = tlsConfigFor(uri); err != nil {
@@ -173,7 +196,12 @@ func (c *amqpConn) setUp(cfg *AMQPConfig) error {
 	// Auto-ack: our queue is exclusive and goes with the connection, so
 	// an ack would guard nothing; flowConn bounds what waits in the
 	// process.
-	c.deliveries, err = consume.Consume(q.Name, "", true, true, false, false, nil)
+	if c.flow == nil {
+		if err := consume.Qos(maxBacklog, 0, false); err != nil {
+			return err
+		}
+	}
+	c.deliveries, err = consume.Consume(q.Name, "", c.flow != nil, true, false, false, nil)
 	if err != nil {
 		return err
 	}
@@ -236,6 +264,9 @@ func classify(err error) error {
 
 // Consume drains the deliveries until the channel closes.
 func (c *amqpConn) Consume(handle func(*Message)) error {
+	if c.flow == nil {
+		c.consumeAcked(handle)
+	}
 	for d := range c.deliveries {
 		handle(messageFromDelivery(&d, time.Now()))
 		c.flow.took()
@@ -256,11 +287,44 @@ func (c *amqpConn) Consume(handle func(*Message)) error {
 	return ErrConnectionLost
 }
 
+// consumeAcked drains the deliveries, acknowledging them with multiple=true
+// once a quarter of the prefetch window is unacknowledged, or when none is
+// waiting.
+func (c *amqpConn) consumeAcked(handle func(*Message)) {
+	const batch = maxBacklog / 4
+	var last amqp.Delivery
+	pending := 0
+	for {
+		var d amqp.Delivery
+		var ok bool
+		select {
+		case d, ok = <-c.deliveries:
+		default:
+			if pending > 0 {
+				_ = last.Ack(true)
+				pending = 0
+			}
+			d, ok = <-c.deliveries
+		}
+		if !ok {
+			return
+		}
+		handle(messageFromDelivery(&d, time.Now()))
+		last = d
+		if pending++; pending >= batch {
+			_ = last.Ack(true)
+			pending = 0
+		}
+	}
+}
+
 // Close closes the connection. Its reads stop waiting for the router
 // first: closing needs the broker's answer, which may sit behind a full
 // backlog that nobody drains any more.
 func (c *amqpConn) Close() error {
-	c.flow.release()
+	if c.flow != nil {
+		c.flow.release()
+	}
 	err := c.conn.Close()
 	if errors.Is(err, amqp.ErrClosed) {
 		return nil

@@ -109,7 +109,7 @@ func BenchmarkRoute(b *testing.B) {
 			m := benchMessage([]byte(`{}`))
 			b.ReportAllocs()
 			for b.Loop() {
-				s.route(m)
+				s.router.route(m)
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/binding")
 		})
@@ -129,7 +129,7 @@ func BenchmarkFanout(b *testing.B) {
 			m := benchMessage([]byte(`{}`))
 			b.ReportAllocs()
 			for b.Loop() {
-				s.route(m)
+				s.router.route(m)
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/subscription")
 		})
@@ -175,7 +175,7 @@ func BenchmarkFanoutToReaders(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				taken.Store(0)
-				s.route(m)
+				s.router.route(m)
 				<-all
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/subscription")

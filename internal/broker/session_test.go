@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -415,9 +416,9 @@ func TestUnbindSuperseded(t *testing.T) {
 		if got, want := c.opsSince(0), []string{"bind x", "bind y", "unbind x"}; !slices.Equal(got, want) {
 			t.Fatalf("ops: got %q, want %q", got, want)
 		}
-		s.mu.RLock()
+		s.mu.Lock()
 		_, kept := s.keys[bindKey{testExchange, "x"}]
-		s.mu.RUnlock()
+		s.mu.Unlock()
 		if kept {
 			t.Fatal("the session still holds key x")
 		}
@@ -428,7 +429,7 @@ func TestUnbindSuperseded(t *testing.T) {
 func checkRouted(t *testing.T, s *session, sub *Subscription, key string) {
 	t.Helper()
 	// The fake connection never delivers, so the test is the router.
-	s.route(&Message{Exchange: testExchange, RoutingKey: key})
+	s.router.route(&Message{Exchange: testExchange, RoutingKey: key})
 	if msgs, _ := sub.Take(nil); len(msgs) != 1 || msgs[0].RoutingKey != key {
 		t.Fatalf("routed %q: the subscription got %v", key, msgs)
 	}
@@ -450,8 +451,8 @@ func TestHandoverToAnotherCover(t *testing.T) {
 	narrow := subscribeTest(t, s, "primary.a")
 	coveredBy := func() string {
 		t.Helper()
-		s.mu.RLock()
-		defer s.mu.RUnlock()
+		s.mu.Lock()
+		defer s.mu.Unlock()
 		ks := s.keys[bindKey{testExchange, "primary.a"}]
 		if ks.coveredBy == nil {
 			t.Fatal("primary.a is not covered")
@@ -506,5 +507,24 @@ func TestHalfSignalsAtHalf(t *testing.T) {
 		if msgs, _ := sub.Take(nil); len(msgs) != 6 {
 			t.Fatalf("round %d: took %d, want 6", round, len(msgs))
 		}
+	}
+}
+
+// TestAddInvalidChangesNothing checks that a subscription with an invalid
+// pattern among valid ones is refused before it changes any key.
+func TestAddInvalidChangesNothing(t *testing.T) {
+	t.Parallel()
+	c := newOpConn()
+	s := testSession(t, c)
+	subscribeTest(t, s, "a")
+	_, _, _, err := s.add(bindings("a", "b", "b*"))
+	var berr *BindError
+	if !errors.As(err, &berr) || berr.Binding.RoutingKeyPattern != "b*" {
+		t.Fatalf("add: got %v, want a *BindError for b*", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.keys) != 1 || len(s.keys[bindKey{testExchange, "a"}].subs) != 1 {
+		t.Fatalf("keys after a refused add: %v", s.keys)
 	}
 }

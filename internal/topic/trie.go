@@ -8,11 +8,10 @@ import "slices"
 // that share its prefixes, not with the number of patterns. Matching is
 // RabbitMQ's own way of routing.
 //
-// Insert and Delete must not run at the same time as any other method;
-// Match and Covering must not run at the same time as another Match or
-// Covering (they mark nodes as visited). Readers of a Trie under a
-// sync.RWMutex held for reading must therefore be a single goroutine, as the
-// router is.
+// No method may run at the same time as another: Match and Covering write
+// too (they mark nodes as visited), so a Trie shared between goroutines
+// needs a lock that excludes them from each other, such as a sync.Mutex,
+// not the read lock of a sync.RWMutex.
 type Trie[V any] struct {
 	root  trieNode[V]
 	size  int

@@ -1,0 +1,169 @@
+package broker
+
+import (
+	"errors"
+
+	"eventsproxy/internal/binding"
+)
+
+// maxBindsInRow is how many binds the worker does in a row while unbinds
+// wait: binds go first, since a new stream waits for them, but unbinds must
+// not starve under a steady flow of binds, or bindings of ended streams
+// would pile up on the broker. Past maxQueuedUnbinds waiting, binds and
+// unbinds take turns.
+const (
+	maxBindsInRow    = 16
+	maxQueuedUnbinds = 1000
+)
+
+// poke tells the worker that there is work to look at.
+func (s *session) poke() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// next takes the next key that needs a broker operation off the work queues
+// and moves it to keyBinding or keyUnbinding; it returns nil when there is
+// none. Binds go before unbinds (up to maxBindsInRow at a time, one while
+// more than maxQueuedUnbinds wait): a new stream waits for its binds,
+// while nobody waits for the unbinds of streams that have ended. What a key
+// needs is decided by its state when it is taken, not by the queue it was
+// put on: an unbind that a new subscription made moot is skipped, and a key
+// queued for a bind whose subscriptions have all gone since moves to the
+// unbinds.
+func (s *session) next() (ks *keyState, bind bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for {
+		limit := maxBindsInRow
+		if len(s.unbinds) > maxQueuedUnbinds {
+			limit = 1
+		}
+		if len(s.binds) > 0 && (s.bindsInRow < limit || len(s.unbinds) == 0) {
+			ks = s.binds[0]
+			s.binds[0] = nil
+			s.binds = s.binds[1:]
+			if ks.wantsWork() && len(ks.subs) == 0 {
+				s.unbinds = append(s.unbinds, ks) // still queued
+				continue
+			}
+			ks.queued = false
+			if ks.wantsWork() {
+				s.toLocked(ks, keyBinding)
+				s.bindsInRow++
+				return ks, true
+			}
+			continue
+		}
+		if len(s.unbinds) == 0 {
+			break
+		}
+		ks = s.unbinds[0]
+		s.unbinds[0] = nil
+		s.unbinds = s.unbinds[1:]
+		ks.queued = false
+		s.bindsInRow = 0
+		if ks.wantsWork() {
+			if len(ks.subs) > 0 {
+				s.toLocked(ks, keyBinding)
+				return ks, true
+			}
+			s.toLocked(ks, keyUnbinding)
+			return ks, false
+		}
+	}
+	s.binds, s.unbinds = nil, nil // let the backing arrays go
+	for _, ch := range s.idle {
+		close(ch)
+	}
+	s.idle = nil
+	return nil, false
+}
+
+// bindLoop is the worker: it alone binds and unbinds, and brings the
+// broker's bindings in line with what the subscriptions need, one operation
+// at a time, binds first (see next).
+func (s *session) bindLoop() {
+	for {
+		select {
+		case <-s.wake:
+		case <-s.done:
+			return
+		}
+		for {
+			ks, bind := s.next()
+			if ks == nil {
+				break
+			}
+			var err error
+			if bind {
+				err = s.conn.Bind(ks.key.exchange, ks.key.pattern)
+			} else {
+				// The keys this one covers get bindings of their own (or
+				// another cover) before it goes.
+				for _, covered := range s.handover(ks) {
+					berr := s.conn.Bind(covered.key.exchange, covered.key.pattern)
+					s.uncover(covered)
+					s.settle(covered, true, berr)
+				}
+				err = s.conn.Unbind(ks.key.exchange, ks.key.pattern)
+			}
+			s.settle(ks, bind, err)
+			if err != nil && s.ended() {
+				return
+			}
+		}
+	}
+}
+
+// settle records the outcome of a bind or unbind of ks and answers waiters.
+func (s *session) settle(ks *keyState, bind bool, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	op, result := "unbind", "ok"
+	if bind {
+		op = "bind"
+	}
+	switch {
+	case err == nil && bind:
+		s.toLocked(ks, keyBound)
+	case err == nil:
+		s.toLocked(ks, keyUnbound)
+	case bind:
+		result = "error"
+		if errors.Is(err, ErrExchangeNotFound) || errors.Is(err, ErrAccessRefused) {
+			result = "refused"
+		}
+		s.toLocked(ks, keyFailed)
+		berr := &BindError{Binding: binding.Binding{Exchange: ks.key.exchange, RoutingKeyPattern: ks.key.pattern}, Err: err}
+		if !s.ended() {
+			s.log.Info("bind refused", "exchange", ks.key.exchange, "pattern", ks.key.pattern, "err", err)
+		}
+		for _, w := range ks.waiters {
+			w <- berr
+		}
+		ks.waiters = nil
+	default:
+		// An unbind that failed leaves at worst an unused binding, which
+		// goes with the queue; a missing exchange took it already.
+		result = "error"
+		s.toLocked(ks, keyUnbound)
+		if !s.ended() {
+			s.log.Warn("unbind", "exchange", ks.key.exchange, "pattern", ks.key.pattern, "err", err)
+		}
+	}
+	s.metrics.BindOps.WithLabelValues(op, result).Inc()
+	if ks.phase == keyBound && len(ks.subs) > 0 {
+		for _, w := range ks.waiters {
+			w <- nil
+		}
+		ks.waiters = nil
+	}
+	if ks.wantsWork() {
+		s.enqueueLocked(ks)
+	} else if len(ks.subs) == 0 && !ks.phase.onBroker() {
+		s.deleteLocked(ks)
+	}
+}
