@@ -178,8 +178,16 @@ function buttons() {
 const ops = {
   // goto opens url in the same tab.
   async goto({ url }) {
-    await page.goto(url, { waitUntil: 'load' });
+    await load(url);
     return { url: page.url() };
+  },
+  // hint reads what the page says about the server, and the exchange
+  // field's suggestions.
+  async hint() {
+    return {
+      text: (await page.locator('#server-hint').textContent()).replace(/\s+/g, ' ').trim(),
+      suggestions: await page.$$eval('#exchanges option', (os) => os.map((o) => o.value)),
+    };
   },
   async url() {
     return { url: page.url() };
@@ -302,8 +310,15 @@ const ops = {
   },
 };
 
+// load opens url and waits until the page has set itself up (it asks the
+// server what fits it first).
+async function load(url) {
+  await page.goto(url, { waitUntil: 'load' });
+  await page.locator('html[data-ready]').waitFor({ state: 'attached' });
+}
+
 // Commands run one after another, in the order they came.
-let queue = page.goto(url, { waitUntil: 'load' }).catch((err) => {
+let queue = load(url).catch((err) => {
   print({ type: 'pageerror', message: `goto ${url}: ${err.message}` });
 });
 

@@ -166,6 +166,20 @@ type pageCounts struct {
 	Badge    string `json:"badge"` // "N new" while paused, else empty
 }
 
+// pageHint is what the page says about the server, and the exchange
+// field's suggestions.
+type pageHint struct {
+	Text        string   `json:"text"`
+	Suggestions []string `json:"suggestions"`
+}
+
+func (in *inspector) hint(t testing.TB) pageHint {
+	t.Helper()
+	var h pageHint
+	in.do(t, "hint", nil, &h)
+	return h
+}
+
 // pageBanner is the page's error banner.
 type pageBanner struct {
 	Visible bool   `json:"visible"`

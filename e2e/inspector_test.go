@@ -16,9 +16,12 @@ import (
 	"testing"
 )
 
-// exampleBinding is what the inspector suggests when its address names no
-// bindings.
-var exampleBinding = binding{"exchange/taskcluster-queue/v1/task-completed", "#"}
+// What the inspector suggests when its address names no bindings: under
+// `serve`, RabbitMQ's own topic exchange; under `dev`, a generated one.
+var (
+	exampleBinding    = binding{"amq.topic", "#"}
+	exampleDevBinding = binding{"exchange/taskcluster-queue/v1/task-completed", "#"}
+)
 
 func TestInspector(t *testing.T) {
 	t.Parallel()
@@ -31,6 +34,10 @@ func TestInspector(t *testing.T) {
 	}
 	if st := in.state(t); st.State != "idle" {
 		t.Errorf("before connecting the state is %+v, want idle", st)
+	}
+	if h := in.hint(t); strings.Contains(h.Text, "dev") || strings.Contains(h.Text, "taskcluster") ||
+		!strings.Contains(h.Text, "any exchange") || !reflect.DeepEqual(h.Suggestions, []string{"amq.topic"}) {
+		t.Errorf("serve's page says %+v, want any exchange and amq.topic suggested, nothing of dev", h)
 	}
 	// Two rows, then one: the page's Add and Remove buttons.
 	in.setBindings(t, binding{ex.Name, "primary.#"}, binding{ex.Name, "other.*"})
@@ -303,7 +310,15 @@ func TestInspectorDev(t *testing.T) {
 	p := startDev(t, "--rate", "20")
 	in := openInspector(t, p.URL+"/")
 
-	bound := []binding{exampleBinding, {"exchange/taskcluster-queue/v1/task-defined", "primary.#"}}
+	if got := in.bindings(t); !reflect.DeepEqual(got, []binding{exampleDevBinding}) {
+		t.Errorf("a page of dev opened without bindings shows %v, want the example %v", got, exampleDevBinding)
+	}
+	h := in.hint(t)
+	if !strings.Contains(h.Text, "eventsproxy dev") || !strings.Contains(h.Text, "exchange/taskcluster-queue/v1/task-group-resolved") ||
+		!slices.Contains(h.Suggestions, exampleDevBinding.Exchange) || !slices.Contains(h.Suggestions, "amq.topic") {
+		t.Errorf("dev's page says %+v, want dev's generated exchanges", h)
+	}
+	bound := []binding{exampleDevBinding, {"exchange/taskcluster-queue/v1/task-defined", "primary.#"}}
 	in.setBindings(t, bound...)
 	in.click(t, "Connect")
 	in.waitState(t, "ready")
@@ -402,4 +417,20 @@ func checkPageURL(t testing.TB, page string, bind []string, connected bool) {
 	if got := q.Get("connect") == "1"; got != connected {
 		t.Errorf("the page's address %s: connect=1 is there: %v, want %v", page, got, connected)
 	}
+}
+
+// TestInspectorAllowedExchanges checks that under --allowed-exchanges the
+// page suggests and names the allowed prefixes.
+func TestInspectorAllowedExchanges(t *testing.T) {
+	t.Parallel()
+	p := startProxy(t, "--allowed-exchanges", "exchange/e2e-test/,exchange/other/")
+	in := openInspector(t, p.URL+"/")
+	want := []string{"exchange/e2e-test/", "exchange/other/"}
+	if h := in.hint(t); !strings.Contains(h.Text, "start with exchange/e2e-test/ and exchange/other/") || !reflect.DeepEqual(h.Suggestions, want) {
+		t.Errorf("the page says %+v, want the prefixes %q", h, want)
+	}
+	if got := in.bindings(t); !reflect.DeepEqual(got, []binding{{want[0], "#"}}) {
+		t.Errorf("a page opened without bindings shows %v, want the first prefix", got)
+	}
+	in.screenshot(t, "allowed")
 }

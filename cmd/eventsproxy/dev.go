@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"sync"
 
+	"eventsproxy/internal/api"
 	"eventsproxy/internal/config"
 	"eventsproxy/internal/membroker"
 	"eventsproxy/internal/server"
@@ -44,7 +45,8 @@ func dev(ctx context.Context, args []string, getenv func(string) string, _ io.Re
 	})
 	err := server.Run(ctx, cfg, mb, ln, log, func(url string) {
 		fmt.Fprintf(stdout, "eventsproxy dev: open %s/ to watch Taskcluster-like messages (%s; nothing leaves this process)\n", url, mb)
-	}, server.WithRoute(membroker.PublishPath, mb.PublishHandler()))
+	}, server.WithRoute(membroker.PublishPath, mb.PublishHandler()),
+		server.WithInspector(api.InspectorConfig{Dev: true, Exchanges: append(taskgen.Exchanges(), "amq.topic")}))
 	stopGen()
 	wg.Wait()
 	if err != nil {

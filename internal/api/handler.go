@@ -37,6 +37,8 @@ type Config struct {
 	Metrics *metrics.Metrics
 	// MetricsHandler serves GET /metrics; nil serves 404 there.
 	MetricsHandler http.Handler
+	// Inspector tells the inspector page what fits this server.
+	Inspector InspectorConfig
 }
 
 // Handler serves the API. It is safe for concurrent use. Shutdown ends

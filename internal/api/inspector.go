@@ -28,6 +28,7 @@ func (h *Handler) routeInspector() {
 		}
 		assets.ServeHTTP(w, r)
 	})))
+	h.mux.Handle("GET /inspector/config.json", inspectorHeaders(http.HandlerFunc(h.inspectorSettings)))
 	h.mux.Handle("GET /{$}", inspectorHeaders(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		http.ServeFileFS(w, r, files, "index.html")
 	})))

@@ -26,7 +26,14 @@ import (
 type Option func(*options)
 
 type options struct {
-	routes map[string]http.Handler
+	routes    map[string]http.Handler
+	inspector api.InspectorConfig
+}
+
+// WithInspector tells the inspector page what fits the service, as `dev`
+// names its generator's exchanges.
+func WithInspector(c api.InspectorConfig) Option {
+	return func(o *options) { o.inspector = c }
 }
 
 // WithRoute serves pattern (an http.ServeMux pattern) with h beside the
@@ -67,6 +74,7 @@ func Run(ctx context.Context, cfg *config.Config, d broker.Dialer, ln net.Listen
 		TrustProxy:          cfg.TrustProxy,
 		Metrics:             m,
 		MetricsHandler:      promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}),
+		Inspector:           o.inspector,
 	}, api.FromBroker(b), log)
 	var handler http.Handler = h
 	if len(o.routes) > 0 {

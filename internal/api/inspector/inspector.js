@@ -8,14 +8,13 @@
 // responsive however fast they come.
 
 import { jsonTree, preview, setAllOpen } from './jsonview.js';
+import { exampleBinding, loadSettings, renderHint, suggestions } from './settings.js';
 import { bindingsFromQuery, queryWithBindings } from './shareurl.js';
 
 // MAX_KEPT is how many messages the page keeps (and shows, unfiltered).
 const MAX_KEPT = 1000;
 // CONNECT_PATH is the stream endpoint, relative to the page.
 const CONNECT_PATH = 'api/events/v1/connect/';
-// EXAMPLE fills the bindings of a page opened without any.
-const EXAMPLE = { exchange: 'exchange/taskcluster-queue/v1/task-completed', routingKeyPattern: '#' };
 
 // STATES are the connection's states: what the page says, and a hint.
 const STATES = {
@@ -692,9 +691,14 @@ new ResizeObserver(([entry]) => {
 
 // ---- Start -------------------------------------------------------------
 
+const settings = await loadSettings();
+renderHint($('server-hint'), settings);
+$('exchanges').replaceChildren(...suggestions(settings).map((value) => Object.assign(document.createElement('option'), { value })));
 const start = bindingsFromQuery(location.search);
-for (const b of start.bindings.length ? start.bindings : [EXAMPLE]) addRow(b);
+for (const b of start.bindings.length ? start.bindings : [exampleBinding(settings)]) addRow(b);
 setStatus('idle');
 renderCounts();
 if (start.error) showBanner('Bindings not understood', start.error);
 else if (start.connect && start.bindings.length) connect();
+// The page is set up: the tests wait for this.
+document.documentElement.dataset.ready = '1';
