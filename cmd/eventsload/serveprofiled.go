@@ -16,7 +16,6 @@ import (
 	"sync"
 	"syscall"
 
-	"eventsproxy/internal/broker"
 	"eventsproxy/internal/config"
 	"eventsproxy/internal/server"
 )
@@ -51,13 +50,7 @@ func serveProfiled(ctx context.Context, args []string, getenv func(string) strin
 		fmt.Fprintf(stderr, "eventsload serve-profiled: %v\n", err)
 		return 1
 	}
-	d := broker.AMQP(broker.AMQPConfig{
-		URL:            cfg.AMQPURL,
-		ConnectionName: "eventsproxy serve (eventsload serve-profiled)",
-		QueuePrefix:    cfg.QueuePrefix,
-		QueueMaxLength: cfg.QueueMaxLength,
-		QueueMaxBytes:  cfg.QueueMaxBytes,
-	})
+	d := server.AMQP(cfg, "eventsproxy serve (eventsload serve-profiled)")
 
 	p := &profiler{dir: *dir, log: log}
 	sigs := make(chan os.Signal, 4)

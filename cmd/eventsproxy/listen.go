@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 
 	client "eventsproxy/internal/listen"
 )
@@ -29,15 +28,4 @@ func listen(ctx context.Context, args []string, getenv func(string) string, _ io
 		fmt.Fprintf(stderr, "eventsproxy listen: %v\n", err)
 	}
 	return client.ExitCode(err)
-}
-
-// isTerminal reports whether w is a terminal (a character device), as
-// stdout is when nobody redirected it.
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }

@@ -59,3 +59,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	}
 	return cmd(ctx, args[1:], getenv, stdin, stdout, stderr)
 }
+
+// isTerminal reports whether f, an *os.File or not, is a terminal (a
+// character device): stdout when nobody redirected it, stdin when nothing
+// is piped in.
+func isTerminal(f any) bool {
+	file, ok := f.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := file.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}

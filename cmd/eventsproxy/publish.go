@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/url"
-	"os"
 	"strings"
 	"time"
 
@@ -168,7 +167,7 @@ func loadPublish(args []string, getenv func(string) string, stdin io.Reader, std
 	if stdin == nil {
 		return nil, errors.New("no BODY argument and no stdin to read it from")
 	}
-	if isTerminalReader(stdin) {
+	if isTerminal(stdin) {
 		fmt.Fprintln(stderr, "reading the message body from stdin; end it with Ctrl-D")
 	}
 	body, err := io.ReadAll(io.LimitReader(stdin, maxBody+1))
@@ -263,15 +262,4 @@ func (o *publishOptions) refusal(aerr *amqp.Error, where string) error {
 		return fmt.Errorf("the broker at %s refused this user access to exchange %q", where, o.exchange)
 	}
 	return fmt.Errorf("the broker at %s refused the message to exchange %q: %v", where, o.exchange, aerr)
-}
-
-// isTerminalReader reports whether r is a terminal, as stdin is when
-// nothing is piped in.
-func isTerminalReader(r io.Reader) bool {
-	f, ok := r.(*os.File)
-	if !ok {
-		return false
-	}
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 
-	"eventsproxy/internal/broker"
 	"eventsproxy/internal/config"
 	"eventsproxy/internal/server"
 )
@@ -21,14 +20,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, _ io.
 	if ln == nil {
 		return 1
 	}
-	d := broker.AMQP(broker.AMQPConfig{
-		URL:            cfg.AMQPURL,
-		ConnectionName: "eventsproxy serve",
-		QueuePrefix:    cfg.QueuePrefix,
-		QueueMaxLength: cfg.QueueMaxLength,
-		QueueMaxBytes:  cfg.QueueMaxBytes,
-	})
-	if err := server.Run(ctx, cfg, d, ln, log, nil); err != nil {
+	if err := server.Run(ctx, cfg, server.AMQP(cfg, "eventsproxy serve"), ln, log, nil); err != nil {
 		return 1
 	}
 	return 0

@@ -214,13 +214,13 @@ func parseBinding(i int, fields map[string]json.RawMessage, lim Limits) (Binding
 	case ex == "":
 		return Binding{}, bindingError(i, "exchange must not be empty.")
 	case len(ex) > topic.MaxLength:
-		return Binding{}, bindingError(i, "exchange %s is %d bytes long, more than the %d allowed.", quote(ex), len(ex), topic.MaxLength)
+		return Binding{}, bindingError(i, "exchange %s is %d bytes long, more than the %d allowed.", topic.Quote(ex), len(ex), topic.MaxLength)
 	case hasControl(ex):
-		return Binding{}, bindingError(i, "exchange %s contains a control character.", quote(ex))
+		return Binding{}, bindingError(i, "exchange %s contains a control character.", topic.Quote(ex))
 	case strings.HasPrefix(ex, InternalPrefix) && !internalAllowed(ex, lim.AllowedExchanges):
-		return Binding{}, bindingError(i, "exchange %s is internal to RabbitMQ and not allowed.", quote(ex))
+		return Binding{}, bindingError(i, "exchange %s is internal to RabbitMQ and not allowed.", topic.Quote(ex))
 	case !allowed(ex, lim.AllowedExchanges):
-		return Binding{}, bindingError(i, "exchange %s is not allowed; it must start with %s.", quote(ex), prefixList(lim.AllowedExchanges))
+		return Binding{}, bindingError(i, "exchange %s is not allowed; it must start with %s.", topic.Quote(ex), prefixList(lim.AllowedExchanges))
 	}
 	if err := topic.Validate(b.RoutingKeyPattern); err != nil {
 		// topic's texts are client-safe too.
@@ -232,7 +232,7 @@ func parseBinding(i int, fields map[string]json.RawMessage, lim Limits) (Binding
 	}
 	if n := topic.Hashes(b.RoutingKeyPattern); n > maxHashes {
 		return Binding{}, bindingError(i, "routingKeyPattern %s has %d # words apart from each other, more than the %d allowed (wildcards next to each other, as in \"#.*.#\", count as one).",
-			quote(b.RoutingKeyPattern), n, maxHashes)
+			topic.Quote(b.RoutingKeyPattern), n, maxHashes)
 	}
 	return b, nil
 }
@@ -346,27 +346,10 @@ func internalAllowed(exchange string, prefixes []string) bool {
 func prefixList(prefixes []string) string {
 	q := make([]string, len(prefixes))
 	for i, p := range prefixes {
-		q[i] = quote(p)
+		q[i] = topic.Quote(p)
 	}
 	if len(q) == 1 {
 		return q[0]
 	}
 	return "one of " + strings.Join(q[:len(q)-1], ", ") + " or " + q[len(q)-1]
-}
-
-// quoteMax is how many bytes of a value an error text shows.
-const quoteMax = 64
-
-// quote returns s quoted with %q, cut to quoteMax bytes (on a rune boundary)
-// and followed by "..." when longer, so that an error text stays short and on
-// one line whatever the client sent.
-func quote(s string) string {
-	if len(s) <= quoteMax {
-		return fmt.Sprintf("%q", s)
-	}
-	n := quoteMax
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return fmt.Sprintf("%q...", s[:n])
 }

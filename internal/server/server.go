@@ -162,6 +162,18 @@ func Run(ctx context.Context, cfg *config.Config, d broker.Dialer, ln net.Listen
 	return err
 }
 
+// AMQP returns the dialer of the RabbitMQ that cfg names, for Run; the
+// broker sees its connections under name.
+func AMQP(cfg *config.Config, name string) broker.Dialer {
+	return broker.AMQP(broker.AMQPConfig{
+		URL:            cfg.AMQPURL,
+		ConnectionName: name,
+		QueuePrefix:    cfg.QueuePrefix,
+		QueueMaxLength: cfg.QueueMaxLength,
+		QueueMaxBytes:  cfg.QueueMaxBytes,
+	})
+}
+
 // NewLogger returns the logger cfg asks for, writing to w.
 func NewLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 	var level slog.Level

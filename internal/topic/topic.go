@@ -43,16 +43,16 @@ func Validate(pattern string) error {
 
 // invalid returns the error Validate reports for pattern, for reason.
 func invalid(pattern, reason string) error {
-	return fmt.Errorf("routingKeyPattern %s is not a valid topic pattern: %s", quote(pattern), reason)
+	return fmt.Errorf("routingKeyPattern %s is not a valid topic pattern: %s", Quote(pattern), reason)
 }
 
 // quoteMax is how many bytes of a value an error text shows.
 const quoteMax = 64
 
-// quote returns s quoted with %q, cut to quoteMax bytes (on a rune boundary)
-// and followed by "..." when longer, so that an error text stays short and on
-// one line whatever the client sent.
-func quote(s string) string {
+// Quote returns s quoted with %q, cut to 64 bytes (on a rune boundary) and
+// followed by "..." when longer, so that an error text about a client's
+// pattern or name stays short and on one line whatever the client sent.
+func Quote(s string) string {
 	if len(s) <= quoteMax {
 		return fmt.Sprintf("%q", s)
 	}
