@@ -6,6 +6,7 @@ import (
 
 	"eventsproxy/internal/binding"
 	"eventsproxy/internal/broker"
+	"eventsproxy/internal/metrics"
 )
 
 // Texts of the errors that are not the client's fault. They say nothing of
@@ -19,13 +20,13 @@ const (
 // Why a stream ended: the values of eventsproxy_streams_ended_total's `why`
 // label and of the `why` of the stream-end log line.
 const (
-	endClient     = "client"      // the client went away
-	endBadRequest = "bad_request" // its bindings were refused by the parser
-	endExchange   = "exchange"    // the broker refused a binding
-	endBroker     = "broker"      // the broker connection was lost
-	endShutdown   = "shutdown"    // the server is shutting down
-	endWrite      = "write"       // a write failed: the client is gone or too slow
-	endInternal   = "internal"    // anything else
+	endClient     = metrics.EndedClient
+	endBadRequest = metrics.EndedBadRequest
+	endExchange   = metrics.EndedExchange
+	endBroker     = metrics.EndedBroker
+	endShutdown   = metrics.EndedShutdown
+	endWrite      = metrics.EndedWrite
+	endInternal   = metrics.EndedInternal
 )
 
 // The ends of a stream that are not errors of another package.

@@ -13,6 +13,18 @@ const (
 	RefusedShuttingDown        = "shutting_down"
 )
 
+// Why a stream ended; the values of the `why` label of
+// eventsproxy_streams_ended_total.
+const (
+	EndedClient     = "client"      // the client went away
+	EndedBadRequest = "bad_request" // its bindings were refused by the parser
+	EndedExchange   = "exchange"    // the broker refused a binding
+	EndedBroker     = "broker"      // the broker connection was lost
+	EndedShutdown   = "shutdown"    // the server is shutting down
+	EndedWrite      = "write"       // a write failed: the client is gone or too slow
+	EndedInternal   = "internal"    // anything else
+)
+
 // Metrics holds every collector of the service. Its collectors are safe for
 // concurrent use; a nil *Metrics is not, use Discard instead.
 type Metrics struct {
@@ -95,6 +107,9 @@ func New(reg prometheus.Registerer) *Metrics {
 	// alert sees 0 rather than nothing.
 	for _, r := range []string{RefusedMaxConnections, RefusedMaxConnectionsPerIP, RefusedBrokerUnavailable, RefusedShuttingDown} {
 		m.StreamsRefused.WithLabelValues(r)
+	}
+	for _, why := range []string{EndedClient, EndedBadRequest, EndedExchange, EndedBroker, EndedShutdown, EndedWrite, EndedInternal} {
+		m.StreamsEnded.WithLabelValues(why)
 	}
 	for _, op := range []string{"bind", "unbind"} {
 		for _, result := range []string{"ok", "refused", "error"} {
