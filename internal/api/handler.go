@@ -15,6 +15,13 @@ import (
 	"eventsproxy/internal/version"
 )
 
+// The defaults of Config.
+const (
+	DefaultPingInterval = 20 * time.Second
+	DefaultWriteTimeout = 30 * time.Second
+	DefaultCORSOrigin   = "*"
+)
+
 // Config shapes the HTTP API. Zero values mean the defaults given.
 type Config struct {
 	// PingInterval is the time between `ping` events; default 20s.
@@ -50,7 +57,6 @@ type Handler struct {
 	mux     *http.ServeMux
 	started time.Time
 	limits  *limits
-	paths   []string // the documented paths, for the reference's test
 
 	shutdownOnce sync.Once
 	shutdown     chan struct{}
@@ -66,13 +72,13 @@ type Handler struct {
 // NewHandler returns the API handler; it starts no goroutines.
 func NewHandler(cfg Config, b Broker, log *slog.Logger) *Handler {
 	if cfg.PingInterval <= 0 {
-		cfg.PingInterval = 20 * time.Second
+		cfg.PingInterval = DefaultPingInterval
 	}
 	if cfg.WriteTimeout <= 0 {
-		cfg.WriteTimeout = 30 * time.Second
+		cfg.WriteTimeout = DefaultWriteTimeout
 	}
 	if cfg.CORSOrigin == "" {
-		cfg.CORSOrigin = "*"
+		cfg.CORSOrigin = DefaultCORSOrigin
 	}
 	if cfg.Metrics == nil {
 		cfg.Metrics = metrics.Discard()
@@ -87,30 +93,45 @@ func NewHandler(cfg Config, b Broker, log *slog.Logger) *Handler {
 		shutdown: make(chan struct{}),
 	}
 	h.streamsCtx, h.killStreams = context.WithCancel(context.Background())
-	h.get("/api/events/v1/connect/", http.HandlerFunc(h.connect))
+	for _, rt := range h.routes() {
+		h.get(rt.path, rt.handler)
+	}
 	h.mux.HandleFunc("GET /api/events/v1/connect", h.connect)
 	h.allowOnlyGet("/api/events/v1/connect")
 	h.mux.HandleFunc("HEAD /api/events/v1/connect/{$}", h.connectHead)
 	h.mux.HandleFunc("HEAD /api/events/v1/connect", h.connectHead)
-	h.get("/api/events/v1/ping", http.HandlerFunc(h.ping))
-	h.get("/api/events/v1/reference", http.HandlerFunc(h.reference))
-	h.get(clientJSPath, http.HandlerFunc(h.clientJS))
-	h.get("/__lbheartbeat__", http.HandlerFunc(h.lbheartbeat))
-	h.get("/__heartbeat__", http.HandlerFunc(h.heartbeat))
-	h.get("/__version__", http.HandlerFunc(h.version))
-	h.routeInspector()
-	h.allowOnlyGet("/{$}")
+	h.routeInspectorAssets()
 	h.allowOnlyGet("/inspector/")
-	h.paths = append(h.paths, "/")
-	if cfg.MetricsHandler != nil {
-		h.get("/metrics", cfg.MetricsHandler)
-	}
 	h.mux.HandleFunc("/", h.notFound)
 	return h
 }
 
-// get routes GET path (exactly: a trailing slash is not a subtree) to fn
-// and notes path as one the reference must describe.
+// route is one GET path of the API and what serves it.
+type route struct {
+	path    string
+	handler http.Handler
+}
+
+// routes returns the API's GET paths, each of which the reference
+// describes; the inspector's assets under /inspector/ aside.
+func (h *Handler) routes() []route {
+	rs := []route{
+		{"/api/events/v1/connect/", http.HandlerFunc(h.connect)},
+		{"/api/events/v1/ping", http.HandlerFunc(h.ping)},
+		{"/api/events/v1/reference", http.HandlerFunc(h.reference)},
+		{clientJSPath, http.HandlerFunc(h.clientJS)},
+		{"/__lbheartbeat__", http.HandlerFunc(h.lbheartbeat)},
+		{"/__heartbeat__", http.HandlerFunc(h.heartbeat)},
+		{"/__version__", http.HandlerFunc(h.version)},
+		{"/", h.inspectorPage()},
+	}
+	if h.cfg.MetricsHandler != nil {
+		rs = append(rs, route{"/metrics", h.cfg.MetricsHandler})
+	}
+	return rs
+}
+
+// get routes GET path (exactly: a trailing slash is not a subtree) to fn.
 func (h *Handler) get(path string, fn http.Handler) {
 	pattern := "GET " + path
 	if strings.HasSuffix(path, "/") {
@@ -118,7 +139,6 @@ func (h *Handler) get(path string, fn http.Handler) {
 	}
 	h.mux.Handle(pattern, fn)
 	h.allowOnlyGet(strings.TrimPrefix(pattern, "GET "))
-	h.paths = append(h.paths, path)
 }
 
 // ServeHTTP implements http.Handler.

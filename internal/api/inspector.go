@@ -13,13 +13,25 @@ import (
 //go:embed inspector
 var inspectorFiles embed.FS
 
-// routeInspector serves the inspector at / and its assets under /inspector/.
-func (h *Handler) routeInspector() {
+// inspectorDir is the inspector's files at the root.
+func inspectorDir() fs.FS {
 	files, err := fs.Sub(inspectorFiles, "inspector")
 	if err != nil {
 		panic(err) // the embedded directory is part of the binary
 	}
-	assets := http.StripPrefix("/inspector/", http.FileServerFS(files))
+	return files
+}
+
+// inspectorPage serves the inspector's page, at /.
+func (h *Handler) inspectorPage() http.Handler {
+	return inspectorHeaders(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.ServeFileFS(w, r, inspectorDir(), "index.html")
+	}))
+}
+
+// routeInspectorAssets serves the inspector's assets under /inspector/.
+func (h *Handler) routeInspectorAssets() {
+	assets := http.StripPrefix("/inspector/", http.FileServerFS(inspectorDir()))
 	h.mux.Handle("GET /inspector/", inspectorHeaders(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// Files only: no directory listing.
 		if strings.HasSuffix(r.URL.Path, "/") {
@@ -29,9 +41,6 @@ func (h *Handler) routeInspector() {
 		assets.ServeHTTP(w, r)
 	})))
 	h.mux.Handle("GET /inspector/config.json", inspectorHeaders(http.HandlerFunc(h.inspectorSettings)))
-	h.mux.Handle("GET /{$}", inspectorHeaders(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		http.ServeFileFS(w, r, files, "index.html")
-	})))
 }
 
 // inspectorPolicy lets the page load only its own files and connect only

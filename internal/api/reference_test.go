@@ -40,7 +40,10 @@ func TestReferenceDescribesTheRoutes(t *testing.T) {
 			t.Errorf("path %s: documented operations %v, want only get", p, ops)
 		}
 	}
-	routed := slices.Clone(h.paths)
+	var routed []string
+	for _, rt := range h.routes() {
+		routed = append(routed, rt.path)
+	}
 	slices.Sort(documented)
 	slices.Sort(routed)
 	if !slices.Equal(documented, routed) {

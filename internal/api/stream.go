@@ -13,7 +13,7 @@ import (
 	"eventsproxy/internal/sse"
 )
 
-// Event kinds of the wire contract (SPEC §1).
+// Event kinds of the wire contract (the README's "The event contract").
 const (
 	kindReady    = "ready"
 	kindPing     = "ping"

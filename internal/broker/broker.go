@@ -43,10 +43,13 @@ type Broker struct {
 	stopped bool
 }
 
+// DefaultClientBuffer is Config.ClientBuffer's default.
+const DefaultClientBuffer = 50
+
 // New returns a Broker that connects through d when Run is called.
 func New(d Dialer, cfg Config, log *slog.Logger) *Broker {
 	if cfg.ClientBuffer <= 0 {
-		cfg.ClientBuffer = 50
+		cfg.ClientBuffer = DefaultClientBuffer
 	}
 	if cfg.MinBackoff <= 0 {
 		cfg.MinBackoff = 250 * time.Millisecond

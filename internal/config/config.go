@@ -11,7 +11,9 @@ import (
 	"strings"
 	"time"
 
+	"eventsproxy/internal/api"
 	"eventsproxy/internal/binding"
+	"eventsproxy/internal/broker"
 )
 
 // Config is the configuration of `eventsproxy serve`.
@@ -25,19 +27,22 @@ type Config struct {
 	// RootURL is the public root URL of the deployment, e.g.
 	// https://tc.example.com; it is only shown in logs and documents.
 	RootURL string
-	// PingInterval is the time between `ping` events; default 20s.
+	// PingInterval is the time between `ping` events; default
+	// api.DefaultPingInterval (20s).
 	PingInterval time.Duration
-	// WriteTimeout bounds each write to a client; default 30s.
+	// WriteTimeout bounds each write to a client; default
+	// api.DefaultWriteTimeout (30s).
 	WriteTimeout time.Duration
 	// ShutdownTimeout bounds the drain on SIGTERM; default 10s.
 	ShutdownTimeout time.Duration
-	// MaxBindings is the most bindings one stream may ask for; default 64.
+	// MaxBindings is the most bindings one stream may ask for; default
+	// binding.DefaultMaxBindings (64).
 	MaxBindings int
 	// MaxPatternHashes is the most # words a pattern may hold once runs of
 	// wildcards are collapsed; default binding.DefaultMaxPatternHashes.
 	MaxPatternHashes int
 	// ClientBuffer is how many messages each stream buffers before the
-	// oldest is dropped; default 50.
+	// oldest is dropped; default broker.DefaultClientBuffer (50).
 	ClientBuffer int
 	// AllowedExchanges are exchange-name prefixes; empty allows every
 	// exchange but RabbitMQ's internal ones (binding.InternalPrefix).
@@ -209,14 +214,14 @@ func flagSet(cmd Command, c *Config, allowed *string, p *problems) (*flag.FlagSe
 		num(&c.QueueMaxBytes, "queue-max-bytes", "QUEUE_MAX_BYTES", 64<<20, "most bytes waiting in the process's queue; 0 for no cap")
 	}
 	str(&c.RootURL, "root-url", "TASKCLUSTER_ROOT_URL", "", "public root `URL` of the deployment")
-	dur(&c.PingInterval, "ping-interval", "PING_INTERVAL", 20*time.Second, "time between ping events")
-	dur(&c.WriteTimeout, "write-timeout", "WRITE_TIMEOUT", 30*time.Second, "time a client has to take each write before it is dropped")
+	dur(&c.PingInterval, "ping-interval", "PING_INTERVAL", api.DefaultPingInterval, "time between ping events")
+	dur(&c.WriteTimeout, "write-timeout", "WRITE_TIMEOUT", api.DefaultWriteTimeout, "time a client has to take each write before it is dropped")
 	dur(&c.ShutdownTimeout, "shutdown-timeout", "SHUTDOWN_TIMEOUT", 10*time.Second, "longest drain on SIGTERM")
-	num(&c.MaxBindings, "max-bindings", "MAX_BINDINGS", 64, "most bindings one stream may ask for")
+	num(&c.MaxBindings, "max-bindings", "MAX_BINDINGS", binding.DefaultMaxBindings, "most bindings one stream may ask for")
 	num(&c.MaxPatternHashes, "max-pattern-hashes", "MAX_PATTERN_HASHES", binding.DefaultMaxPatternHashes, "most # words a routing-key pattern may hold, runs of wildcards such as #.*.# counting once")
-	num(&c.ClientBuffer, "client-buffer", "CLIENT_BUFFER", 50, "messages buffered per stream before the oldest is dropped")
+	num(&c.ClientBuffer, "client-buffer", "CLIENT_BUFFER", broker.DefaultClientBuffer, "messages buffered per stream before the oldest is dropped")
 	str(allowed, "allowed-exchanges", "ALLOWED_EXCHANGES", "", "comma-separated exchange-name `prefixes`; empty allows all but RabbitMQ's internal amq.rabbitmq.* (which only a prefix starting with amq.rabbitmq. allows)")
-	str(&c.CORSOrigin, "cors-origin", "CORS_ORIGIN", "*", "Access-Control-Allow-Origin of streams")
+	str(&c.CORSOrigin, "cors-origin", "CORS_ORIGIN", api.DefaultCORSOrigin, "Access-Control-Allow-Origin of streams")
 	num(&c.MaxConnections, "max-connections", "MAX_CONNECTIONS", 20000, "most open streams; beyond it new ones get 503; 0 for no cap")
 	num(&c.MaxConnectionsPerIP, "max-connections-per-ip", "MAX_CONNECTIONS_PER_IP", 0, "most open streams of one client address; beyond it new ones get 429; 0 for no cap")
 	boolean(&c.TrustProxy, "trust-proxy", "TRUST_PROXY", "take the client address from the last X-Forwarded-For entry; only behind a proxy that sets that header")
