@@ -35,7 +35,7 @@ FUZZ_TARGETS = \
 	internal/binding:FuzzParse:200000 \
 	internal/sse:FuzzRoundTrip:100000 internal/sse:FuzzReader:300000 \
 	internal/sse:FuzzAppendUTF8:300000 \
-	internal/broker:FuzzMessageData:50000 internal/broker:FuzzFrameScanner:80000 \
+	internal/broker:FuzzMessageData:50000 internal/amqpflow:FuzzFrameScanner:80000 \
 	internal/api:FuzzConnect:60000 internal/api:FuzzMessageEvent:40000
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \

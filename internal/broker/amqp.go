@@ -15,6 +15,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"eventsproxy/internal/amqpflow"
 	"eventsproxy/internal/randomname"
 )
 
@@ -35,11 +36,9 @@ type AMQPConfig struct {
 	QueueMaxBytes int
 }
 
-// consumeMode chooses how deliveries waiting in the process are bounded:
-// "flow" (flowConn under auto-ack) or "acks" (basic.qos with manual acks
-// batched with multiple=true). Set with -ldflags -X, to measure one against
-// the other.
-var consumeMode = "flow"
+// maxBacklog is how many deliveries may wait in the AMQP client for the
+// router before the connection stops reading (see amqpflow).
+const maxBacklog = 1000
 
 // AMQP returns a Dialer for RabbitMQ.
 func AMQP(cfg AMQPConfig) Dialer {
@@ -67,26 +66,9 @@ func (d *amqpDialer) Dial(ctx context.Context) (Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", Redact(d.cfg.URL), err)
 	}
-	// The connection's reads go through a flowConn, which must see AMQP
+	// The connection's reads go through an amqpflow.Conn, which must see AMQP
 	// frames, not TLS records: for amqps we speak TLS ourselves, under
 	// it, and give the client an amqp URL so that it does not again.
-	if consumeMode == "acks" {
-		conn, err := amqp.DialConfig(d.cfg.URL, amqp.Config{
-			Heartbeat:  10 * time.Second,
-			Locale:     "en_US",
-			Properties: amqp.Table{"connection_name": d.cfg.ConnectionName},
-			Dial:       amqp.DefaultDial(timeout),
-		})
-		if err != nil {
-			return nil, fmt.Errorf("dial %s: %w", Redact(d.cfg.URL), err)
-		}
-		c := &amqpConn{conn: conn, closed: conn.NotifyClose(make(chan *amqp.Error, 1))}
-		if err := c.setUp(&d.cfg); err != nil {
-			_ = c.Close()
-			return nil, fmt.Errorf("set up queue: %w", err)
-		}
-		return c, nil
-	}
 	var tlsConfig *tls.Config
 	if uri.Scheme == "amqps" {
 		if tlsConfig, err = tlsConfigFor(uri); err != nil {
@@ -96,7 +78,7 @@ func (d *amqpDialer) Dial(ctx context.Context) (Conn, error) {
 	addr := net.JoinHostPort(uri.Host, strconv.Itoa(uri.Port))
 	u, _ := url.Parse(d.cfg.URL) // ParseURI accepted it
 	u.Scheme = "amqp"
-	var flow *flowConn
+	var flow *amqpflow.Conn
 	conn, err := amqp.DialConfig(u.String(), amqp.Config{
 		Heartbeat:  10 * time.Second,
 		Locale:     "en_US",
@@ -116,7 +98,7 @@ func (d *amqpDialer) Dial(ctx context.Context) (Conn, error) {
 				}
 				nc = tc
 			}
-			flow = newFlowConn(nc, maxBacklog)
+			flow = amqpflow.New(nc, maxBacklog)
 			return flow, nil
 		},
 	})
@@ -168,7 +150,7 @@ func tlsConfigFor(uri amqp.URI) (*tls.Config, error) {
 
 type amqpConn struct {
 	conn       *amqp.Connection
-	flow       *flowConn
+	flow       *amqpflow.Conn
 	closed     chan *amqp.Error
 	queue      string
 	deliveries <-chan amqp.Delivery
@@ -194,14 +176,9 @@ func (c *amqpConn) setUp(cfg *AMQPConfig) error {
 		return err
 	}
 	// Auto-ack: our queue is exclusive and goes with the connection, so
-	// an ack would guard nothing; flowConn bounds what waits in the
+	// an ack would guard nothing; amqpflow bounds what waits in the
 	// process.
-	if c.flow == nil {
-		if err := consume.Qos(maxBacklog, 0, false); err != nil {
-			return err
-		}
-	}
-	c.deliveries, err = consume.Consume(q.Name, "", c.flow != nil, true, false, false, nil)
+	c.deliveries, err = consume.Consume(q.Name, "", true, true, false, false, nil)
 	if err != nil {
 		return err
 	}
@@ -264,12 +241,9 @@ func classify(err error) error {
 
 // Consume drains the deliveries until the channel closes.
 func (c *amqpConn) Consume(handle func(*Message)) error {
-	if c.flow == nil {
-		c.consumeAcked(handle)
-	}
 	for d := range c.deliveries {
 		handle(messageFromDelivery(&d, time.Now()))
-		c.flow.took()
+		c.flow.Took()
 	}
 	select {
 	case aerr, ok := <-c.closed:
@@ -287,44 +261,11 @@ func (c *amqpConn) Consume(handle func(*Message)) error {
 	return ErrConnectionLost
 }
 
-// consumeAcked drains the deliveries, acknowledging them with multiple=true
-// once a quarter of the prefetch window is unacknowledged, or when none is
-// waiting.
-func (c *amqpConn) consumeAcked(handle func(*Message)) {
-	const batch = maxBacklog / 4
-	var last amqp.Delivery
-	pending := 0
-	for {
-		var d amqp.Delivery
-		var ok bool
-		select {
-		case d, ok = <-c.deliveries:
-		default:
-			if pending > 0 {
-				_ = last.Ack(true)
-				pending = 0
-			}
-			d, ok = <-c.deliveries
-		}
-		if !ok {
-			return
-		}
-		handle(messageFromDelivery(&d, time.Now()))
-		last = d
-		if pending++; pending >= batch {
-			_ = last.Ack(true)
-			pending = 0
-		}
-	}
-}
-
 // Close closes the connection. Its reads stop waiting for the router
 // first: closing needs the broker's answer, which may sit behind a full
 // backlog that nobody drains any more.
 func (c *amqpConn) Close() error {
-	if c.flow != nil {
-		c.flow.release()
-	}
+	c.flow.Release()
 	err := c.conn.Close()
 	if errors.Is(err, amqp.ErrClosed) {
 		return nil

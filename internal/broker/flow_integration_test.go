@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	amqp "github.com/rabbitmq/amqp091-go"
+
 	"eventsproxy/internal/rabbittest"
 )
 
@@ -33,7 +35,8 @@ func TestSlowRouterIsBoundedByTheBroker(t *testing.T) {
 		t.Fatal(err)
 	}
 	ac := c.(*amqpConn)
-	waits := notifyWaits(ac.flow)
+	waits := make(chan struct{}, 1)
+	ac.flow.NotifyWait(waits)
 	if err := c.Bind(ex, "#"); err != nil {
 		t.Fatal(err)
 	}
@@ -52,22 +55,32 @@ func TestSlowRouterIsBoundedByTheBroker(t *testing.T) {
 		})
 	}()
 
+	// Published without waiting for each confirmation: while reading is
+	// stopped the client hears no heartbeats, and a stop of three
+	// heartbeat intervals (30 s) would end the connection, however slow
+	// the machine is.
 	const n = 10_000
 	body := []byte(strings.Repeat("x", 1000))
+	var conf *amqp.DeferredConfirmation
 	for range n {
-		rabbittest.Publish(t, pub, ex, "k", nil, body)
+		conf, err = pub.PublishWithDeferredConfirmWithContext(ctx, ex, "k", false, false, amqp.Publishing{Body: body})
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
-	backlog := func() int {
-		ac.flow.mu.Lock()
-		defer ac.flow.mu.Unlock()
-		return ac.flow.backlog
+	if ok, err := conf.WaitContext(ctx); !ok || err != nil {
+		t.Fatalf("publishes not confirmed: ok=%v err=%v", ok, err)
 	}
-	expectWait(t, waits, "reading stops")
+	select {
+	case <-waits:
+	case <-ctx.Done():
+		t.Fatal("reading did not stop")
+	}
 	// A read that starts below the bound may bring a buffer's worth more.
-	if b := backlog(); b > 2*maxBacklog {
+	if b := ac.flow.Backlog(); b > 2*maxBacklog {
 		t.Fatalf("%d of %d messages wait in the process, want at most %d", b, n, 2*maxBacklog)
 	}
-	t.Logf("with the router stuck, %d of %d messages wait in the process", backlog(), n)
+	t.Logf("with the router stuck, %d of %d messages wait in the process", ac.flow.Backlog(), n)
 
 	close(stuck)
 	rabbittest.Publish(t, pub, ex, "last", nil, []byte(`{}`))

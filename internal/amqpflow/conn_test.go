@@ -1,4 +1,4 @@
-package broker
+package amqpflow
 
 import (
 	"encoding/binary"
@@ -118,16 +118,9 @@ func FuzzFrameScanner(f *testing.F) {
 
 // notifyWaits makes f send on the returned channel each time its Read
 // starts waiting for the backlog to drain (unless 16 sends wait there).
-func notifyWaits(f *flowConn) <-chan struct{} {
+func notifyWaits(f *Conn) <-chan struct{} {
 	waits := make(chan struct{}, 16)
-	f.mu.Lock()
-	f.onWait = func() {
-		select {
-		case waits <- struct{}{}:
-		default:
-		}
-	}
-	f.mu.Unlock()
+	f.NotifyWait(waits)
 	return waits
 }
 
@@ -141,13 +134,13 @@ func expectWait(t *testing.T, waits <-chan struct{}, what string) {
 	}
 }
 
-// TestFlowConnStopsReading checks that a flowConn stops reading once max
+// TestConnStopsReading checks that a Conn stops reading once max
 // deliveries wait, and reads again once the consumer has taken half.
-func TestFlowConnStopsReading(t *testing.T) {
+func TestConnStopsReading(t *testing.T) {
 	t.Parallel()
 	const max = 10
 	server, client := net.Pipe()
-	f := newFlowConn(client, max)
+	f := New(client, max)
 	defer f.Close()
 	waits := notifyWaits(f)
 	read := make(chan int, 100)
@@ -184,7 +177,7 @@ func TestFlowConnStopsReading(t *testing.T) {
 	}
 	// Reading resumes once the backlog is down to half (max/2 takes).
 	for range max / 2 {
-		f.took()
+		f.Took()
 	}
 	select {
 	case n := <-written:
@@ -200,7 +193,7 @@ func TestFlowConnStopsReading(t *testing.T) {
 	}
 	expectWait(t, waits, "the reader waits again")
 	// Release lets the reader go, whatever the backlog: the rest is read.
-	f.release()
+	f.Release()
 	for range 3*max - (max + max/2) {
 		select {
 		case <-written:

@@ -1,4 +1,4 @@
-package broker
+package amqpflow
 
 import (
 	"encoding/binary"
@@ -6,50 +6,59 @@ import (
 	"sync"
 )
 
-// maxBacklog is how many deliveries may wait in the AMQP client for the
-// router before the connection stops reading.
-const maxBacklog = 1000
-
-// flowConn is the socket under the AMQP client, and where the memory that
-// deliveries take in the process is bounded. We consume with auto-ack,
-// which costs the broker a third less per message than acks do, but then
-// nothing makes the broker wait for us, and amqp091-go buffers deliveries
-// for a slow consumer without limit. So flowConn counts the deliveries that
-// arrive (basic.deliver frames) and stops reading while maxBacklog of them
-// have not been taken by the consumer: the broker's writes then stall (TCP
-// backpressure), it stops sending, and our queue, with its length limits,
-// holds the rest. Reading resumes once the backlog is down to half.
-//
-// While reading is stopped, replies to binds wait too; a backlog that does
-// not drain for three heartbeat intervals ends the connection.
-type flowConn struct {
+// Conn is the socket under the AMQP client. It counts the deliveries that
+// arrive (basic.deliver frames) and stops reading while max of them have not
+// been taken by the consumer (Took); reading resumes once the backlog is down
+// to half. While reading is stopped, the broker's replies to anything else
+// (binds, say) wait too.
+type Conn struct {
 	net.Conn
 	max int
 
 	mu      sync.Mutex
-	drained sync.Cond // signalled when the backlog is down to max/2
-	backlog int       // deliveries arrived and not taken
-	waiting bool      // Read waits for the backlog to drain
-	open    bool      // read without waiting from now on
-	onWait  func()    // if set, called (under mu) when Read starts waiting
+	drained sync.Cond       // signalled when the backlog is down to max/2
+	backlog int             // deliveries arrived and not taken
+	waiting bool            // Read waits for the backlog to drain
+	open    bool            // read without waiting from now on
+	onWait  chan<- struct{} // if set, told (without blocking) when Read starts waiting
 
 	scan frameScanner // only the reading goroutine uses it
 }
 
-func newFlowConn(c net.Conn, max int) *flowConn {
-	f := &flowConn{Conn: c, max: max}
+// New returns a Conn that reads c and stops reading while max deliveries
+// wait for the consumer.
+func New(c net.Conn, max int) *Conn {
+	f := &Conn{Conn: c, max: max}
 	f.drained.L = &f.mu
 	return f
 }
 
+// NotifyWait registers ch to be told, each time Read starts waiting for the
+// backlog to drain; a value that finds ch full is dropped.
+func (f *Conn) NotifyWait(ch chan<- struct{}) {
+	f.mu.Lock()
+	f.onWait = ch
+	f.mu.Unlock()
+}
+
+// Backlog returns how many deliveries have been read and not taken.
+func (f *Conn) Backlog() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.backlog
+}
+
 // Read waits while the backlog is full, then reads and counts the
 // deliveries read.
-func (f *flowConn) Read(p []byte) (int, error) {
+func (f *Conn) Read(p []byte) (int, error) {
 	f.mu.Lock()
 	for !f.open && f.backlog >= f.max {
 		f.waiting = true
 		if f.onWait != nil {
-			f.onWait()
+			select {
+			case f.onWait <- struct{}{}:
+			default:
+			}
 		}
 		f.drained.Wait()
 	}
@@ -64,8 +73,8 @@ func (f *flowConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// took tells f that the consumer has taken a delivery.
-func (f *flowConn) took() {
+// Took tells f that the consumer has taken a delivery.
+func (f *Conn) Took() {
 	f.mu.Lock()
 	f.backlog--
 	if f.waiting && f.backlog <= f.max/2 {
@@ -74,17 +83,18 @@ func (f *flowConn) took() {
 	f.mu.Unlock()
 }
 
-// release makes f read without waiting from now on, so that the client can
+// Release makes f read without waiting from now on, so that the client can
 // read the broker's answers while the connection closes.
-func (f *flowConn) release() {
+func (f *Conn) Release() {
 	f.mu.Lock()
 	f.open = true
 	f.drained.Broadcast()
 	f.mu.Unlock()
 }
 
-func (f *flowConn) Close() error {
-	f.release()
+// Close releases f and closes the connection under it.
+func (f *Conn) Close() error {
+	f.Release()
 	return f.Conn.Close()
 }
 
