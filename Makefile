@@ -5,7 +5,7 @@ GO ?= go
 AMQP_URL ?= amqp://guest:guest@127.0.0.1:5672/
 export AMQP_URL
 
-.PHONY: test vet unit fuzz faults
+.PHONY: test vet unit fuzz faults deploy-test
 
 # test runs everything: vet, unit tests, integration tests against the real
 # RabbitMQ, end-to-end tests with real SSE clients (npm eventsource, headless
@@ -48,6 +48,14 @@ fuzz:
 vet:
 	$(GO) vet -tags integration ./...
 	$(GO) vet -tags faults ./internal/server/
+
+# deploy-test builds and runs the image of deploy/Dockerfile with podman
+# (from a binary built here: no base image is pulled) and checks the
+# systemd unit and the Kubernetes manifest; see deploy/README.md. It is not
+# part of test: it needs podman (and runc where crun cannot start
+# containers) and takes about a minute.
+deploy-test:
+	bash deploy/test.sh
 
 # unit runs only the tests that need no broker, browser or Node.js.
 unit:

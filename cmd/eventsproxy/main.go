@@ -25,6 +25,7 @@ Usage:
   eventsproxy dev [flags]       run the service on an in-process broker with generated messages
   eventsproxy listen [flags]    watch messages through a running eventsproxy
   eventsproxy publish [flags]   publish a message to a RabbitMQ exchange
+  eventsproxy health [flags]    exit 0 if a running eventsproxy answers (a container's health check)
   eventsproxy version           print the version
 
 Run 'eventsproxy COMMAND --help' for a command's flags.
@@ -38,6 +39,7 @@ var commands = map[string]command{
 	"dev":     dev,
 	"listen":  listen,
 	"publish": publish,
+	"health":  health,
 	"version": version,
 }
 
