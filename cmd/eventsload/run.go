@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"eventsproxy/internal/load"
+	"eventsproxy/cmd/eventsload/internal/load"
 )
 
 const usage = `eventsload puts an eventsproxy under load and measures it.

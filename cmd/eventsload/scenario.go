@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"eventsproxy/internal/load"
+	"eventsproxy/cmd/eventsload/internal/load"
 	"eventsproxy/internal/testcert"
 )
 
