@@ -6,7 +6,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
@@ -104,18 +106,18 @@ var exampleChecks = []exampleCheck{
 	{match: "--bind 'amq.topic=a.#' | jq -c '{routingKey, payload}'", output: `"routingKey":"a.b"`},
 	{match: "Ak6jrFDeTq2LkfdYRo7N-A.#", output: "listening: 1 binding"},
 	{match: "--count 1 --timeout 10s > message.json", ends: true, file: "message.json", output: `"routingKey":"build.42.done"`},
-	// Browser code, run by Node.js's own EventSource (undici's, behind a
-	// flag in Node 20), which follows the same WHATWG specification.
+	// Code for pages, run as a page's module script in Chromium.
 	{match: "console.log('bound; nothing published from now on is missed')", output: "bound; nothing published"},
 	{match: "https://events.example.com/api/events/v1/connect/", output: "bound: nothing published"},
+	{match: "import { EventsClient } from", output: "bound: nothing published"},
 	{match: "import { EventSource } from 'eventsource';", output: "routingKey: 'a.b'"},
 	{match: "def events(base_url, bindings):", output: "a.b ['index.x']"},
-	{match: "import { EventsClient } from", skip: "a page's module: it takes its service from the page it runs in, which Node.js has not; the client library's own tests run it in Chromium"},
 	{match: "import sseclient", skip: "sseclient-py is not installed here, and pip cannot reach PyPI from this machine"},
 }
 
 // TestDocExamples runs each example of the README and docs/api.md (shell
-// with bash, JavaScript with Node.js, Python with python3 and requests),
+// with bash, JavaScript for Node.js with node, JavaScript for pages in
+// Chromium, Python with python3 and requests),
 // as written, against `eventsproxy dev`: with only the address of the service
 // (http://127.0.0.1:8080, or a public host name) replaced by that of a dev
 // on a free port, `go run ./cmd/eventsproxy` by the built binary, and
@@ -180,6 +182,10 @@ func runExample(t *testing.T, lang, script, binDir string, check *exampleCheck) 
 		file, run = "example.sh", "bash example.sh"
 		script = "set -eo pipefail\n" + script
 	case "js":
+		if !strings.Contains(script, "from 'eventsource'") {
+			runPageExample(t, script, check)
+			return
+		}
 		// Node.js finds the eventsource package through the link to e2e's
 		// node_modules.
 		nodeModules, err := filepath.Abs("node_modules")
@@ -189,7 +195,7 @@ func runExample(t *testing.T, lang, script, binDir string, check *exampleCheck) 
 		if err := os.Symlink(nodeModules, filepath.Join(dir, "node_modules")); err != nil {
 			t.Fatal(err)
 		}
-		file, run = "example.mjs", "node --experimental-eventsource --no-warnings example.mjs"
+		file, run = "example.mjs", "node example.mjs"
 	case "python":
 		file, run = "example.py", "python3 -u example.py"
 	}
@@ -255,6 +261,26 @@ func runExample(t *testing.T, lang, script, binDir string, check *exampleCheck) 
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		<-exited
 	}
+}
+
+// runPageExample runs script as the module script of a page, in Chromium,
+// until the page's console says check.output. The page is served from an
+// origin of its own, as pages that use the service are.
+func runPageExample(t *testing.T, script string, check *exampleCheck) {
+	page := "<!doctype html>\n<title>example</title>\n<script type=\"module\">\n" + script + "</script>\n"
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		_, _ = io.WriteString(w, page)
+	}))
+	defer srv.Close()
+	c := startClient(t, "page-example.mjs", srv.URL+"/")
+	c.waitFor(t, fmt.Sprintf("the console to say %q", check.output), browserStartTimeout, func(ev clientEvent) bool {
+		if ev.Type == "pageerror" {
+			t.Errorf("the page failed: %s", ev.Line)
+		}
+		return ev.Type == "console" && strings.Contains(ev.Line, check.output)
+	})
+	c.stop(t)
 }
 
 // publishInto publishes a small JSON message with each routing key to
