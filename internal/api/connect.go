@@ -74,6 +74,9 @@ func (h *Handler) admit(w http.ResponseWriter, r *http.Request) (addr string, ok
 		return "", false
 	}
 	addr = h.clientAddr(r)
+	if !h.allowConnect(w, addr) {
+		return "", false
+	}
 	switch h.limits.acquire(addr) {
 	case refusedTotal:
 		m.StreamsRefused.WithLabelValues(metrics.RefusedMaxConnections).Inc()

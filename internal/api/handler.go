@@ -20,6 +20,7 @@ const (
 	DefaultPingInterval = 20 * time.Second
 	DefaultWriteTimeout = 30 * time.Second
 	DefaultCORSOrigin   = "*"
+	DefaultReadyTimeout = 30 * time.Second
 )
 
 // Config shapes the HTTP API. Zero values mean the defaults given.
@@ -40,6 +41,15 @@ type Config struct {
 	MaxConnectionsPerIP int
 	// TrustProxy takes the client address from X-Forwarded-For.
 	TrustProxy bool
+	// ConnectRate is how many connect requests per second one client
+	// address (an IPv6 /64) may make, in bursts of up to ConnectBurst
+	// (at least 1); beyond it, 429 with Retry-After. Zero: no limit.
+	ConnectRate  float64
+	ConnectBurst int
+	// ReadyTimeout bounds a stream's wait for its bindings, which the
+	// broker's bind rate limit may queue; past it the stream gets the
+	// error a broker outage gets. Default DefaultReadyTimeout.
+	ReadyTimeout time.Duration
 	// Metrics receives the API's figures; nil discards them.
 	Metrics *metrics.Metrics
 	// MetricsHandler serves GET /metrics; nil serves 404 there.
@@ -57,6 +67,8 @@ type Handler struct {
 	mux     *http.ServeMux
 	started time.Time
 	limits  *limits
+	// connectRates limits connects per address; nil: no limit.
+	connectRates *connectRates
 
 	shutdownOnce sync.Once
 	shutdown     chan struct{}
@@ -83,14 +95,19 @@ func NewHandler(cfg Config, b Broker, log *slog.Logger) *Handler {
 	if cfg.Metrics == nil {
 		cfg.Metrics = metrics.Discard()
 	}
+	if cfg.ReadyTimeout <= 0 {
+		cfg.ReadyTimeout = DefaultReadyTimeout
+	}
 	h := &Handler{
 		cfg:      cfg,
-		broker:   b,
+		broker:   readyBound{b, cfg.ReadyTimeout},
 		log:      log.With("component", "api"),
 		mux:      http.NewServeMux(),
 		started:  time.Now(),
 		limits:   newLimits(cfg.MaxConnections, cfg.MaxConnectionsPerIP),
 		shutdown: make(chan struct{}),
+
+		connectRates: newConnectRates(cfg.ConnectRate, cfg.ConnectBurst),
 	}
 	h.streamsCtx, h.killStreams = context.WithCancel(context.Background())
 	for _, rt := range h.routes() {

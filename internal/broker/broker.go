@@ -8,6 +8,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"eventsproxy/internal/binding"
 	"eventsproxy/internal/metrics"
 )
@@ -22,6 +24,12 @@ type Config struct {
 	// attempts; defaults 250ms and 5s, so that service resumes within
 	// seconds of the broker's return.
 	MinBackoff, MaxBackoff time.Duration
+	// BindRate caps the broker operations (binds and unbinds) per second,
+	// in bursts of up to BindBurst (at least 1), so that many new streams
+	// cannot flood a shared broker: their binds wait their turn. Zero: no
+	// cap.
+	BindRate  float64
+	BindBurst int
 	// Metrics receives the broker's figures; nil discards them.
 	Metrics *metrics.Metrics
 }
@@ -37,6 +45,8 @@ type Broker struct {
 	attemptOnce sync.Once
 	attempted   chan struct{}
 	attemptErr  error // the first attempt's, set before attempted is closed
+
+	binds *rate.Limiter // nil: no cap
 
 	mu      sync.Mutex
 	current *session
@@ -66,6 +76,7 @@ func New(d Dialer, cfg Config, log *slog.Logger) *Broker {
 		cfg:       cfg,
 		log:       log.With("component", "broker"),
 		attempted: make(chan struct{}),
+		binds:     newBindLimiter(cfg.BindRate, cfg.BindBurst),
 	}
 }
 
@@ -160,7 +171,7 @@ func (b *Broker) serveOnce(ctx context.Context) error {
 		return err
 	}
 	m := b.cfg.Metrics
-	s := startSession(conn, b.cfg.ClientBuffer, m, b.log)
+	s := startSession(limitBinds(conn, b.binds), b.cfg.ClientBuffer, m, b.log)
 	b.setCurrent(s)
 	b.markAttempted()
 	m.BrokerConnects.Inc()

@@ -68,6 +68,17 @@ type Config struct {
 	// MaxConnectionsPerIP caps the open streams of one client address;
 	// beyond it new streams are refused with 429. Default 0: no cap.
 	MaxConnectionsPerIP int
+	// ConnectRate is how many connect requests per second one client
+	// address (an IPv6 /64) may make, in bursts of ConnectBurst; beyond it
+	// 429. Default 0: no limit. ConnectBurst defaults to 10.
+	ConnectRate  float64
+	ConnectBurst int
+	// BindRate caps the broker binds and unbinds per second of the
+	// process, in bursts of one second's worth; default
+	// broker.DefaultBindRate, 0 means no cap.
+	BindRate float64
+	// ReadyTimeout bounds a stream's wait for `ready`; default 30s.
+	ReadyTimeout time.Duration
 	// TrustProxy takes the client address from X-Forwarded-For (its last
 	// entry, the one the proxy added) instead of the socket. Default false.
 	TrustProxy bool
@@ -224,6 +235,10 @@ func flagSet(cmd Command, c *Config, allowed *string, p *problems) (*flag.FlagSe
 	str(&c.CORSOrigin, "cors-origin", "CORS_ORIGIN", api.DefaultCORSOrigin, "Access-Control-Allow-Origin of streams")
 	num(&c.MaxConnections, "max-connections", "MAX_CONNECTIONS", 20000, "most open streams; beyond it new ones get 503; 0 for no cap")
 	num(&c.MaxConnectionsPerIP, "max-connections-per-ip", "MAX_CONNECTIONS_PER_IP", 0, "most open streams of one client address; beyond it new ones get 429; 0 for no cap")
+	float(&c.ConnectRate, "connect-rate", "CONNECT_RATE", 0, "connect requests per second one client address (IPv6: its /64) may make; beyond it 429; 0 for no limit")
+	num(&c.ConnectBurst, "connect-burst", "CONNECT_BURST", 10, "connect requests one address may make at once before --connect-rate applies")
+	float(&c.BindRate, "bind-rate", "BIND_RATE", broker.DefaultBindRate, "broker binds and unbinds per second for all streams together; new streams wait for ready; 0 for no cap")
+	dur(&c.ReadyTimeout, "ready-timeout", "READY_TIMEOUT", api.DefaultReadyTimeout, "longest a stream waits for its bindings before it gets an error")
 	boolean(&c.TrustProxy, "trust-proxy", "TRUST_PROXY", "take the client address from the last X-Forwarded-For entry; only behind a proxy that sets that header")
 	str(&c.TLSCert, "tls-cert", "TLS_CERT", "", "certificate `file` (PEM) to serve HTTPS and HTTP/2 with; needs --tls-key")
 	str(&c.TLSKey, "tls-key", "TLS_KEY", "", "private key `file` (PEM) for --tls-cert")
@@ -358,6 +373,18 @@ func (c *Config) Validate(cmd Command) error {
 	}
 	if c.MaxConnections > 0 && c.MaxConnectionsPerIP > c.MaxConnections {
 		bad("--max-connections-per-ip %d is above --max-connections %d", c.MaxConnectionsPerIP, c.MaxConnections)
+	}
+	if c.ConnectRate < 0 {
+		bad("--connect-rate %v must not be negative", c.ConnectRate)
+	}
+	if c.ConnectBurst < 1 {
+		bad("--connect-burst %d must be at least 1", c.ConnectBurst)
+	}
+	if c.BindRate < 0 {
+		bad("--bind-rate %v must not be negative", c.BindRate)
+	}
+	if c.ReadyTimeout < time.Second {
+		bad("--ready-timeout %v is below 1s", c.ReadyTimeout)
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		bad("--tls-cert and --tls-key go together")

@@ -9,6 +9,7 @@ import (
 const (
 	RefusedMaxConnections      = "max_connections"
 	RefusedMaxConnectionsPerIP = "max_connections_per_ip"
+	RefusedConnectRate         = "connect_rate"
 	RefusedBrokerUnavailable   = "broker_unavailable"
 	RefusedShuttingDown        = "shutting_down"
 )
@@ -105,7 +106,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	}
 	// Every label value exists from the start, so that a rate() or an
 	// alert sees 0 rather than nothing.
-	for _, r := range []string{RefusedMaxConnections, RefusedMaxConnectionsPerIP, RefusedBrokerUnavailable, RefusedShuttingDown} {
+	for _, r := range []string{RefusedMaxConnections, RefusedMaxConnectionsPerIP, RefusedConnectRate, RefusedBrokerUnavailable, RefusedShuttingDown} {
 		m.StreamsRefused.WithLabelValues(r)
 	}
 	for _, why := range []string{EndedClient, EndedBadRequest, EndedExchange, EndedBroker, EndedShutdown, EndedWrite, EndedInternal} {

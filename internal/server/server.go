@@ -59,7 +59,12 @@ func Run(ctx context.Context, cfg *config.Config, d broker.Dialer, ln net.Listen
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := metrics.New(reg)
-	b := broker.New(d, broker.Config{ClientBuffer: cfg.ClientBuffer, Metrics: m}, log)
+	b := broker.New(d, broker.Config{
+		ClientBuffer: cfg.ClientBuffer,
+		BindRate:     cfg.BindRate,
+		BindBurst:    int(max(1, cfg.BindRate)),
+		Metrics:      m,
+	}, log)
 	h := api.NewHandler(api.Config{
 		PingInterval: cfg.PingInterval,
 		WriteTimeout: cfg.WriteTimeout,
@@ -72,6 +77,9 @@ func Run(ctx context.Context, cfg *config.Config, d broker.Dialer, ln net.Listen
 		MaxConnections:      cfg.MaxConnections,
 		MaxConnectionsPerIP: cfg.MaxConnectionsPerIP,
 		TrustProxy:          cfg.TrustProxy,
+		ConnectRate:         cfg.ConnectRate,
+		ConnectBurst:        cfg.ConnectBurst,
+		ReadyTimeout:        cfg.ReadyTimeout,
 		Metrics:             m,
 		MetricsHandler:      promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}),
 		Inspector:           o.inspector,
