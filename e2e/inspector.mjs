@@ -181,6 +181,15 @@ const ops = {
     await load(url);
     return { url: page.url() };
   },
+  // gaps reads the list's gap markers, newest first.
+  async gaps() {
+    return { gaps: await page.$$eval('#messages > li.gap', (lis) => lis.map((li) => li.querySelector('.gap-text').textContent)) };
+  },
+  // waitGaps waits until the list shows count gap markers.
+  async waitGaps({ count }) {
+    await page.waitForFunction((count) => document.querySelectorAll('#messages > li.gap').length === count, count);
+    return { gaps: await page.$$eval('#messages > li.gap', (lis) => lis.map((li) => li.querySelector('.gap-text').textContent)) };
+  },
   // hint reads what the page says about the server, and the exchange
   // field's suggestions.
   async hint() {

@@ -166,6 +166,17 @@ type pageCounts struct {
 	Badge    string `json:"badge"` // "N new" while paused, else empty
 }
 
+// waitGaps waits until the message list shows n gap markers, and returns
+// their texts, newest first.
+func (in *inspector) waitGaps(t testing.TB, n int) []string {
+	t.Helper()
+	var r struct {
+		Gaps []string `json:"gaps"`
+	}
+	in.do(t, "waitGaps", map[string]any{"count": n}, &r)
+	return r.Gaps
+}
+
 // pageHint is what the page says about the server, and the exchange
 // field's suggestions.
 type pageHint struct {

@@ -237,16 +237,61 @@ func TestInspectorRefused(t *testing.T) {
 	in := openInspector(t, p.URL+"/?"+query.Encode())
 	// Chromium logs the refusal.
 	in.allowConsole("the server responded with a status of 503")
-	if st := in.waitState(t, "error"); st.Text != "Error" {
-		t.Errorf("the refused page's state reads %q, want Error", st.Text)
+	if st := in.waitState(t, "reconnecting"); st.Text != "Reconnecting…" {
+		t.Errorf("the refused page's state reads %q, want Reconnecting…", st.Text)
 	}
-	if b := in.banner(t); b.Title != "Could not connect" {
-		t.Errorf("the refused page's banner is %+v, want Could not connect", b)
+	if b := in.banner(t); b.Title != "Could not connect" || !strings.Contains(b.Text, "Trying again in") {
+		t.Errorf("the refused page's banner is %+v, want Could not connect, trying again", b)
 	}
-	if buttons := in.buttons(t); !slices.Contains(buttons, "Connect") {
-		t.Errorf("the refused page offers %q, want Connect", buttons)
+	if buttons := in.buttons(t); !slices.Contains(buttons, "Disconnect") {
+		t.Errorf("the refused page offers %q, want Disconnect (to stop trying)", buttons)
 	}
 	in.screenshot(t, "refused")
+
+	// Once the place is free, the page gets in by itself.
+	cancel()
+	in.waitState(t, "ready")
+	if gaps := in.waitGaps(t, 0); len(gaps) != 0 {
+		t.Errorf("a page that was never ready marks gaps %q", gaps)
+	}
+}
+
+// TestInspectorReconnects stops the server under an open page and starts
+// another on the same address: the page reconnects by itself and marks the
+// gap in the list.
+func TestInspectorReconnects(t *testing.T) {
+	t.Parallel()
+	ex := newExchange(t)
+	p := startProxy(t)
+	query := url.Values{"bind": {ex.Name + "=#"}, "connect": {"1"}}
+	in := openInspector(t, p.URL+"/?"+query.Encode())
+	in.allowConsole("net::ERR_CONNECTION_REFUSED")
+	in.waitState(t, "ready")
+	ex.publish(t, "before", jsonMessage(t, map[string]any{"n": 1}))
+	in.waitMessages(t, 1)
+
+	p.stop(t)
+	in.waitState(t, "reconnecting")
+	if b := in.waitBanner(t); b.Title != "Connection lost" || !strings.Contains(b.Text, "Reconnecting in") {
+		t.Errorf("after the server went the banner is %+v, want Connection lost, reconnecting", b)
+	}
+	in.screenshot(t, "reconnecting")
+
+	addr := strings.TrimPrefix(p.URL, "http://")
+	startBinary(t, "serve", "--listen", addr, "--amqp-url", amqpURL)
+	in.waitState(t, "ready")
+	gaps := in.waitGaps(t, 1)
+	if !strings.Contains(gaps[0], "missing") {
+		t.Errorf("the gap marker says %q, want that messages are missing", gaps[0])
+	}
+	if b := in.banner(t); b.Visible {
+		t.Errorf("once ready again the banner stays: %+v", b)
+	}
+	ex.publish(t, "after", jsonMessage(t, map[string]any{"n": 2}))
+	if keys := in.waitMessages(t, 2).Messages; keys[0].RoutingKey != "after" || keys[1].RoutingKey != "before" {
+		t.Errorf("after the reconnection the list shows %+v, want after, before", keys)
+	}
+	in.screenshot(t, "gap")
 }
 
 func TestInspectorOpensFromURL(t *testing.T) {

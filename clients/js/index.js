@@ -300,7 +300,10 @@ class Stream {
       value = data;
     }
     if (kind === 'ready') {
-      if ((this.wasReady || this.rebind) && !this.opts.resume) this.sink.gap(this.wasReady ? 'reconnect' : 'rebind');
+      // A server that resumes gives `ready` a token, and says `gap` itself
+      // when it cannot continue; one that does not ("-") cannot say.
+      const resumed = this.opts.resume && id && id !== '-';
+      if ((this.wasReady || this.rebind) && !resumed) this.sink.gap(this.wasReady ? 'reconnect' : 'rebind');
       this.rebind = false;
       this.ready = true;
       this.wasReady = true;

@@ -141,6 +141,21 @@ test('resume: tokens carry over to the next request, no local gap', async (t) =>
   assert.equal(gaps, 0);
 });
 
+test('resume asked of a server that does not resume: the client says gap', async (t) => {
+  const srv = await fakeServer(t);
+  const c = client(t, srv, { resume: true });
+  c.subscribe(b('ex', '#'));
+  const r1 = await srv.next();
+  r1.start().send('ready', {});
+  await on(c, 'state', (s) => s.state === 'ready');
+  r1.cut();
+  const r2 = await srv.next();
+  assert.equal(r2.url.searchParams.get('lastEventId'), null);
+  const gap = on(c, 'gap');
+  r2.start().send('ready', {});
+  assert.deepEqual(await gap, { reason: 'reconnect', local: true });
+});
+
 test('a token goes in the Authorization header; 401 is final', async (t) => {
   const srv = await fakeServer(t);
   let calls = 0;

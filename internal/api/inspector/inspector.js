@@ -1,28 +1,29 @@
 // inspector.js: the inspector page. A person lists bindings (exchange and
-// routing-key pattern), connects an EventSource to this server's connect
-// endpoint and watches the messages arrive.
+// routing-key pattern), connects to this server's connect endpoint through
+// the client library that the server serves, and watches the messages
+// arrive. The library reconnects after a broken stream, with backoff and
+// resume; the list marks where messages may be missing.
 //
 // What arrives is untrusted: it reaches the DOM as text only. Messages are
 // queued as they come and put on the page once per animation frame, newest
 // first; the page keeps the newest MAX_KEPT of them, so that it stays
 // responsive however fast they come.
 
+import { EventsClient } from '../api/events/v1/client.js';
 import { jsonTree, preview, setAllOpen } from './jsonview.js';
 import { exampleBinding, loadSettings, renderHint, suggestions } from './settings.js';
 import { bindingsFromQuery, queryWithBindings } from './shareurl.js';
 
 // MAX_KEPT is how many messages the page keeps (and shows, unfiltered).
 const MAX_KEPT = 1000;
-// CONNECT_PATH is the stream endpoint, relative to the page.
-const CONNECT_PATH = 'api/events/v1/connect/';
 
 // STATES are the connection's states: what the page says, and a hint.
 const STATES = {
   idle: ['Not connected', 'Enter bindings and connect.'],
   connecting: ['Connecting…', 'Waiting for the server to put every binding in place.'],
   ready: ['Ready', 'Every binding is in place: nothing published from now on is missed.'],
+  reconnecting: ['Reconnecting…', 'The stream broke or was refused; the page tries again by itself, waiting longer each time.'],
   closed: ['Closed', 'The stream is closed; connect to open a new one.'],
-  error: ['Error', 'The connection failed; connect to try again.'],
 };
 
 const $ = (id) => document.getElementById(id);
@@ -59,9 +60,11 @@ const ui = {
   empty: $('empty'),
 };
 
-// conn is the connection: at most one EventSource at a time.
+// conn is the connection: at most one client at a time.
 const conn = {
-  es: null,
+  client: null,
+  wasReady: false, // whether this connection was ever ready
+  lastError: '', // the server's last text before a reconnection
   status: 'idle',
   key: '', // the bindings it was opened with, as JSON
   since: null, // when status last changed
@@ -73,6 +76,7 @@ const conn = {
 const view = {
   seq: 0,
   kept: [], // oldest first, at most MAX_KEPT; those matching the filter are in the list
+  gaps: [], // markers of where messages may be missing, oldest first; always in the list
   incoming: [], // received, not yet on the page (waiting for a frame, or paused)
   unseen: 0, // received while paused
   received: 0,
@@ -180,7 +184,7 @@ ui.rows.addEventListener('change', () => bindingsEdited(true));
 // page's address, for sharing and reloading.
 function syncURL() {
   clearTimeout(urlTimer);
-  const connected = conn.status === 'connecting' || conn.status === 'ready';
+  const connected = conn.status === 'connecting' || conn.status === 'ready' || conn.status === 'reconnecting';
   const query = queryWithBindings(location.search, formBindings(), connected);
   if (query !== location.search) {
     history.replaceState(history.state, '', location.pathname + query + location.hash);
@@ -209,29 +213,35 @@ function connect() {
   }
   closeStream(null);
   hideBanner();
-  const url = new URL(CONNECT_PATH, document.baseURI);
-  url.searchParams.set('bindings', JSON.stringify({ bindings }));
-  const es = new EventSource(url);
-  conn.es = es;
+  // resume: a server that resumes continues a broken stream or says `gap`;
+  // with one that does not, the library marks every reconnection as a gap.
+  const client = new EventsClient({ rootUrl: document.baseURI, resume: true });
+  conn.client = client;
   conn.key = JSON.stringify(bindings);
-  // Events of an EventSource that the page has since replaced are ignored.
-  const on = (kind, handle) => es.addEventListener(kind, (e) => {
-    if (conn.es === es) handle(e);
+  conn.wasReady = false;
+  conn.lastError = '';
+  // Events of a client that the page has since replaced are ignored.
+  const on = (kind, handle) => client.addEventListener(kind, (e) => {
+    if (conn.client === client) handle(e.detail);
   });
-  on('ready', () => setStatus('ready'));
+  on('state', stateChanged);
   on('message', receive);
   on('ping', ping);
   on('overflow', overflow);
-  on('error', failed);
+  on('gap', gap);
+  on('error', (d) => {
+    conn.lastError = d.message;
+  });
+  for (const b of bindings) client.subscribe(b);
   setStatus('connecting');
   syncURL();
 }
 
-// closeStream closes the EventSource, if any, and sets status unless it is null.
+// closeStream closes the client, if any, and sets status unless it is null.
 function closeStream(status) {
-  if (conn.es) {
-    conn.es.close();
-    conn.es = null;
+  if (conn.client) {
+    conn.client.close();
+    conn.client = null;
   }
   conn.lastPing = 0;
   if (status) {
@@ -252,45 +262,51 @@ function setStatus(status) {
   renderEmpty();
 }
 
-// failed handles an `error` event. With data, it is the server's: a JSON
-// string saying what went wrong, after which the server ends the stream.
-// Without, the connection failed or dropped. Either way the page closes the
-// EventSource itself: the server answers a reconnection with 204 anyway
-// (every event carries `id: -`), so there is nothing to wait for.
-function failed(e) {
-  if (e instanceof MessageEvent && typeof e.data === 'string') {
-    let text;
-    try {
-      text = JSON.parse(e.data);
-    } catch {
-      text = e.data;
+// stateChanged follows the client. The server's `error` before `ready`
+// says what is wrong with the bindings, and is final (failed); after it,
+// and after network failures, the client tries again by itself.
+function stateChanged(d) {
+  switch (d.state) {
+    case 'connecting':
+    case 'open':
+      if (conn.status !== 'reconnecting') setStatus('connecting');
+      break;
+    case 'ready':
+      conn.wasReady = true;
+      conn.lastError = '';
+      if (ui.banner.dataset.kind === 'retry') hideBanner();
+      setStatus('ready');
+      break;
+    case 'retrying': {
+      const secs = Math.max(1, Math.round((d.retryIn ?? 0) / 1000));
+      const why = conn.lastError ? `The server said: ${conn.lastError} ` : '';
+      if (conn.wasReady) {
+        showBanner('Connection lost', `${why}Reconnecting in ${secs} s; the list marks where messages may be missing.`, 'retry');
+      } else {
+        const refused = d.status ? ` (HTTP ${d.status})` : '';
+        showBanner('Could not connect', `${why}The server did not open the stream${refused}: it may be restarting, busy or unable to reach its broker. Trying again in ${secs} s.`, 'retry');
+      }
+      setStatus('reconnecting');
+      break;
     }
-    if (typeof text !== 'string') text = JSON.stringify(text);
-    closeStream('closed');
-    showBanner('The server closed the stream', text);
-    return;
-  }
-  const wasReady = conn.status === 'ready';
-  closeStream('error');
-  if (wasReady) {
-    showBanner('Connection lost', 'The stream ended without a word from the server. Connect again to go on; messages published in between are missed.');
-  } else {
-    showBanner('Could not connect', 'The server did not open the stream. It may be restarting, busy or unable to reach its broker; try again in a moment.');
+    case 'failed':
+      closeStream('closed');
+      showBanner('The server closed the stream', d.message ?? conn.lastError ?? '');
+      break;
+    case 'closed':
+      if (conn.client) closeStream('closed');
+      break;
   }
 }
 
-function ping(e) {
+function ping(data) {
   conn.lastPing = Date.now();
-  try {
-    conn.pingTime = String(JSON.parse(e.data).time ?? '');
-  } catch {
-    conn.pingTime = '';
-  }
+  conn.pingTime = String(data?.time ?? '');
   renderPing();
 }
 
 function renderPing() {
-  const connected = conn.status === 'connecting' || conn.status === 'ready';
+  const connected = conn.status === 'connecting' || conn.status === 'ready' || conn.status === 'reconnecting';
   ui.ping.hidden = !connected;
   if (!connected) return;
   let text = 'no ping yet';
@@ -305,20 +321,26 @@ function renderPing() {
 }
 setInterval(renderPing, 1000);
 
-function overflow(e) {
-  let n = 0;
-  try {
-    n = Number(JSON.parse(e.data).dropped) || 0;
-  } catch {
-    // Not the contract's JSON; count nothing.
-  }
-  view.dropped += n;
+function overflow(data) {
+  view.dropped += Number(data?.dropped) || 0;
   schedule();
 }
 
-function showBanner(title, text) {
+// gap queues a marker for the list: messages may be missing here.
+function gap(data) {
+  const reason = String(data?.reason ?? '');
+  const text = {
+    reconnect: 'The stream broke and was opened again: messages published meanwhile are missing.',
+    broker: 'The server lost its broker connection: messages published meanwhile may be missing.',
+  }[reason] ?? `Messages may be missing here (the server says: ${reason || 'gap'}).`;
+  view.incoming.push({ gap: true, seq: ++view.seq, time: new Date(), reason, text, row: null });
+  schedule();
+}
+
+function showBanner(title, text, kind = '') {
   ui.bannerTitle.textContent = title;
   ui.bannerText.textContent = text;
+  ui.banner.dataset.kind = kind;
   ui.banner.hidden = false;
 }
 
@@ -330,13 +352,7 @@ ui.bannerClose.addEventListener('click', hideBanner);
 
 // ---- Messages ----------------------------------------------------------
 
-function receive(e) {
-  let data;
-  try {
-    data = JSON.parse(e.data);
-  } catch {
-    data = null;
-  }
+function receive(data) {
   if (data === null || typeof data !== 'object') return;
   const msg = {
     seq: ++view.seq,
@@ -370,12 +386,13 @@ function flush() {
     const batch = view.incoming;
     view.incoming = [];
     view.unseen = 0;
-    for (const m of batch) view.kept.push(m);
+    for (const m of batch) (m.gap ? view.gaps : view.kept).push(m);
     evict();
     const fragment = document.createDocumentFragment();
     for (let i = batch.length - 1; i >= 0; i--) {
       const m = batch[i];
-      if (!m.evicted && matches(m)) fragment.append(rowOf(m));
+      if (m.gap) fragment.append(gapRow(m));
+      else if (!m.evicted && matches(m)) fragment.append(rowOf(m));
     }
     ui.list.prepend(fragment);
   }
@@ -392,6 +409,25 @@ function evict() {
     m.row?.remove();
     m.row = null;
   }
+  // A marker older than every kept message marks nothing any more.
+  while (view.gaps.length && view.gaps[0].seq < view.kept[0].seq) view.gaps.shift().row?.remove();
+}
+
+function gapRow(g) {
+  if (g.row) return g.row;
+  const li = el('li', 'gap');
+  li.setAttribute('role', 'separator');
+  const time = el('time', 'msg-time', clock(g.time));
+  time.dateTime = g.time.toISOString();
+  li.append(time, el('span', 'gap-text', g.text));
+  li.title = g.reason ? `gap: ${g.reason}` : 'gap';
+  g.row = li;
+  return li;
+}
+
+// shownCount is how many messages the list shows, markers aside.
+function shownCount() {
+  return ui.list.childElementCount - view.gaps.filter((g) => g.row?.isConnected).length;
 }
 
 function searchText(m) {
@@ -410,10 +446,13 @@ function matches(m) {
 function applyFilter() {
   view.terms = ui.filter.value.toLowerCase().split(/\s+/).filter(Boolean);
   const fragment = document.createDocumentFragment();
+  let g = view.gaps.length - 1;
   for (let i = view.kept.length - 1; i >= 0; i--) {
     const m = view.kept[i];
+    for (; g >= 0 && view.gaps[g].seq > m.seq; g--) fragment.append(gapRow(view.gaps[g]));
     if (matches(m)) fragment.append(rowOf(m));
   }
+  for (; g >= 0; g--) fragment.append(gapRow(view.gaps[g]));
   ui.list.replaceChildren(fragment);
   renderCounts();
   renderEmpty();
@@ -588,6 +627,7 @@ ui.pause.addEventListener('click', togglePause);
 
 ui.clear.addEventListener('click', () => {
   view.kept = [];
+  view.gaps = [];
   view.incoming = [];
   view.unseen = 0;
   view.received = 0;
@@ -625,7 +665,7 @@ function renderCounts() {
   ui.receivedUnit.textContent = view.received === 1 ? 'message' : 'messages';
   ui.dropped.textContent = number.format(view.dropped);
   ui.droppedWrap.classList.toggle('warn', view.dropped > 0);
-  const shown = ui.list.childElementCount;
+  const shown = shownCount();
   let text = '';
   if (view.terms.length) text = `${number.format(shown)} ${shown === 1 ? 'match' : 'matches'}`;
   else if (view.received - view.incoming.length > view.kept.length) text = `newest ${number.format(view.kept.length)} kept`;
@@ -644,11 +684,11 @@ function renderCounts() {
 
 function renderEmpty() {
   let text = '';
-  if (ui.list.childElementCount === 0) {
+  if (shownCount() === 0) {
     if (view.paused && view.incoming.length) text = 'Nothing shown yet.';
     else if (view.kept.length && view.terms.length) text = 'No message matches the filter.';
     else if (conn.status === 'ready') text = 'Waiting for messages…';
-    else if (conn.status === 'connecting') text = 'Connecting…';
+    else if (conn.status === 'connecting' || conn.status === 'reconnecting') text = 'Connecting…';
     else text = 'No messages yet. Choose bindings above and connect.';
   }
   ui.empty.textContent = text;
@@ -656,7 +696,7 @@ function renderEmpty() {
 }
 
 function renderControls() {
-  const connected = conn.status === 'connecting' || conn.status === 'ready';
+  const connected = conn.status === 'connecting' || conn.status === 'ready' || conn.status === 'reconnecting';
   const stale = connected && JSON.stringify(formBindings()) !== conn.key;
   ui.connect.hidden = connected && !stale;
   ui.connect.textContent = connected ? 'Reconnect' : 'Connect';
@@ -665,7 +705,7 @@ function renderControls() {
   // Keyboard users keep their place when the button they were on goes.
   if (document.activeElement === ui.disconnect && ui.disconnect.hidden) ui.connect.focus();
   else if (document.activeElement === ui.connect && ui.connect.hidden) ui.disconnect.focus();
-  ui.download.disabled = ui.list.childElementCount === 0;
+  ui.download.disabled = shownCount() === 0;
   ui.clear.disabled = view.received === 0 && view.kept.length === 0 && view.dropped === 0;
 }
 
