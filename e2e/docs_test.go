@@ -126,11 +126,12 @@ var exampleChecks = []exampleCheck{
 // pseudo-terminal, as a person would run it, so that jq and awk write each
 // line as it comes.
 func TestDocExamples(t *testing.T) {
-	for _, tool := range []string{"bash", "script", "curl", "jq", "awk", "node", "python3"} {
+	for _, tool := range []string{"bash", "script", "curl", "jq", "awk", "node"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("%s is not installed; the documented examples need it", tool)
+			t.Fatalf("%s is not installed; the documented examples need it (.ci/run installs it)", tool)
 		}
 	}
+	python := pythonWithRequests(t)
 	dev := startDev(t, "--rate", "50")
 	stopPublishing := publishInto(t, dev.URL, "a.b", "build.42.done")
 	defer stopPublishing()
@@ -163,7 +164,7 @@ func TestDocExamples(t *testing.T) {
 			} {
 				script = strings.ReplaceAll(script, r[0], r[1])
 			}
-			runExample(t, ex.lang, script, binDir, check)
+			runExample(t, ex.lang, script, binDir, python, check)
 		})
 	}
 }
@@ -174,7 +175,7 @@ var ansi = regexp.MustCompile("\x1b\\[[0-9;]*m")
 // runExample runs script, in lang, under a pseudo-terminal in a directory
 // of its own, until its output holds check.output (then it is stopped,
 // unless it ends by itself), and checks what it left.
-func runExample(t *testing.T, lang, script, binDir string, check *exampleCheck) {
+func runExample(t *testing.T, lang, script, binDir, python string, check *exampleCheck) {
 	dir := t.TempDir()
 	var file, run string
 	switch lang {
@@ -197,7 +198,7 @@ func runExample(t *testing.T, lang, script, binDir string, check *exampleCheck) 
 		}
 		file, run = "example.mjs", "node example.mjs"
 	case "python":
-		file, run = "example.py", "python3 -u example.py"
+		file, run = "example.py", python+" -u example.py"
 	}
 	if err := os.WriteFile(filepath.Join(dir, file), []byte(script), 0o644); err != nil {
 		t.Fatal(err)
@@ -261,6 +262,19 @@ func runExample(t *testing.T, lang, script, binDir string, check *exampleCheck) 
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		<-exited
 	}
+}
+
+// pythonWithRequests returns a python3 that can import requests: the one
+// on PATH, or Debian's, which python3-requests serves.
+func pythonWithRequests(t *testing.T) string {
+	t.Helper()
+	for _, p := range []string{"python3", "/usr/bin/python3"} {
+		if exec.Command(p, "-c", "import requests").Run() == nil {
+			return p
+		}
+	}
+	t.Fatal("no python3 that can import requests; the Python example needs it (Debian's python3-requests; .ci/run installs it)")
+	return ""
 }
 
 // runPageExample runs script as the module script of a page, in Chromium,
