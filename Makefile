@@ -2,23 +2,21 @@
 # and starting what a fresh machine lacks (RabbitMQ, Chromium, Node.js packages).
 
 GO ?= go
-AMQP_URL ?= amqp://guest:guest@127.0.0.1:5672/
-export AMQP_URL
 
 .PHONY: test vet unit fuzz faults deploy-test
 
-# test runs everything: vet, unit tests, integration tests against the real
-# RabbitMQ, end-to-end tests with real SSE clients (npm eventsource, headless
-# Chromium), and every fuzz target for a few seconds.
+# test runs everything: vet, unit tests, integration tests against real
+# RabbitMQ nodes that the tests start and delete themselves (or the broker
+# that AMQP_URL names), end-to-end tests with real SSE clients (npm
+# eventsource, headless Chromium), and every fuzz target for a few seconds.
 test: vet e2e/node_modules/.installed
 	$(GO) test -race -tags integration -count=1 ./...
-	$(MAKE) faults
 	$(MAKE) fuzz
 
-# faults stops and starts the RabbitMQ application under a running service,
-# so it runs alone, after the other tests.
+# faults stops and starts the RabbitMQ application of a node of its own
+# under a running service (also part of test).
 faults:
-	$(GO) test -race -tags faults -count=1 -run '^TestFault' -v ./internal/server/
+	$(GO) test -race -tags integration -count=1 -run '^TestFault' -v ./internal/server/
 
 # fuzz runs each fuzz target for a fixed number of inputs, chosen to take a
 # few seconds each on a 2-core machine (go test fuzzes one target at a time).
@@ -47,7 +45,6 @@ fuzz:
 
 vet:
 	$(GO) vet -tags integration ./...
-	$(GO) vet -tags faults ./internal/server/
 
 # deploy-test builds and runs the image of deploy/Dockerfile with podman
 # (from a binary built here: no base image is pulled) and checks the

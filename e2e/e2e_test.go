@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"cmp"
 	"fmt"
 	"os"
 	"os/exec"
@@ -12,11 +11,9 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
-)
 
-// defaultAMQPURL is the broker used when AMQP_URL is unset: the local
-// RabbitMQ that .ci/run starts.
-const defaultAMQPURL = "amqp://guest:guest@127.0.0.1:5672/"
+	"eventsproxy/internal/rabbittest"
+)
 
 // How long the tests wait. They wait for events, never for time; these are
 // only the deadlines after which a test fails, generous because `make test`
@@ -52,7 +49,15 @@ func TestMain(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "e2e: %v\n", err)
 		os.Exit(1)
 	}
+	// The broker: AMQP_URL's, or a RabbitMQ node of the tests' own.
+	stopBroker, err := rabbittest.Setup()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: FAIL: %v\n", err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
 	cleanup := func(code int) {
+		stopBroker()
 		os.RemoveAll(dir)
 		os.Exit(code)
 	}
@@ -66,7 +71,7 @@ func TestMain(m *testing.M) {
 // setup checks that the Node.js side is installed and builds the proxy into
 // dir, once for all tests.
 func setup(dir string) error {
-	amqpURL = cmp.Or(os.Getenv("AMQP_URL"), defaultAMQPURL)
+	amqpURL = rabbittest.URL()
 
 	if _, err := exec.LookPath("node"); err != nil {
 		return fmt.Errorf("node (Node.js 20 or newer) is not on PATH: %w", err)

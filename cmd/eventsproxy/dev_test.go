@@ -12,14 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"eventsproxy/internal/sse"
 )
-
-func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
-}
 
 // startDev runs `eventsproxy dev` with args until the test ends, and
 // returns the base URL it prints and a function that stops it as SIGINT

@@ -1,4 +1,4 @@
-//go:build faults
+//go:build integration
 
 package server_test
 
@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"testing"
 	"time"
 
@@ -24,15 +23,15 @@ import (
 	"eventsproxy/internal/sse"
 )
 
-// These tests stop and start the RabbitMQ application, so they run alone
-// (make test runs them in a step of their own, after everything else).
+// These tests stop and start the RabbitMQ application of a node of their
+// own, so they may run beside any other test.
 
-func rabbitmqctl(t *testing.T, args ...string) time.Duration {
+// timed runs op, fails t if it fails, and returns how long it took.
+func timed(t *testing.T, op func() error) time.Duration {
 	t.Helper()
 	start := time.Now()
-	out, err := exec.Command("rabbitmqctl", args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("rabbitmqctl %v: %v\n%s", args, err, out)
+	if err := op(); err != nil {
+		t.Fatal(err)
 	}
 	return time.Since(start)
 }
@@ -70,6 +69,7 @@ func (h *lossWatch) WithGroup(name string) slog.Handler {
 }
 
 type running struct {
+	node      *rabbittest.Node
 	lost      chan time.Time // when the server logged the loss of its broker connection
 	connected chan time.Time // when it logged a (re)connection
 	url       string
@@ -78,10 +78,12 @@ type running struct {
 	done      chan error
 }
 
-// start runs the whole service in process against RabbitMQ.
+// start runs the whole service in process against a RabbitMQ node of the
+// test's own.
 func start(t *testing.T) *running {
 	t.Helper()
-	cfg, err := config.Load(config.Serve, []string{"--amqp-url", rabbittest.URL(), "--shutdown-timeout", "5s"}, func(string) string { return "" })
+	node := rabbittest.StartNode(t)
+	cfg, err := config.Load(config.Serve, []string{"--amqp-url", node.URL, "--shutdown-timeout", "5s"}, func(string) string { return "" })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +98,7 @@ func start(t *testing.T) *running {
 		out = os.Stderr
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{cancel: cancel, done: make(chan error, 1), lost: make(chan time.Time, 1), connected: make(chan time.Time, 1)}
+	r := &running{node: node, cancel: cancel, done: make(chan error, 1), lost: make(chan time.Time, 1), connected: make(chan time.Time, 1)}
 	log := slog.New(&lossWatch{Handler: slog.NewTextHandler(out, nil), lost: r.lost, connected: r.connected})
 	ready := make(chan string, 1)
 	go func() { r.done <- server.Run(ctx, cfg, d, ln, log, func(u string) { ready <- u }) }()
@@ -108,7 +110,7 @@ func start(t *testing.T) *running {
 		t.Fatal("server not ready within 10s")
 	}
 	r.queue = func() string {
-		qs := rabbittest.Queues(t, prefix)
+		qs := node.Queues(t, prefix)
 		if len(qs) != 1 {
 			t.Fatalf("queues of this process: %d, want 1", len(qs))
 		}
@@ -199,20 +201,16 @@ func status(t *testing.T, u string) (int, http.Header) {
 func TestFaultBrokerRestart(t *testing.T) {
 	before := goleak.IgnoreCurrent()
 	r := start(t)
-	t.Cleanup(func() {
-		// Whatever happened, leave RabbitMQ running for whoever is next.
-		_ = exec.Command("rabbitmqctl", "start_app").Run()
-	})
-	conn := rabbittest.Dial(t, "eventsproxy test publisher")
+	conn := r.node.Dial(t, "eventsproxy test publisher")
 	ch := rabbittest.Channel(t, conn)
-	ex := rabbittest.Exchange(t, ch, "eventsproxy-test/x/")
+	ex := r.node.Exchange(t, ch, "eventsproxy-test/x/")
 	const n = 20
 	streams := make([]*stream, n)
 	for i := range streams {
 		streams[i] = open(t, r.url, ex)
 	}
 
-	took := rabbitmqctl(t, "stop_app")
+	took := timed(t, r.node.StopApp)
 	var lost time.Time
 	select {
 	case lost = <-r.lost:
@@ -249,7 +247,7 @@ func TestFaultBrokerRestart(t *testing.T) {
 	}
 
 	<-r.connected // the first connection, at start
-	took = rabbitmqctl(t, "start_app")
+	took = timed(t, r.node.StartApp)
 	back := time.Now()
 	select {
 	case <-r.connected:
@@ -263,21 +261,21 @@ func TestFaultBrokerRestart(t *testing.T) {
 
 	// A new stream works on a fresh queue; the publisher's connection died
 	// with the broker, so publish on a new one.
-	conn2 := rabbittest.Dial(t, "eventsproxy test publisher 2")
+	conn2 := r.node.Dial(t, "eventsproxy test publisher 2")
 	ch2 := rabbittest.Channel(t, conn2)
-	ex2 := rabbittest.Exchange(t, ch2, "eventsproxy-test/x/")
+	ex2 := r.node.Exchange(t, ch2, "eventsproxy-test/x/")
 	s := open(t, r.url, ex2)
 	rabbittest.Publish(t, ch2, ex2, "k", nil, []byte(`"after"`))
 	if ev := s.next(t, 10*time.Second); ev.Kind != "message" {
 		t.Fatalf("after the restart: got %q %s", ev.Kind, ev.Data)
 	}
 	queue := r.queue()
-	if bs := rabbittest.QueueBindings(t, queue); len(bs) != 1 {
+	if bs := r.node.QueueBindings(t, queue); len(bs) != 1 {
 		t.Fatalf("bindings of the new queue: %v, want the new stream's one", bs)
 	}
 	s.resp.Body.Close()
 	r.stop(t)
-	if qs := rabbittest.Queues(t, queue); len(qs) != 0 {
+	if qs := r.node.Queues(t, queue); len(qs) != 0 {
 		t.Fatalf("queue left after shutdown: %v", qs)
 	}
 	conn.Close()

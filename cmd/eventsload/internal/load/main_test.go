@@ -3,9 +3,9 @@ package load
 import (
 	"testing"
 
-	"go.uber.org/goleak"
+	"eventsproxy/internal/rabbittest"
 )
 
-func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
-}
+// TestMain checks for leaked goroutines and, for the integration tests,
+// starts a RabbitMQ node of the test binary's own (or uses AMQP_URL's).
+func TestMain(m *testing.M) { rabbittest.Main(m) }
