@@ -103,7 +103,8 @@ func startNode(bin, cookie string) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "eventsproxy-rabbitmq-")
+	sweepStale()
+	dir, err := os.MkdirTemp("", nodeDirPrefix)
 	if err != nil {
 		return nil, err
 	}
@@ -152,6 +153,7 @@ log.file.level = info
 		{"rabbitmq-env.conf", "", 0o644},
 		{"enabled_plugins", "[rabbitmq_management].\n", 0o644},
 		{"home/.erlang.cookie", cookie, 0o400},
+		{ownerFile, strconv.Itoa(os.Getpid()), 0o644},
 	}
 	for _, f := range files {
 		if err := os.WriteFile(filepath.Join(n.dir, f.name), []byte(f.text), f.mode); err != nil {
@@ -450,6 +452,33 @@ func rabbitmqBin() (string, error) {
 		return "", err
 	}
 	return filepath.Dir(real), nil
+}
+
+// Each node's directory is named with nodeDirPrefix and holds ownerFile,
+// the process ID of the test binary that started it.
+const (
+	nodeDirPrefix = "eventsproxy-rabbitmq-"
+	ownerFile     = "owner.pid"
+)
+
+// sweepStale deletes the directories of nodes whose test binary is gone: one
+// killed (a test timeout, ^C) cannot delete its node's files, though the node
+// itself dies with it (Pdeathsig).
+func sweepStale() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), nodeDirPrefix+"*"))
+	for _, dir := range dirs {
+		data, err := os.ReadFile(filepath.Join(dir, ownerFile))
+		if err != nil {
+			continue // being prepared, or not ours
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+		if err != nil || pid <= 0 {
+			continue
+		}
+		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+			_ = os.RemoveAll(dir)
+		}
+	}
 }
 
 // freePorts returns n distinct loopback ports that were free a moment ago.
