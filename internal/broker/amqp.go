@@ -21,7 +21,9 @@ import (
 
 // AMQPConfig says how to reach RabbitMQ and how to shape our queue on it.
 type AMQPConfig struct {
-	// URL is the amqp:// or amqps:// URL of the broker. Required.
+	// URL is the amqp:// or amqps:// URL of the broker, or a
+	// comma-separated list of the URLs of a cluster's nodes: each
+	// connection goes to one of them (see Dial). Required.
 	URL string
 	// ConnectionName is shown in the broker's management UI; default
 	// "eventsproxy".
@@ -48,23 +50,46 @@ func AMQP(cfg AMQPConfig) Dialer {
 	if cfg.QueuePrefix == "" {
 		cfg.QueuePrefix = "eventsproxy/"
 	}
-	return &amqpDialer{cfg: cfg}
+	return &amqpDialer{cfg: cfg, nodes: newEndpoints(cfg.URL)}
 }
 
-type amqpDialer struct{ cfg AMQPConfig }
+type amqpDialer struct {
+	cfg   AMQPConfig
+	nodes *endpoints
+}
 
-func (d *amqpDialer) String() string { return Redact(d.cfg.URL) }
+func (d *amqpDialer) String() string { return d.nodes.String() }
 
-// Dial connects, declares our queue (exclusive, auto-delete, with its
-// length limits), starts consuming it, and opens the control channel.
+// Dial connects to one of the broker's nodes, declares our queue
+// (exclusive, auto-delete, with its length limits), starts consuming it,
+// and opens the control channel. With several nodes it tries each once,
+// starting with the one after the node of the last connection, so a node
+// that was just lost is tried last; the caller's backoff spaces rounds.
 func (d *amqpDialer) Dial(ctx context.Context) (Conn, error) {
+	var errs []error
+	for _, u := range d.nodes.order() {
+		c, err := d.dial(ctx, u)
+		if err == nil {
+			d.nodes.connected(u)
+			return c, nil
+		}
+		errs = append(errs, err)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, errors.Join(errs...)
+}
+
+// dial connects to the node at rawURL.
+func (d *amqpDialer) dial(ctx context.Context, rawURL string) (Conn, error) {
 	timeout := 10 * time.Second
 	if deadline, ok := ctx.Deadline(); ok {
 		timeout = time.Until(deadline)
 	}
-	uri, err := amqp.ParseURI(d.cfg.URL)
+	uri, err := amqp.ParseURI(rawURL)
 	if err != nil {
-		return nil, fmt.Errorf("dial %s: %w", Redact(d.cfg.URL), err)
+		return nil, fmt.Errorf("dial %s: %w", Redact(rawURL), err)
 	}
 	// The connection's reads go through an amqpflow.Conn, which must see AMQP
 	// frames, not TLS records: for amqps we speak TLS ourselves, under
@@ -72,11 +97,11 @@ func (d *amqpDialer) Dial(ctx context.Context) (Conn, error) {
 	var tlsConfig *tls.Config
 	if uri.Scheme == "amqps" {
 		if tlsConfig, err = tlsConfigFor(uri); err != nil {
-			return nil, fmt.Errorf("dial %s: %w", Redact(d.cfg.URL), err)
+			return nil, fmt.Errorf("dial %s: %w", Redact(rawURL), err)
 		}
 	}
 	addr := net.JoinHostPort(uri.Host, strconv.Itoa(uri.Port))
-	u, _ := url.Parse(d.cfg.URL) // ParseURI accepted it
+	u, _ := url.Parse(rawURL) // ParseURI accepted it
 	u.Scheme = "amqp"
 	var flow *amqpflow.Conn
 	conn, err := amqp.DialConfig(u.String(), amqp.Config{
@@ -107,9 +132,9 @@ func (d *amqpDialer) Dial(ctx context.Context) (Conn, error) {
 		// or by dropping the connection, which the library reports as
 		// ErrCredentials, a 403 too; ErrVhost shares the code.
 		if aerr, ok := errors.AsType[*amqp.Error](err); ok && aerr.Code == amqp.AccessRefused && !errors.Is(err, amqp.ErrVhost) {
-			return nil, fmt.Errorf("dial %s: %w of user %q (wrong password, or no such user): %v", Redact(d.cfg.URL), ErrLoginRefused, uri.Username, err)
+			return nil, fmt.Errorf("dial %s: %w of user %q (wrong password, or no such user): %v", Redact(rawURL), ErrLoginRefused, uri.Username, err)
 		}
-		return nil, fmt.Errorf("dial %s: %w", Redact(d.cfg.URL), err)
+		return nil, fmt.Errorf("dial %s: %w", Redact(rawURL), err)
 	}
 	c := &amqpConn{conn: conn, flow: flow, closed: conn.NotifyClose(make(chan *amqp.Error, 1))}
 	if err := c.setUp(&d.cfg); err != nil {
@@ -271,13 +296,4 @@ func (c *amqpConn) Close() error {
 		return nil
 	}
 	return err
-}
-
-// Redact returns u with its password replaced by "xxxxx", for logs.
-func Redact(u string) string {
-	parsed, err := url.Parse(u)
-	if err != nil {
-		return "(unparsable URL)"
-	}
-	return parsed.Redacted()
 }

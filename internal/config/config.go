@@ -20,7 +20,8 @@ import (
 type Config struct {
 	// Listen is the address to serve HTTP on; default ":8080".
 	Listen string
-	// AMQPURL is the broker's amqp:// or amqps:// URL. Required; when unset
+	// AMQPURL is the broker's amqp:// or amqps:// URL, or a comma-separated
+	// list of the URLs of a RabbitMQ cluster's nodes. Required; when unset
 	// it is built from PULSE_USERNAME, PULSE_PASSWORD, PULSE_HOSTNAME and
 	// PULSE_VHOST as the original service did.
 	AMQPURL string
@@ -219,7 +220,7 @@ func flagSet(cmd Command, c *Config, allowed *string, p *problems) (*flag.FlagSe
 		float(&c.DevRate, "rate", "DEV_RATE", 3, "messages per second the generator publishes; 0 for none")
 	} else {
 		str(&c.Listen, "listen", "LISTEN", ":8080", "`address` to serve HTTP on; PORT alone is honoured too")
-		str(&c.AMQPURL, "amqp-url", "AMQP_URL", "", "broker `URL`, amqp:// or amqps://; built from PULSE_USERNAME, PULSE_PASSWORD, PULSE_HOSTNAME, PULSE_VHOST when unset")
+		str(&c.AMQPURL, "amqp-url", "AMQP_URL", "", "broker `URL`, amqp:// or amqps://, or the URLs of a cluster's nodes separated by commas; built from PULSE_USERNAME, PULSE_PASSWORD, PULSE_HOSTNAME, PULSE_VHOST when unset")
 		str(&c.QueuePrefix, "queue-prefix", "QUEUE_PREFIX", "", "start of the process's queue name; when unset, queue/<AMQP user>/eventsproxy/ as Pulse requires")
 		num(&c.QueueMaxLength, "queue-max-length", "QUEUE_MAX_LENGTH", 10000, "most messages waiting in the process's queue; 0 for no cap")
 		num(&c.QueueMaxBytes, "queue-max-bytes", "QUEUE_MAX_BYTES", 64<<20, "most bytes waiting in the process's queue; 0 for no cap")
@@ -267,7 +268,7 @@ func pulseURL(getenv func(string) string) string {
 }
 
 func defaultQueuePrefix(amqpURL string) string {
-	u, err := url.Parse(amqpURL)
+	u, err := url.Parse(broker.SplitURLs(amqpURL)[0])
 	if err != nil || u.User == nil || u.User.Username() == "" {
 		return "eventsproxy/"
 	}
@@ -307,6 +308,41 @@ func redact(s string) string {
 	return s[:start+colon+1] + "xxxxx" + s[at:]
 }
 
+// validateAMQPURLs returns the problems of list, a broker URL or a
+// comma-separated list of a cluster's nodes' URLs.
+func validateAMQPURLs(list string) []error {
+	var errs []error
+	urls := broker.SplitURLs(list)
+	users := map[string]bool{}
+	for i, raw := range urls {
+		flag := "--amqp-url"
+		if len(urls) > 1 {
+			flag = fmt.Sprintf("--amqp-url's URL %d of %d", i+1, len(urls))
+		}
+		bad := func(format string, args ...any) {
+			errs = append(errs, fmt.Errorf(flag+" "+format, args...))
+		}
+		switch u, err := url.Parse(raw); {
+		case raw == "":
+			bad("is empty; separate the nodes' URLs with single commas")
+		case err != nil:
+			bad("is not a URL; write it like amqp://user:password@host:5672/vhost")
+		case u.Scheme != "amqp" && u.Scheme != "amqps":
+			bad("%q must start with amqp:// or amqps://%s", redact(raw), didYouMean(raw))
+		case u.Host == "":
+			bad("%q has no host", redact(raw))
+		default:
+			users[u.User.Username()] = true
+		}
+	}
+	if len(users) > 1 {
+		// The queue's name starts with the user's (Pulse's rule), and a
+		// cluster's nodes share their users.
+		errs = append(errs, fmt.Errorf("--amqp-url lists URLs of %d different users; a cluster's nodes take the same one", len(users)))
+	}
+	return errs
+}
+
 // Validate reports every problem of c, as a Config for cmd, at once; nil
 // when c is usable.
 func (c *Config) Validate(cmd Command) error {
@@ -319,19 +355,15 @@ func (c *Config) Validate(cmd Command) error {
 	} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
 		bad("--listen %q: the port %q is not a number from 0 to 65535", c.Listen, port)
 	}
-	switch u, err := url.Parse(c.AMQPURL); {
+	switch {
 	case cmd == Dev:
 		if c.DevRate < 0 || c.DevRate > 10000 {
 			bad("--rate %v must be between 0 and 10000", c.DevRate)
 		}
 	case c.AMQPURL == "":
 		bad("--amqp-url (or AMQP_URL, or PULSE_HOSTNAME) is required")
-	case err != nil:
-		bad("--amqp-url is not a URL; write it like amqp://user:password@host:5672/vhost")
-	case u.Scheme != "amqp" && u.Scheme != "amqps":
-		bad("--amqp-url %q must start with amqp:// or amqps://%s", redact(c.AMQPURL), didYouMean(c.AMQPURL))
-	case u.Host == "":
-		bad("--amqp-url %q has no host", redact(c.AMQPURL))
+	default:
+		errs = append(errs, validateAMQPURLs(c.AMQPURL)...)
 	}
 	if c.RootURL != "" {
 		if u, err := url.Parse(c.RootURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {

@@ -32,6 +32,12 @@ func TestLoad(t *testing.T) {
 			}
 			return ""
 		}},
+		{"a cluster's nodes", nil, map[string]string{"AMQP_URL": "amqps://u:p@a:5671/vh, amqps://u:p@b:5671/vh"}, func(c *Config) string {
+			if c.AMQPURL != "amqps://u:p@a:5671/vh, amqps://u:p@b:5671/vh" || c.QueuePrefix != "queue/u/eventsproxy/" {
+				return "a list of URLs not taken"
+			}
+			return ""
+		}},
 		{"flags win over environment", []string{"--ping-interval", "5s"}, map[string]string{"AMQP_URL": "amqp://h", "PING_INTERVAL": "1m"}, func(c *Config) string {
 			if c.PingInterval != 5*time.Second {
 				return "flag did not win"
@@ -139,6 +145,11 @@ func TestLoadMessages(t *testing.T) {
 			[]string{`--amqp-url "me:xxxxx@localhost:5674" must start with amqp://`}, []string{"hunter2"}},
 		{"broker URL of another scheme", []string{"--amqp-url", "http://me:hunter2@h/"}, nil,
 			[]string{`--amqp-url "http://me:xxxxx@h/" must start with amqp:// or amqps://`}, []string{"hunter2", "e.g."}},
+		{"a cluster's URLs, one bad", []string{"--amqp-url", "amqp://me:hunter2@a/,me:hunter2@b:5672,,amqp://me:hunter2@/"}, nil,
+			[]string{`--amqp-url's URL 2 of 4 "me:xxxxx@b:5672" must start with amqp://`, "--amqp-url's URL 3 of 4 is empty", `--amqp-url's URL 4 of 4 "amqp://me:xxxxx@/" has no host`},
+			[]string{"hunter2", "URL 1 of 4"}},
+		{"a cluster's URLs of several users", []string{"--amqp-url", "amqp://a:p@h1/,amqp://b:p@h2/"}, nil,
+			[]string{"--amqp-url lists URLs of 2 different users"}, nil},
 		{"PORT not a number", nil, map[string]string{"AMQP_URL": "amqp://h", "PORT": "abc", "MAX_BINDINGS": "0"},
 			[]string{`environment PORT="abc" is not a port number`, "--max-bindings 0"}, nil},
 		{"listen port not a number", []string{"--amqp-url", "amqp://h", "--listen", ":http-alt"}, nil,
