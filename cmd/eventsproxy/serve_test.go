@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"net"
+	"net/http"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -124,5 +126,41 @@ func TestBusyPort(t *testing.T) {
 		if code != 1 || !strings.Contains(stderr.String(), addr+" is in use") || !strings.Contains(stderr.String(), "--listen 127.0.0.1:0") {
 			t.Errorf("%s: exit %d, stderr:\n%s", cmd, code, stderr.String())
 		}
+	}
+}
+
+// TestServeHasNoPublishEndpoint checks that only dev takes messages over
+// HTTP: serve answers POST /dev/publish as any unknown path.
+func TestServeHasNoPublishEndpoint(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	stderr := &syncBuffer{notify: make(chan struct{}, 1)}
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"serve", "--listen", "127.0.0.1:0", "--amqp-url", "amqp://127.0.0.1:1/"}, envOf(nil), strings.NewReader(""), &bytes.Buffer{}, stderr)
+	}()
+	url := regexp.MustCompile(`msg=listening .*url=(http://\S+)`)
+	var m []string
+	for m == nil {
+		select {
+		case <-stderr.notify:
+			m = url.FindStringSubmatch(stderr.String())
+		case <-ctx.Done():
+			t.Fatalf("serve did not log where it listens:\n%s", stderr.String())
+		}
+	}
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := client.Post(m[1]+"/dev/publish?exchange=amq.topic&routingKey=a", "application/json", strings.NewReader("{}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("POST /dev/publish on serve: %s, want 404", resp.Status)
+	}
+	cancel()
+	if code := <-done; code != 0 {
+		t.Errorf("exit code %d", code)
 	}
 }
