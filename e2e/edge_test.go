@@ -43,8 +43,8 @@ type edgeKind struct {
 	name string
 	// binary is the program, looked up on PATH and then in /usr/sbin.
 	binary string
-	// lang is the info string of its block in docs/operations.md.
-	lang string
+	// block returns the configuration that docs/operations.md gives.
+	block func(t testing.TB) string
 	// config turns the doc's block into the file the test runs, given
 	// the test's directory, its listening port, the replicas' addresses
 	// and the certificate files.
@@ -80,7 +80,7 @@ func (s edgeSetup) listenLine(tls, plain string) string {
 // edgeKinds are the proxies that docs/operations.md configures.
 var edgeKinds = []edgeKind{
 	{
-		name: "nginx", binary: "nginx", lang: "nginx",
+		name: "nginx", binary: "nginx", block: docBlockOf("nginx"),
 		config: func(t testing.TB, block string, s edgeSetup) string {
 			block = substitute(t, "nginx", block,
 				"eventsproxy-1:8080", s.replicas[0],
@@ -112,37 +112,68 @@ http {
 		},
 	},
 	{
-		name: "haproxy", binary: "haproxy", lang: "haproxy",
-		config: func(t testing.TB, block string, s edgeSetup) string {
-			return substitute(t, "haproxy", block,
-				"eventsproxy-1:8080", s.replicas[0],
-				"eventsproxy-2:8080", s.replicas[1],
-				"bind :443 ssl crt /etc/haproxy/tls/events.pem alpn h2,http/1.1",
-				s.listenLine("bind "+s.listen+" ssl crt "+s.pem+" alpn h2,http/1.1", "bind "+s.listen),
-			)
-		},
-		args: func(s edgeSetup, configFile string) []string {
-			return []string{"-db", "-f", configFile}
-		},
+		name: "haproxy", binary: "haproxy", block: docBlockOf("haproxy"),
+		config: haproxyConfig,
+		args:   haproxyArgs,
 	},
 	{
-		name: "caddy", binary: "caddy", lang: "caddy",
-		config: func(t testing.TB, block string, s edgeSetup) string {
-			// The doc's site gets its certificate from an ACME CA; here
-			// it is the test's own, and the admin API and the
-			// HTTP-to-HTTPS redirect, which would take fixed ports, are
-			// off.
-			block = substitute(t, "caddy", block,
-				"eventsproxy-1:8080", s.replicas[0],
-				"eventsproxy-2:8080", s.replicas[1],
-				"events.example.com {", s.listenLine(s.listen+" {\n\ttls "+s.cert+" "+s.key, "http://"+s.listen+" {"),
-			)
-			return fmt.Sprintf("{\n    admin off\n    auto_https disable_redirects\n    storage file_system %s/caddy\n}\n\n%s", s.dir, block)
-		},
-		args: func(s edgeSetup, configFile string) []string {
-			return []string{"run", "--adapter", "caddyfile", "--config", configFile}
-		},
+		name: "caddy", binary: "caddy", block: docBlockOf("caddy"),
+		config: caddyConfig,
+		args:   caddyArgs,
 	},
+}
+
+// cookieEdgeKinds are the proxies that docs/operations.md makes sticky by
+// cookie.
+var cookieEdgeKinds = []edgeKind{
+	{
+		name: "haproxy-cookie", binary: "haproxy",
+		// The doc's backend in place of the first block's.
+		block: func(t testing.TB) string {
+			main := docBlock(t, "haproxy")
+			i := strings.Index(main, "\nbackend eventsproxy\n")
+			if i < 0 {
+				t.Fatalf("the haproxy block of %s has no backend eventsproxy", operationsDoc)
+			}
+			return main[:i+1] + docBlock(t, "haproxy-cookie")
+		},
+		config: haproxyConfig,
+		args:   haproxyArgs,
+	},
+	{
+		name: "caddy-cookie", binary: "caddy", block: docBlockOf("caddy-cookie"),
+		config: caddyConfig,
+		args:   caddyArgs,
+	},
+}
+
+func haproxyConfig(t testing.TB, block string, s edgeSetup) string {
+	return substitute(t, "haproxy", block,
+		"eventsproxy-1:8080", s.replicas[0],
+		"eventsproxy-2:8080", s.replicas[1],
+		"bind :443 ssl crt /etc/haproxy/tls/events.pem alpn h2,http/1.1",
+		s.listenLine("bind "+s.listen+" ssl crt "+s.pem+" alpn h2,http/1.1", "bind "+s.listen),
+	)
+}
+
+func haproxyArgs(s edgeSetup, configFile string) []string {
+	return []string{"-db", "-f", configFile}
+}
+
+func caddyConfig(t testing.TB, block string, s edgeSetup) string {
+	// The doc's site gets its certificate from an ACME CA; here it is the
+	// test's own, and the admin API and the HTTP-to-HTTPS redirect, which
+	// would take fixed ports, are off.
+	block = substitute(t, "caddy", block,
+		"eventsproxy-1:8080", s.replicas[0],
+		"eventsproxy-2:8080", s.replicas[1],
+		"events.example.com {", s.listenLine(s.listen+" {\n\ttls "+s.cert+" "+s.key, "http://"+s.listen+" {"),
+	)
+	return fmt.Sprintf("{\n    admin off\n    auto_https disable_redirects\n    storage file_system %s/caddy\n}\n\n%s", s.dir, block)
+}
+
+func caddyArgs(s edgeSetup, configFile string) []string {
+	return []string{"run", "--adapter", "caddyfile", "--config", configFile}
 }
 
 // startEdge runs kind in front of the two replicas, with the configuration
@@ -164,7 +195,7 @@ func startEdge(t testing.TB, kind edgeKind, replicas [2]*proxy, plain bool) *edg
 	writeCombinedPEM(t, s)
 
 	configFile := filepath.Join(dir, kind.name+".conf")
-	if err := os.WriteFile(configFile, []byte(kind.config(t, docBlock(t, kind.lang), s)), 0o644); err != nil {
+	if err := os.WriteFile(configFile, []byte(kind.config(t, kind.block(t), s)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(bin, kind.args(s, configFile)...)
@@ -268,29 +299,31 @@ func (e *edge) newClient(t testing.TB, local string, h2 bool) *http.Client {
 	return &http.Client{Transport: tr}
 }
 
-// docBlock returns the one fenced code block of docs/operations.md whose
-// info string is lang.
-func docBlock(t testing.TB, lang string) string {
+// docBlock returns the fenced code block of docs/operations.md that follows
+// the line <!-- e2e: name -->.
+func docBlock(t testing.TB, name string) string {
 	t.Helper()
 	doc := readFile(t, operationsDoc)
-	var blocks []string
-	var cur []string
-	in := false
-	for _, line := range strings.Split(doc, "\n") {
-		switch {
-		case !in && line == "```"+lang:
-			in, cur = true, nil
-		case in && line == "```":
-			in = false
-			blocks = append(blocks, strings.Join(cur, "\n")+"\n")
-		case in:
-			cur = append(cur, line)
-		}
+	marker := "<!-- e2e: " + name + " -->\n"
+	i := strings.Index(doc, marker)
+	if i < 0 || strings.Count(doc, marker) != 1 {
+		t.Fatalf("%s must have the line %q once, before the configuration the test runs", operationsDoc, strings.TrimSpace(marker))
 	}
-	if len(blocks) != 1 {
-		t.Fatalf("%s has %d blocks of ```%s, want exactly one: the configuration the test runs", operationsDoc, len(blocks), lang)
+	rest := doc[i+len(marker):]
+	fence, body, ok := strings.Cut(rest, "\n")
+	if !ok || !strings.HasPrefix(fence, "```") {
+		t.Fatalf("%s: no code block right after %q", operationsDoc, strings.TrimSpace(marker))
 	}
-	return blocks[0]
+	body, _, ok = strings.Cut(body, "\n```\n")
+	if !ok {
+		t.Fatalf("%s: the code block after %q does not end", operationsDoc, strings.TrimSpace(marker))
+	}
+	return body + "\n"
+}
+
+// docBlockOf returns a function that returns docBlock(t, name).
+func docBlockOf(name string) func(testing.TB) string {
+	return func(t testing.TB) string { return docBlock(t, name) }
 }
 
 // substitute replaces each old with its new in a configuration block, and

@@ -59,6 +59,7 @@ func TestBehindProxies(t *testing.T) {
 			t.Run("unbuffered plain", func(t *testing.T) { testUnbuffered(t, plain, replicas, ex, addrs) })
 			t.Run("client leaves", func(t *testing.T) { testClientLeaves(t, e, replicas, ex, addrs) })
 			t.Run("client address", func(t *testing.T) { testClientAddress(t, e, ex, addrs) })
+			t.Run("sticky by address", func(t *testing.T) { testStickyByAddress(t, e, replicas, ex, addrs) })
 			t.Run("drain", func(t *testing.T) { testDrain(t, e, replicas, ex, addrs) })
 		})
 	}
