@@ -28,9 +28,6 @@ const (
 // onBroker reports whether the broker holds the binding in phase p.
 func (p keyPhase) onBroker() bool { return p == keyBound || p == keyUnbinding }
 
-// busy reports whether an operation on the key is in flight in phase p.
-func (p keyPhase) busy() bool { return p == keyBinding || p == keyUnbinding }
-
 // keyState is one (exchange, pattern) that at least one subscription uses or
 // that is still bound on the broker. Guarded by session.mu.
 type keyState struct {
