@@ -31,7 +31,7 @@ FUZZ_TARGETS = \
 	internal/topic:FuzzTrie:400000 internal/topic:FuzzTrieCovering:400000 \
 	internal/topic:FuzzCovers:400000 internal/topic:FuzzNormalize:150000 \
 	internal/topic:FuzzIncludes:20000 \
-	internal/binding:FuzzParse:200000 \
+	internal/binding:FuzzParse:200000 internal/access:FuzzGrantCheck:50000 \
 	internal/sse:FuzzRoundTrip:100000 internal/sse:FuzzReader:300000 \
 	internal/sse:FuzzAppendUTF8:300000 \
 	internal/broker:FuzzMessageData:50000 internal/amqpflow:FuzzFrameScanner:80000 \

@@ -58,6 +58,8 @@ type Config struct {
 	// MaxStreamsPerSubject caps the open streams of one token subject
 	// (sub); zero: no cap.
 	MaxStreamsPerSubject int
+	// Now is the clock tokens are checked by; nil: time.Now. For tests.
+	Now func() time.Time
 }
 
 // Enabled reports whether c turns access control on.
@@ -124,6 +126,9 @@ func Open(cfg Config, log *slog.Logger) (*Authorizer, error) {
 		jwt.WithValidMethods(cfg.Algorithms),
 		jwt.WithLeeway(cfg.Leeway),
 		jwt.WithExpirationRequired(),
+	}
+	if cfg.Now != nil {
+		opts = append(opts, jwt.WithTimeFunc(cfg.Now))
 	}
 	if cfg.Issuer != "" {
 		opts = append(opts, jwt.WithIssuer(cfg.Issuer))
