@@ -16,6 +16,9 @@ func (h *Handler) connect(w http.ResponseWriter, r *http.Request) {
 	// another origin must see the 204 (or it counts as a network error and
 	// retries) and be able to read a 503's body.
 	w.Header().Set("Access-Control-Allow-Origin", h.cfg.CORSOrigin)
+	if h.cfg.CORSCredentials {
+		w.Header().Set("Access-Control-Allow-Credentials", "true")
+	}
 	// EventSource reconnects with the last id it saw, `-`; 204 tells it to
 	// stop, as the original service did: a client that wants more opens a
 	// new connection.
@@ -23,15 +26,20 @@ func (h *Handler) connect(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
+	principal, ok := h.authorize(w, r)
+	if !ok {
+		return
+	}
 	addr, ok := h.admit(w, r)
 	if !ok {
+		principal.Release()
 		return
 	}
 	hdr := w.Header()
 	hdr.Set("Content-Type", "text/event-stream")
 	hdr.Set("Cache-Control", "no-cache")
 	hdr.Set("X-Accel-Buffering", "no")
-	st := &stream{h: h, addr: addr, start: time.Now()}
+	st := &stream{h: h, addr: addr, start: time.Now(), principal: principal}
 	ctx := r.Context()
 	var err error
 	h.streams.Add(2) // the stream and its connection's reader, if hijacked

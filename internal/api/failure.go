@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 
+	"eventsproxy/internal/access"
 	"eventsproxy/internal/binding"
 	"eventsproxy/internal/broker"
 	"eventsproxy/internal/metrics"
@@ -53,6 +54,7 @@ type failure struct {
 func classify(err error) failure {
 	var berr *binding.Error
 	var bind *broker.BindError
+	var denied *access.DeniedError
 	switch {
 	case errors.Is(err, errClientGone):
 		return failure{why: endClient}
@@ -62,6 +64,10 @@ func classify(err error) failure {
 		return failure{text: textShutdown, why: endShutdown}
 	case errors.As(err, &berr):
 		return failure{text: berr.Error(), why: endBadRequest}
+	case errors.As(err, &denied):
+		return failure{text: denied.Error(), why: endForbidden}
+	case errors.Is(err, errExpired):
+		return failure{text: textExpired, why: endExpired}
 	case errors.As(err, &bind) && errors.Is(err, broker.ErrExchangeNotFound):
 		return failure{text: fmt.Sprintf("Exchange %q does not exist.", bind.Binding.Exchange), why: endExchange}
 	case errors.As(err, &bind) && errors.Is(err, broker.ErrAccessRefused):

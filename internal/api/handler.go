@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"eventsproxy/internal/access"
 	"eventsproxy/internal/binding"
 	"eventsproxy/internal/metrics"
 	"eventsproxy/internal/version"
@@ -32,6 +33,12 @@ type Config struct {
 	WriteTimeout time.Duration
 	// CORSOrigin is sent as Access-Control-Allow-Origin; default "*".
 	CORSOrigin string
+	// CORSCredentials sends Access-Control-Allow-Credentials: true, so that
+	// a page on CORSOrigin (which must then be an origin, not "*") may
+	// open streams with its cookies.
+	CORSCredentials bool
+	// Access decides what each stream may bind; nil: anything.
+	Access *access.Authorizer
 	// Limits bound what a client may ask for.
 	Limits binding.Limits
 	// MaxConnections caps the open streams (503 beyond); zero: no cap.

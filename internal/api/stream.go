@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"eventsproxy/internal/access"
 	"eventsproxy/internal/binding"
 	"eventsproxy/internal/broker"
 	"eventsproxy/internal/sse"
@@ -39,6 +40,8 @@ type stream struct {
 	out   writer
 	addr  string
 	start time.Time
+	// principal is whom the stream is for (nil with access control off).
+	principal *access.Principal
 
 	// buf holds the events of one write from buf[headroom:]; the bytes
 	// before are room for the writer's framing.
@@ -67,6 +70,9 @@ func (st *stream) open(ctx context.Context, r *http.Request) (Subscription, erro
 	if err != nil {
 		return nil, err
 	}
+	if err := st.principal.Check(bs); err != nil {
+		return nil, err
+	}
 	st.bindings = len(bs)
 	sub, err := h.broker.Subscribe(ctx, bs)
 	if err != nil {
@@ -89,6 +95,8 @@ func (st *stream) serve(ctx context.Context, sub Subscription) error {
 	h := st.h
 	ping := time.NewTicker(h.cfg.PingInterval)
 	defer ping.Stop()
+	expired, stopExpiry := expiry(st.principal)
+	defer stopExpiry()
 	var gather *time.Timer
 	var msgs []*broker.Message
 	for {
@@ -99,6 +107,8 @@ func (st *stream) serve(ctx context.Context, sub Subscription) error {
 			return errShutdown
 		case <-sub.Done():
 			return sub.Err()
+		case <-expired:
+			return errExpired
 		case now := <-ping.C:
 			data := fmt.Appendf(nil, `{"time":%q}`, now.UTC().Format("2006-01-02T15:04:05.000Z07:00"))
 			if err := st.send(kindPing, data); err != nil {
@@ -146,6 +156,7 @@ func (st *stream) finish(err error) {
 	}
 	st.out.end(f.why)
 	h.limits.release(st.addr)
+	st.principal.Release()
 	m := h.cfg.Metrics
 	m.StreamsOpen.Dec()
 	m.StreamsEnded.WithLabelValues(f.why).Inc()

@@ -7,11 +7,13 @@ import (
 // Reasons for refusing a stream before it starts; the values of the
 // `reason` label of eventsproxy_streams_refused_total.
 const (
-	RefusedMaxConnections      = "max_connections"
-	RefusedMaxConnectionsPerIP = "max_connections_per_ip"
-	RefusedConnectRate         = "connect_rate"
-	RefusedBrokerUnavailable   = "broker_unavailable"
-	RefusedShuttingDown        = "shutting_down"
+	RefusedMaxConnections       = "max_connections"
+	RefusedMaxConnectionsPerIP  = "max_connections_per_ip"
+	RefusedConnectRate          = "connect_rate"
+	RefusedBrokerUnavailable    = "broker_unavailable"
+	RefusedShuttingDown         = "shutting_down"
+	RefusedUnauthorized         = "unauthorized"            // no token, or a token refused
+	RefusedMaxStreamsPerSubject = "max_streams_per_subject" // the token's subject has its streams
 )
 
 // Why a stream ended; the values of the `why` label of
@@ -59,7 +61,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		}, []string{"reason"}),
 		StreamsEnded: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "eventsproxy_streams_ended_total",
-			Help: "Streams ended, by why: client (went away), bad_request, exchange (refused by the broker), broker (connection lost), shutdown, write (client too slow or gone), internal.",
+			Help: "Streams ended, by why: client (went away), bad_request, forbidden (a binding the token does not grant), exchange (refused by the broker), expired (the token), broker (connection lost), shutdown, write (client too slow or gone), internal.",
 		}, []string{"why"}),
 		BrokerConnected: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "eventsproxy_broker_connected",
@@ -106,7 +108,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	}
 	// Every label value exists from the start, so that a rate() or an
 	// alert sees 0 rather than nothing.
-	for _, r := range []string{RefusedMaxConnections, RefusedMaxConnectionsPerIP, RefusedConnectRate, RefusedBrokerUnavailable, RefusedShuttingDown} {
+	for _, r := range []string{RefusedMaxConnections, RefusedMaxConnectionsPerIP, RefusedConnectRate, RefusedBrokerUnavailable, RefusedShuttingDown, RefusedUnauthorized, RefusedMaxStreamsPerSubject} {
 		m.StreamsRefused.WithLabelValues(r)
 	}
 	for _, why := range []string{EndedClient, EndedBadRequest, EndedExchange, EndedBroker, EndedShutdown, EndedWrite, EndedInternal} {
