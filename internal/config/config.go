@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"eventsproxy/internal/access"
 	"eventsproxy/internal/api"
 	"eventsproxy/internal/binding"
 	"eventsproxy/internal/broker"
@@ -86,6 +87,32 @@ type Config struct {
 	// TLSCert and TLSKey, both set, serve HTTPS (and so HTTP/2) with that
 	// certificate and key; both empty (the default) serve plain HTTP.
 	TLSCert, TLSKey string
+	// Access control is off unless a token key or AnonymousGrants is set.
+	// TokenSecrets are HMAC secrets (all accepted, for rotation);
+	// TokenPublicKeys are PEM files of RSA, ECDSA or Ed25519 public keys;
+	// TokenJWKSURL is a JWKS fetched every TokenJWKSRefresh (default
+	// access.DefaultJWKSRefresh). TokenAlgorithms are the accepted "alg"
+	// values (default: those usual for the keys). TokenIssuer and
+	// TokenAudience, when set, must match iss and aud. TokenLeeway is the
+	// clock skew allowed (default access.DefaultLeeway). TokenCookie names
+	// a cookie that may carry the token (default none). TokenGrantsClaim
+	// names the grants' claim (default access.DefaultGrantsClaim).
+	TokenSecrets     []string
+	TokenPublicKeys  []string
+	TokenJWKSURL     string
+	TokenJWKSRefresh time.Duration
+	TokenAlgorithms  []string
+	TokenIssuer      string
+	TokenAudience    string
+	TokenLeeway      time.Duration
+	TokenCookie      string
+	TokenGrantsClaim string
+	// AnonymousGrants is a JSON list of grants for streams without a
+	// token; empty: with access control on, a stream needs a token.
+	AnonymousGrants string
+	// MaxStreamsPerSubject caps the open streams of one token subject;
+	// default 0: no cap.
+	MaxStreamsPerSubject int
 	// DevRate is how many messages per second `dev` mode's generator
 	// publishes; default 3, 0 means none. Only for `dev`.
 	DevRate float64
@@ -243,6 +270,21 @@ func flagSet(cmd Command, c *Config, allowed *string, p *problems) (*flag.FlagSe
 	boolean(&c.TrustProxy, "trust-proxy", "TRUST_PROXY", "take the client address from the last X-Forwarded-For entry; only behind a proxy that sets that header")
 	str(&c.TLSCert, "tls-cert", "TLS_CERT", "", "certificate `file` (PEM) to serve HTTPS and HTTP/2 with; needs --tls-key")
 	str(&c.TLSKey, "tls-key", "TLS_KEY", "", "private key `file` (PEM) for --tls-cert")
+	list := func(ptr *[]string, name, env, usage string) {
+		define((*listValue)(ptr), name, env, usage)
+	}
+	list(&c.TokenSecrets, "token-secrets", "TOKEN_SECRETS", "comma-separated HMAC `secrets` that tokens may be signed with (at least 32 bytes each; prefer the environment)")
+	list(&c.TokenPublicKeys, "token-public-keys", "TOKEN_PUBLIC_KEYS", "comma-separated PEM `files` of RSA, ECDSA or Ed25519 public keys that tokens may be signed with")
+	str(&c.TokenJWKSURL, "token-jwks-url", "TOKEN_JWKS_URL", "", "`URL` of a JSON Web Key Set that tokens may be signed with")
+	dur(&c.TokenJWKSRefresh, "token-jwks-refresh", "TOKEN_JWKS_REFRESH", access.DefaultJWKSRefresh, "time between fetches of the JWKS")
+	list(&c.TokenAlgorithms, "token-algorithms", "TOKEN_ALGORITHMS", "comma-separated accepted token `algorithms` (default: HS256, RS256, ES256/384/512 or EdDSA, by the keys given)")
+	str(&c.TokenIssuer, "token-issuer", "TOKEN_ISSUER", "", "required `iss` of tokens")
+	str(&c.TokenAudience, "token-audience", "TOKEN_AUDIENCE", "", "required `aud` of tokens")
+	dur(&c.TokenLeeway, "token-leeway", "TOKEN_LEEWAY", access.DefaultLeeway, "clock skew allowed on a token's exp and nbf")
+	str(&c.TokenCookie, "token-cookie", "TOKEN_COOKIE", "", "`name` of a cookie that may carry the token (needs a named --cors-origin)")
+	str(&c.TokenGrantsClaim, "token-grants-claim", "TOKEN_GRANTS_CLAIM", access.DefaultGrantsClaim, "`claim` of a token that lists its grants")
+	str(&c.AnonymousGrants, "anonymous-grants", "ANONYMOUS_GRANTS", "", "JSON list of `grants` [{exchange, routingKeyPattern}] for streams without a token")
+	num(&c.MaxStreamsPerSubject, "max-streams-per-subject", "MAX_STREAMS_PER_SUBJECT", 0, "most open streams of one token subject (sub); beyond it new ones get 429; 0 for no cap")
 	str(&c.LogFormat, "log-format", "LOG_FORMAT", "text", "log format: text or json")
 	str(&c.LogLevel, "log-level", "LOG_LEVEL", "info", "log level: debug, info, warn or error")
 
@@ -429,5 +471,22 @@ func (c *Config) Validate(cmd Command) error {
 	default:
 		bad("--log-level %q must be debug, info, warn or error", c.LogLevel)
 	}
+	errs = append(errs, c.validateAccess()...)
 	return errors.Join(errs...)
+}
+
+// listValue is a comma-separated flag; setting it again replaces it, so
+// that a flag wins over its environment variable.
+type listValue []string
+
+func (l *listValue) String() string { return strings.Join(*l, ",") }
+
+func (l *listValue) Set(s string) error {
+	*l = nil
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			*l = append(*l, v)
+		}
+	}
+	return nil
 }

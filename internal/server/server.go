@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -11,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"eventsproxy/internal/access"
 	"eventsproxy/internal/api"
 	"eventsproxy/internal/binding"
 	"eventsproxy/internal/broker"
@@ -65,10 +67,17 @@ func Run(ctx context.Context, cfg *config.Config, d broker.Dialer, ln net.Listen
 		BindBurst:    int(max(1, cfg.BindRate)),
 		Metrics:      m,
 	}, log)
+	az, aerr := openAccess(cfg, log)
+	if aerr != nil {
+		return aerr
+	}
+	defer az.Close()
 	h := api.NewHandler(api.Config{
-		PingInterval: cfg.PingInterval,
-		WriteTimeout: cfg.WriteTimeout,
-		CORSOrigin:   cfg.CORSOrigin,
+		PingInterval:    cfg.PingInterval,
+		WriteTimeout:    cfg.WriteTimeout,
+		CORSOrigin:      cfg.CORSOrigin,
+		CORSCredentials: cfg.TokenCookie != "",
+		Access:          az,
 		Limits: binding.Limits{
 			MaxBindings:      cfg.MaxBindings,
 			MaxPatternHashes: cfg.MaxPatternHashes,
@@ -180,6 +189,23 @@ func AMQP(cfg *config.Config, name string) broker.Dialer {
 		QueueMaxLength: cfg.QueueMaxLength,
 		QueueMaxBytes:  cfg.QueueMaxBytes,
 	})
+}
+
+// openAccess opens cfg's access control: nil when it is off.
+func openAccess(cfg *config.Config, log *slog.Logger) (*access.Authorizer, error) {
+	ac, err := cfg.Access()
+	if err != nil {
+		return nil, err
+	}
+	az, err := access.Open(ac, log)
+	if err != nil {
+		return nil, fmt.Errorf("access control: %w", err)
+	}
+	if az != nil {
+		log.Info("access control on", "hmac_secrets", len(ac.HMACSecrets), "public_keys", len(ac.PublicKeys),
+			"jwks", ac.JWKSURL != "", "cookie", ac.Cookie, "anonymous_grants", len(ac.AnonymousGrants))
+	}
+	return az, nil
 }
 
 // NewLogger returns the logger cfg asks for, writing to w.
