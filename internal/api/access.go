@@ -9,12 +9,6 @@ import (
 	"eventsproxy/internal/metrics"
 )
 
-// Why a stream ended, with access control on (see the other endXxx).
-const (
-	endForbidden = "forbidden" // a binding its token does not grant
-	endExpired   = "expired"   // its token expired
-)
-
 // textExpired ends a stream whose token expired.
 const textExpired = "The token has expired; reconnect with a new one."
 

@@ -23,6 +23,8 @@ const (
 const (
 	endClient     = metrics.EndedClient
 	endBadRequest = metrics.EndedBadRequest
+	endForbidden  = metrics.EndedForbidden
+	endExpired    = metrics.EndedExpired
 	endExchange   = metrics.EndedExchange
 	endBroker     = metrics.EndedBroker
 	endShutdown   = metrics.EndedShutdown

@@ -21,6 +21,8 @@ const (
 const (
 	EndedClient     = "client"      // the client went away
 	EndedBadRequest = "bad_request" // its bindings were refused by the parser
+	EndedForbidden  = "forbidden"   // a binding its token does not grant
+	EndedExpired    = "expired"     // its token expired
 	EndedExchange   = "exchange"    // the broker refused a binding
 	EndedBroker     = "broker"      // the broker connection was lost
 	EndedShutdown   = "shutdown"    // the server is shutting down
@@ -111,7 +113,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	for _, r := range []string{RefusedMaxConnections, RefusedMaxConnectionsPerIP, RefusedConnectRate, RefusedBrokerUnavailable, RefusedShuttingDown, RefusedUnauthorized, RefusedMaxStreamsPerSubject} {
 		m.StreamsRefused.WithLabelValues(r)
 	}
-	for _, why := range []string{EndedClient, EndedBadRequest, EndedExchange, EndedBroker, EndedShutdown, EndedWrite, EndedInternal} {
+	for _, why := range []string{EndedClient, EndedBadRequest, EndedForbidden, EndedExpired, EndedExchange, EndedBroker, EndedShutdown, EndedWrite, EndedInternal} {
 		m.StreamsEnded.WithLabelValues(why)
 	}
 	for _, op := range []string{"bind", "unbind"} {
