@@ -1,0 +1,160 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+
+	"eventsproxy/internal/binding"
+	"eventsproxy/internal/broker"
+)
+
+// TestErrorTextsAsDocumented checks that the error texts docs/api.md
+// quotes under "Errors" are the texts clients get, word for word: each
+// case below makes the service produce one, which must match a text of
+// the document, where … stands for a quoted value, N for a number and i
+// for a position. The texts clients match on must not drift from their
+// contract.
+func TestErrorTextsAsDocumented(t *testing.T) {
+	documented := documentedErrorTexts(t)
+	long := strings.Repeat("x", 256)
+	bad := func(s string, lim binding.Limits) string {
+		t.Helper()
+		_, err := binding.Parse(s, lim)
+		if err == nil {
+			t.Fatalf("Parse(%q) accepted it", s)
+		}
+		return err.Error()
+	}
+	query := func(q map[string][]string) string {
+		t.Helper()
+		_, err := binding.FromQuery(q, binding.Limits{})
+		if err == nil {
+			t.Fatalf("FromQuery(%q) accepted it", q)
+		}
+		return err.Error()
+	}
+	one := func(exchange, pattern string) string {
+		return fmt.Sprintf(`{"bindings": [{"exchange": %q, "routingKeyPattern": %q}]}`, exchange, pattern)
+	}
+	none := binding.Limits{}
+	bindErr := func(exchange string, cause error) string {
+		return classify(&broker.BindError{Binding: binding.Binding{Exchange: exchange, RoutingKeyPattern: "#"}, Err: cause}).text
+	}
+	texts := []string{
+		bad(`{"bindings": [], "x": 1}`, none),
+		bad(`{"bindings": {}}`, none),
+		bad(`{"bindings": [{"exchange": "e"}]}`, none),
+		query(map[string][]string{}),
+		query(map[string][]string{"bindings": {"a", "b"}}),
+		bad(" ", none),
+		bad(`{x`, none),
+		bad(`{"bindings": [`, none),
+		bad(`{"bindings": []} x`, none),
+		bad(`{"bindings":[{"exchange":"amq.topic","routingKeyPattern":"a.`, none),
+		bad(`[]`, none),
+		bad(`{"bindings": []}`, none),
+		bad(`{"bindings": [`+strings.Repeat(`{"exchange": "e", "routingKeyPattern": "#"},`, 64)+`{"exchange": "e", "routingKeyPattern": "#"}]}`, none),
+		bad(`{"bindings": ["e"]}`, none),
+		bad(`{"bindings": [{"exchange": 1, "routingKeyPattern": "#"}]}`, none),
+		bad("{\"bindings\": [{\"exchange\": \"e\xff\", \"routingKeyPattern\": \"#\"}]}", none),
+		bad(one("", "#"), none),
+		bad(one(long, "#"), none),
+		bad(one("e\n", "#"), none),
+		bad(one("amq.topic", "#"), binding.Limits{AllowedExchanges: []string{"exchange/taskcluster-"}}),
+		bad(one("amq.rabbitmq.trace", "#"), none),
+		bad(one("e", "a*"), none),
+		bad(one("e", long), none),
+		bad(one("e", "a.\t"), none),
+		bad("{\"bindings\": [{\"exchange\": \"e\", \"routingKeyPattern\": \"a.\xc3\"}]}", none),
+		bad(one("e", "#.a.#.b.#"), none),
+		bindErr("exchange/x", broker.ErrExchangeNotFound),
+		bindErr("exchange/x", broker.ErrAccessRefused),
+		classify(broker.ErrConnectionLost).text,
+		classify(errShutdown).text,
+		classify(errors.New("something else")).text,
+	}
+	for _, text := range texts {
+		if !matchesAny(documented, text) {
+			t.Errorf("docs/api.md's Errors do not quote the text clients get:\n  %s", text)
+		}
+	}
+}
+
+// documentedErrorTexts returns a pattern for each text quoted in the first
+// column of the tables of docs/api.md's "Errors" section, one for each
+// variant given beside it as "(or `...`)", which replaces the text's end
+// from its last colon, and one with routingKeyPattern for "exchange" where
+// the row says "(likewise `routingKeyPattern`)".
+func documentedErrorTexts(t *testing.T) []*regexp.Regexp {
+	t.Helper()
+	b, err := os.ReadFile("../../docs/api.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(b)
+	start := strings.Index(doc, "\n## Errors\n")
+	if start < 0 {
+		t.Fatal(`docs/api.md has no "## Errors" section`)
+	}
+	section := doc[start+1:]
+	if end := strings.Index(section[len("## Errors"):], "\n## "); end >= 0 {
+		section = section[:len("## Errors")+end]
+	}
+	span := regexp.MustCompile("``(.+?)``|`([^`]+)`")
+	var out []*regexp.Regexp
+	for _, line := range strings.Split(section, "\n") {
+		if !strings.HasPrefix(line, "| `") {
+			continue
+		}
+		first := strings.SplitN(line, " | ", 2)[0]
+		spans := span.FindAllStringSubmatch(first, -1)
+		main := spans[0][1] + spans[0][2]
+		out = append(out, textPattern(main))
+		if strings.Contains(first, "(likewise `routingKeyPattern`)") {
+			out = append(out, textPattern(strings.Replace(main, "exchange", "routingKeyPattern", 1)))
+		}
+		if i := strings.Index(first, "(or "); i >= 0 {
+			cut := strings.LastIndex(main, ":")
+			for _, s := range span.FindAllStringSubmatch(first[i:], -1) {
+				alt := s[1] + s[2]
+				if cut < 0 {
+					continue
+				}
+				if strings.HasPrefix(alt, ":") {
+					out = append(out, textPattern(main[:cut]+alt))
+				} else {
+					out = append(out, textPattern(main[:cut+1]+" "+alt))
+				}
+			}
+		}
+	}
+	if len(out) < 20 {
+		t.Fatalf("found %d error texts in docs/api.md; the parser is broken", len(out))
+	}
+	return out
+}
+
+// textPattern makes a documented text into a pattern: … is any quoted
+// value (cut ones end in ...), {…} any JSON example, N a number, [i] a
+// position.
+func textPattern(s string) *regexp.Regexp {
+	p := regexp.QuoteMeta(s)
+	p = strings.ReplaceAll(p, `\{…\}`, `\{.*\}`)
+	p = strings.ReplaceAll(p, `"…"`, `".*"(\.\.\.)?`)
+	p = strings.ReplaceAll(p, `bindings\[i\]`, `bindings\[\d+\]`)
+	p = regexp.MustCompile(`\bN\b`).ReplaceAllString(p, `\d+`)
+	return regexp.MustCompile("^" + p + "$")
+}
+
+func matchesAny(ps []*regexp.Regexp, s string) bool {
+	for _, p := range ps {
+		if p.MatchString(s) {
+			return true
+		}
+	}
+	return false
+}
