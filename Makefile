@@ -3,7 +3,7 @@
 
 GO ?= go
 
-.PHONY: test vet unit fuzz faults deploy-test
+.PHONY: test vet unit fuzz faults cluster deploy-test
 
 # test runs everything: vet, unit tests, integration tests against real
 # RabbitMQ nodes that the tests start and delete themselves (or the broker
@@ -17,6 +17,12 @@ test: vet e2e/node_modules/.installed
 # under a running service (also part of test).
 faults:
 	$(GO) test -race -tags integration -count=1 -run '^TestFault' -v ./internal/server/
+
+# cluster runs the service on a three-node RabbitMQ cluster of its own and
+# stops, then kills, the node it is connected to (also part of test); -v
+# shows the figures measured.
+cluster:
+	$(GO) test -race -tags integration -count=1 -run '^TestCluster' -v ./internal/server/
 
 # fuzz runs each fuzz target for a fixed number of inputs, chosen to take a
 # few seconds each on a 2-core machine (go test fuzzes one target at a time).

@@ -93,6 +93,14 @@ func (b Broker) QueueBindings(tb testing.TB, queue string) []Binding {
 	return out
 }
 
+// Bindings returns every binding of the default vhost.
+func (b Broker) Bindings(tb testing.TB) []Binding {
+	tb.Helper()
+	var out []Binding
+	b.getJSON(tb, "/api/bindings/%2F", &out)
+	return out
+}
+
 // Queues returns the queues of the default vhost whose names start with
 // prefix.
 func (b Broker) Queues(tb testing.TB, prefix string) []Queue {

@@ -73,6 +73,7 @@ type running struct {
 	lost      chan time.Time // when the server logged the loss of its broker connection
 	connected chan time.Time // when it logged a (re)connection
 	url       string
+	prefix    string // of its queue's name
 	queue     func() string
 	cancel    context.CancelFunc
 	done      chan error
@@ -83,7 +84,23 @@ type running struct {
 func start(t *testing.T) *running {
 	t.Helper()
 	node := rabbittest.StartNode(t)
-	cfg, err := config.Load(config.Serve, []string{"--amqp-url", node.URL, "--shutdown-timeout", "5s"}, func(string) string { return "" })
+	r := startOn(t, node.URL)
+	r.node = node
+	r.queue = func() string {
+		qs := node.Queues(t, r.prefix)
+		if len(qs) != 1 {
+			t.Fatalf("queues of this process: %d, want 1", len(qs))
+		}
+		return qs[0].Name
+	}
+	return r
+}
+
+// startOn runs the whole service in process against the broker at amqpURL
+// (a URL or a list of them), with a connection named after the test.
+func startOn(t *testing.T, amqpURL string) *running {
+	t.Helper()
+	cfg, err := config.Load(config.Serve, []string{"--amqp-url", amqpURL, "--shutdown-timeout", "5s"}, func(string) string { return "" })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +115,7 @@ func start(t *testing.T) *running {
 		out = os.Stderr
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{node: node, cancel: cancel, done: make(chan error, 1), lost: make(chan time.Time, 1), connected: make(chan time.Time, 1)}
+	r := &running{prefix: prefix, cancel: cancel, done: make(chan error, 1), lost: make(chan time.Time, 1), connected: make(chan time.Time, 1)}
 	log := slog.New(&lossWatch{Handler: slog.NewTextHandler(out, nil), lost: r.lost, connected: r.connected})
 	ready := make(chan string, 1)
 	go func() { r.done <- server.Run(ctx, cfg, d, ln, log, func(u string) { ready <- u }) }()
@@ -106,15 +123,8 @@ func start(t *testing.T) *running {
 	case r.url = <-ready:
 	case err := <-r.done:
 		t.Fatalf("server ended: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("server not ready within 10s")
-	}
-	r.queue = func() string {
-		qs := node.Queues(t, prefix)
-		if len(qs) != 1 {
-			t.Fatalf("queues of this process: %d, want 1", len(qs))
-		}
-		return qs[0].Name
+	case <-time.After(30 * time.Second):
+		t.Fatal("server not ready within 30s")
 	}
 	return r
 }
@@ -145,7 +155,13 @@ type timedEvent struct {
 
 func open(t *testing.T, base, exchange string) *stream {
 	t.Helper()
-	q, _ := json.Marshal(map[string]any{"bindings": []map[string]string{{"exchange": exchange, "routingKeyPattern": "#"}}})
+	return openBinding(t, base, exchange, "#")
+}
+
+// openBinding opens a stream of one binding and waits for its ready.
+func openBinding(t *testing.T, base, exchange, pattern string) *stream {
+	t.Helper()
+	q, _ := json.Marshal(map[string]any{"bindings": []map[string]string{{"exchange": exchange, "routingKeyPattern": pattern}}})
 	resp, err := http.Get(base + "/api/events/v1/connect/?bindings=" + url.QueryEscape(string(q)))
 	if err != nil {
 		t.Fatal(err)
