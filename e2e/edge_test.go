@@ -162,14 +162,15 @@ func haproxyArgs(s edgeSetup, configFile string) []string {
 
 func caddyConfig(t testing.TB, block string, s edgeSetup) string {
 	// The doc's site gets its certificate from an ACME CA; here it is the
-	// test's own, and the admin API and the HTTP-to-HTTPS redirect, which
-	// would take fixed ports, are off.
+	// test's own; the admin API and the HTTP-to-HTTPS redirect, which
+	// would take fixed ports, are off, and so is HTTP/3, whose UDP
+	// listener would not be on loopback only.
 	block = substitute(t, "caddy", block,
 		"eventsproxy-1:8080", s.replicas[0],
 		"eventsproxy-2:8080", s.replicas[1],
 		"events.example.com {", s.listenLine(s.listen+" {\n\ttls "+s.cert+" "+s.key, "http://"+s.listen+" {"),
 	)
-	return fmt.Sprintf("{\n    admin off\n    auto_https disable_redirects\n    storage file_system %s/caddy\n}\n\n%s", s.dir, block)
+	return fmt.Sprintf("{\n    admin off\n    auto_https disable_redirects\n    storage file_system %s/caddy\n    servers {\n        protocols h1 h2\n    }\n}\n\n%s", s.dir, block)
 }
 
 func caddyArgs(s edgeSetup, configFile string) []string {
