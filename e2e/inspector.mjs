@@ -181,6 +181,25 @@ const ops = {
     await load(url);
     return { url: page.url() };
   },
+  // density reads what helps with many messages: each row's height and
+  // exchange hue, the rate, the filter and its highlighted matches, the last
+  // copied command, and where the first expanded row is.
+  async density() {
+    return page.evaluate(async () => {
+      // The page settles rows' sizes at the next frame.
+      await new Promise((resolve) => requestAnimationFrame(() => requestAnimationFrame(resolve)));
+      const rows = [...document.querySelectorAll('#messages > li.msg')];
+      return {
+        heights: rows.map((li) => li.getBoundingClientRect().height),
+        hues: rows.map((li) => ({ exchange: li.querySelector('.msg-exchange').title.replace(/^Exchange /, ''), hue: li.style.getPropertyValue('--hue') })),
+        rate: document.getElementById('count-rate').textContent,
+        filter: document.getElementById('filter').value,
+        highlights: globalThis.CSS?.highlights?.get('filter-match')?.size ?? -1,
+        copied: document.getElementById('copied').dataset.text ?? '',
+        expandedTop: document.querySelector('#messages > li.msg.expanded')?.getBoundingClientRect().top ?? null,
+      };
+    });
+  },
   // gaps reads the list's gap markers, newest first.
   async gaps() {
     return { gaps: await page.$$eval('#messages > li.gap', (lis) => lis.map((li) => li.querySelector('.gap-text').textContent)) };

@@ -177,6 +177,27 @@ func (in *inspector) waitGaps(t testing.TB, n int) []string {
 	return r.Gaps
 }
 
+// pageDensity is what the page shows to help with many messages.
+type pageDensity struct {
+	Heights []float64 `json:"heights"`
+	Hues    []struct {
+		Exchange string `json:"exchange"`
+		Hue      string `json:"hue"`
+	} `json:"hues"`
+	Rate        string   `json:"rate"`
+	Filter      string   `json:"filter"`
+	Highlights  int      `json:"highlights"`
+	Copied      string   `json:"copied"`
+	ExpandedTop *float64 `json:"expandedTop"`
+}
+
+func (in *inspector) density(t testing.TB) pageDensity {
+	t.Helper()
+	var d pageDensity
+	in.do(t, "density", nil, &d)
+	return d
+}
+
 // pageHint is what the page says about the server, and the exchange
 // field's suggestions.
 type pageHint struct {

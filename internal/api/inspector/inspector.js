@@ -10,6 +10,7 @@
 // responsive however fast they come.
 
 import { EventsClient } from '../api/events/v1/client.js';
+import { curlCommand, exchangeHue, highlightMatches, listenCommand, RateMeter } from './density.js';
 import { jsonTree, preview, setAllOpen } from './jsonview.js';
 import { exampleBinding, loadSettings, renderHint, suggestions } from './settings.js';
 import { bindingsFromQuery, queryWithBindings } from './shareurl.js';
@@ -58,6 +59,11 @@ const ui = {
   download: $('download'),
   list: $('messages'),
   empty: $('empty'),
+  rate: $('count-rate'),
+  compact: $('compact'),
+  copyListen: $('copy-listen'),
+  copyCurl: $('copy-curl'),
+  copied: $('copied'),
 };
 
 // conn is the connection: at most one client at a time.
@@ -185,7 +191,11 @@ ui.rows.addEventListener('change', () => bindingsEdited(true));
 function syncURL() {
   clearTimeout(urlTimer);
   const connected = conn.status === 'connecting' || conn.status === 'ready' || conn.status === 'reconnecting';
-  const query = queryWithBindings(location.search, formBindings(), connected);
+  const rest = new URLSearchParams(location.search);
+  rest.delete('filter');
+  let query = queryWithBindings(rest.toString() ? `?${rest}` : '', formBindings(), connected);
+  const filter = ui.filter.value.trim();
+  if (filter) query += `${query ? '&' : '?'}filter=${encodeURIComponent(filter)}`;
   if (query !== location.search) {
     history.replaceState(history.state, '', location.pathname + query + location.hash);
   }
@@ -272,6 +282,7 @@ function stateChanged(d) {
       if (conn.status !== 'reconnecting') setStatus('connecting');
       break;
     case 'ready':
+      if (!conn.wasReady) conn.readyAt = performance.now();
       conn.wasReady = true;
       conn.lastError = '';
       if (ui.banner.dataset.kind === 'retry') hideBanner();
@@ -319,7 +330,19 @@ function renderPing() {
   }
   if (ui.ping.textContent !== text) ui.ping.textContent = text;
 }
-setInterval(renderPing, 1000);
+setInterval(() => {
+  renderPing();
+  renderRate();
+}, 1000);
+
+// rate measures the messages per second.
+const rate = new RateMeter();
+
+function renderRate() {
+  const r = rate.perSecond(performance.now(), conn.readyAt || performance.now());
+  const text = r === 0 ? '0' : r < 10 ? r.toFixed(1) : number.format(Math.round(r));
+  if (ui.rate.textContent !== text) ui.rate.textContent = text;
+}
 
 function overflow(data) {
   view.dropped += Number(data?.dropped) || 0;
@@ -368,6 +391,7 @@ function receive(data) {
     evicted: false,
   };
   view.received++;
+  rate.add();
   if (view.paused) view.unseen++;
   view.incoming.push(msg);
   // More than MAX_KEPT waiting would push each other out anyway.
@@ -394,7 +418,23 @@ function flush() {
       if (m.gap) fragment.append(gapRow(m));
       else if (!m.evicted && matches(m)) fragment.append(rowOf(m));
     }
+    // An expanded payload in view stays where it is while rows come in
+    // above it.
+    const anchor = [...ui.list.querySelectorAll(':scope > li.msg.expanded')]
+      .find((li) => { const r = li.getBoundingClientRect(); return r.bottom > 0 && r.top < innerHeight; });
+    const before = anchor?.getBoundingClientRect().top;
     ui.list.prepend(fragment);
+    if (anchor) {
+      const fix = () => {
+        const moved = anchor.getBoundingClientRect().top - before;
+        if (Math.abs(moved) >= 1) scrollBy(0, moved);
+      };
+      fix();
+      // New rows off screen are laid out at their estimated size until the
+      // next frame (content-visibility); correct for their real one then.
+      requestAnimationFrame(fix);
+    }
+    if (view.terms.length) highlightMatches(ui.list, view.terms);
   }
   renderCounts();
   renderEmpty();
@@ -454,6 +494,8 @@ function applyFilter() {
   }
   for (; g >= 0; g--) fragment.append(gapRow(view.gaps[g]));
   ui.list.replaceChildren(fragment);
+  highlightMatches(ui.list, view.terms);
+  bindingsEdited();
   renderCounts();
   renderEmpty();
   renderControls();
@@ -473,19 +515,9 @@ function clock(d) {
   return `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}.${pad(d.getMilliseconds(), 3)}`;
 }
 
-// hues gives each exchange, in the order they first come, a colour of its
-// own, to tell them apart at a glance: steps of the golden angle keep the
-// first several far apart.
-const hues = new Map();
-
-function hue(exchange) {
-  let h = hues.get(exchange);
-  if (h === undefined) {
-    h = Math.round((225 + hues.size * 137.508) % 360);
-    hues.set(exchange, h);
-  }
-  return h;
-}
+// hue gives each exchange a colour of its own, to tell them apart at a
+// glance; it depends on the name only, so it is the same in every session.
+const hue = exchangeHue;
 
 // keyNodes shows a routing key with its dots set back, so its words stand out.
 function keyNodes(key) {
@@ -523,7 +555,7 @@ function rowOf(m) {
   const exchange = el('span', 'msg-exchange');
   const cut = m.exchange.lastIndexOf('/') + 1;
   const dot = el('span', 'ex-dot');
-  dot.style.setProperty('--hue', String(hue(m.exchange)));
+  li.style.setProperty('--hue', String(hue(m.exchange)));
   exchange.append(dot, el('span', 'ex-dir', m.exchange.slice(0, cut)), el('span', 'ex-name', m.exchange.slice(cut)));
   exchange.title = `Exchange ${m.exchange}`;
   head.append(exchange);
@@ -626,6 +658,8 @@ function togglePause() {
 ui.pause.addEventListener('click', togglePause);
 
 ui.clear.addEventListener('click', () => {
+  rate.clear();
+  renderRate();
   view.kept = [];
   view.gaps = [];
   view.incoming = [];
@@ -661,6 +695,7 @@ ui.download.addEventListener('click', () => {
 });
 
 function renderCounts() {
+  renderRate();
   ui.received.textContent = number.format(view.received);
   ui.receivedUnit.textContent = view.received === 1 ? 'message' : 'messages';
   ui.dropped.textContent = number.format(view.dropped);
@@ -729,12 +764,46 @@ new ResizeObserver(([entry]) => {
   document.documentElement.style.setProperty('--top-height', `${entry.target.offsetHeight}px`);
 }).observe($('top'));
 
+// ---- Density and commands ----------------------------------------------
+
+const COMPACT_KEY = 'eventsproxy-inspector-compact';
+
+function setCompact(on) {
+  ui.list.classList.toggle('compact', on);
+  ui.compact.setAttribute('aria-pressed', String(on));
+}
+
+ui.compact.addEventListener('click', () => {
+  const on = ui.compact.getAttribute('aria-pressed') !== 'true';
+  setCompact(on);
+  localStorage.setItem(COMPACT_KEY, on ? '1' : '0');
+});
+
+// copy puts text on the clipboard and says so; where the clipboard is not
+// available, it says the command instead, to be copied by hand.
+async function copy(what, text) {
+  try {
+    await navigator.clipboard.writeText(text);
+    ui.copied.textContent = `Copied the ${what}.`;
+  } catch {
+    ui.copied.textContent = text;
+  }
+  ui.copied.dataset.text = text;
+}
+
+const serviceRoot = () => new URL('.', document.baseURI).href;
+ui.copyListen.addEventListener('click', () => copy('listen command', listenCommand(serviceRoot(), formBindings())));
+ui.copyCurl.addEventListener('click', () => copy('curl command', curlCommand(serviceRoot(), formBindings())));
+
 // ---- Start -------------------------------------------------------------
 
 const settings = await loadSettings();
 renderHint($('server-hint'), settings);
 $('exchanges').replaceChildren(...suggestions(settings).map((value) => Object.assign(document.createElement('option'), { value })));
 const start = bindingsFromQuery(location.search);
+ui.filter.value = new URLSearchParams(location.search).get('filter') ?? '';
+if (ui.filter.value) applyFilter();
+setCompact(localStorage.getItem(COMPACT_KEY) === '1');
 for (const b of start.bindings.length ? start.bindings : [exampleBinding(settings)]) addRow(b);
 setStatus('idle');
 renderCounts();
