@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"eventsproxy/internal/access"
 	"eventsproxy/internal/binding"
 	"eventsproxy/internal/broker"
 )
@@ -17,7 +18,7 @@ import (
 // case below makes the service produce one, which must match a text of
 // the document, where … stands for a quoted value, N for a number and i
 // for a position. The texts clients match on must not drift from their
-// contract.
+// contract. Access control's texts are checked likewise.
 func TestErrorTextsAsDocumented(t *testing.T) {
 	documented := documentedErrorTexts(t)
 	long := strings.Repeat("x", 256)
@@ -82,6 +83,63 @@ func TestErrorTextsAsDocumented(t *testing.T) {
 			t.Errorf("docs/api.md's Errors do not quote the text clients get:\n  %s", text)
 		}
 	}
+
+	// Access control's texts are in its own section, in the second column.
+	documented = documentedAccessTexts(t)
+	b := binding.Binding{Exchange: "exchange/x", RoutingKeyPattern: "#"}
+	for _, text := range []string{
+		classify(&access.DeniedError{Binding: b}).text,
+		classify(&access.DeniedError{Binding: b, Anonymous: true}).text,
+		classify(errExpired).text,
+	} {
+		if !matchesAny(documented, text) {
+			t.Errorf("docs/api.md's Access control does not quote the text clients get:\n  %s", text)
+		}
+	}
+}
+
+// documentedAccessTexts returns a pattern for each text (a code span with
+// a space in it) of the second column of the table in docs/api.md's
+// "Access control" section.
+func documentedAccessTexts(t *testing.T) []*regexp.Regexp {
+	t.Helper()
+	span := regexp.MustCompile("`([^`]+)`")
+	var out []*regexp.Regexp
+	for _, line := range strings.Split(docSection(t, "## Access control"), "\n") {
+		cols := strings.Split(line, " | ")
+		if !strings.HasPrefix(line, "| ") || len(cols) < 3 {
+			continue
+		}
+		for _, m := range span.FindAllStringSubmatch(cols[1], -1) {
+			if strings.Contains(m[1], " ") {
+				out = append(out, textPattern(m[1]))
+			}
+		}
+	}
+	if len(out) < 5 {
+		t.Fatalf("found %d texts in docs/api.md's Access control; the parser is broken", len(out))
+	}
+	return out
+}
+
+// docSection returns the section of docs/api.md whose heading starts with
+// heading (a "## " line), up to the next such heading.
+func docSection(t *testing.T, heading string) string {
+	t.Helper()
+	b, err := os.ReadFile("../../docs/api.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(b)
+	start := strings.Index(doc, "\n"+heading)
+	if start < 0 {
+		t.Fatalf("docs/api.md has no %q section", heading)
+	}
+	section := doc[start+1:]
+	if end := strings.Index(section[len(heading):], "\n## "); end >= 0 {
+		section = section[:len(heading)+end]
+	}
+	return section
 }
 
 // documentedErrorTexts returns a pattern for each text quoted in the first
@@ -91,19 +149,7 @@ func TestErrorTextsAsDocumented(t *testing.T) {
 // the row says "(likewise `routingKeyPattern`)".
 func documentedErrorTexts(t *testing.T) []*regexp.Regexp {
 	t.Helper()
-	b, err := os.ReadFile("../../docs/api.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	doc := string(b)
-	start := strings.Index(doc, "\n## Errors\n")
-	if start < 0 {
-		t.Fatal(`docs/api.md has no "## Errors" section`)
-	}
-	section := doc[start+1:]
-	if end := strings.Index(section[len("## Errors"):], "\n## "); end >= 0 {
-		section = section[:len("## Errors")+end]
-	}
+	section := docSection(t, "## Errors\n")
 	span := regexp.MustCompile("``(.+?)``|`([^`]+)`")
 	var out []*regexp.Regexp
 	for _, line := range strings.Split(section, "\n") {
