@@ -25,6 +25,7 @@ Usage:
   eventsproxy dev [flags]       run the service on an in-process broker with generated messages
   eventsproxy listen [flags]    watch messages through a running eventsproxy
   eventsproxy publish [flags]   publish a message to a RabbitMQ exchange
+  eventsproxy token [flags]     mint a token for a service with access control
   eventsproxy health [flags]    exit 0 if a running eventsproxy answers (a container's health check)
   eventsproxy version           print the version
 
@@ -39,6 +40,7 @@ var commands = map[string]command{
 	"dev":     dev,
 	"listen":  listen,
 	"publish": publish,
+	"token":   token,
 	"health":  health,
 	"version": version,
 }

@@ -40,6 +40,10 @@ Flags:
   --bind EXCHANGE=PATTERN  an exchange and a routing-key pattern (* is one word,
                            # zero or more words); split at the first "=".
                            Repeat for more bindings; at least one is required
+  --token TOKEN            a token (JWT) for a service with access control,
+                           sent as Authorization: Bearer; EVENTSPROXY_TOKEN
+                           does the same and keeps it out of the process list
+                           (eventsproxy token mints one)
   --json                   print JSON lines even on a terminal
   --no-color               no colours on a terminal (NO_COLOR=1 does the same)
   --count N                exit 0 after N messages (default 0: no limit)
@@ -89,6 +93,8 @@ type Options struct {
 	// rather than JSON lines, unless JSON is set. Load leaves it false; the
 	// caller, which holds stdout, sets it.
 	Terminal bool
+	// Token, when not empty, is sent as Authorization: Bearer.
+	Token string
 	// Count ends Run after that many messages; zero means no limit.
 	Count int
 	// Timeout is how long Run waits for the stream's `ready` event, from
@@ -132,6 +138,7 @@ func Load(args []string, getenv func(string) string) (*Options, error) {
 	var binds repeated
 	fs.StringVar(&o.URL, "url", "", "")
 	fs.Var(&binds, "bind", "")
+	fs.StringVar(&o.Token, "token", getenv("EVENTSPROXY_TOKEN"), "")
 	fs.BoolVar(&o.JSON, "json", false, "")
 	fs.BoolVar(&o.NoColor, "no-color", false, "")
 	fs.IntVar(&o.Count, "count", 0, "")
@@ -171,6 +178,9 @@ func Load(args []string, getenv func(string) string) (*Options, error) {
 		if _, err := ConnectURL(o.URL, o.Bindings); err != nil {
 			bad("%v", err)
 		}
+	}
+	if strings.ContainsAny(o.Token, " \t\r\n") {
+		bad("--token holds white space; give the token alone")
 	}
 	if o.Count < 0 {
 		bad("--count %d must not be negative", o.Count)

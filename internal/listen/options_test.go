@@ -266,3 +266,24 @@ func TestHelpNamesEveryFlag(t *testing.T) {
 		}
 	}
 }
+
+func TestLoadToken(t *testing.T) {
+	t.Parallel()
+	o, err := Load([]string{"--url", "http://h:1", "--bind", "a=#"}, env("EVENTSPROXY_TOKEN", "from.the.env"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Token != "from.the.env" {
+		t.Errorf("Token %q from EVENTSPROXY_TOKEN", o.Token)
+	}
+	o, err = Load([]string{"--url", "http://h:1", "--bind", "a=#", "--token", "from.the.flag"}, env("EVENTSPROXY_TOKEN", "from.the.env"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Token != "from.the.flag" {
+		t.Errorf("Token %q: the flag should win", o.Token)
+	}
+	if _, err := Load([]string{"--url", "http://h:1", "--bind", "a=#", "--token", "Bearer x"}, env()); err == nil {
+		t.Error("a token with a space was accepted")
+	}
+}

@@ -123,6 +123,9 @@ func open(ctx context.Context, opts *Options, target string) (*http.Response, er
 	}
 	req.Header.Set("Accept", "text/event-stream")
 	req.Header.Set("Cache-Control", "no-cache")
+	if opts.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+opts.Token)
+	}
 	req.Header.Set("User-Agent", "eventsproxy-listen/"+version.Get().Version)
 	client := opts.Client
 	if client == nil {

@@ -507,3 +507,19 @@ func TestRunStdoutFails(t *testing.T) {
 		t.Errorf("Run = %v, want a write error, exit 1", err)
 	}
 }
+
+func TestRunSendsToken(t *testing.T) {
+	t.Parallel()
+	srv, reqs := sseServer(t, stream(event{"ready", "{}"}, event{"message", msg2}), true)
+	err := Run(context.Background(), &Options{URL: srv.URL, Bindings: testBindings, Count: 1, Token: "aaa.bbb.ccc"}, io.Discard, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := <-reqs
+	if got := r.Header.Get("Authorization"); got != "Bearer aaa.bbb.ccc" {
+		t.Errorf("Authorization %q", got)
+	}
+	if strings.Contains(r.URL.RawQuery, "aaa.bbb.ccc") {
+		t.Errorf("the token went into the URL: %s", r.URL)
+	}
+}
