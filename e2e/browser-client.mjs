@@ -1,4 +1,5 @@
 // browser-client.mjs PAGE_URL [--timeout SECONDS] [--screenshot FILE]
+//                            [--cookie NAME=VALUE --cookie-url URL]
 //
 // A thin real browser client for the end-to-end tests: it launches Debian's
 // Chromium headless through playwright-core (which never downloads a browser)
@@ -16,7 +17,9 @@
 //   {"type":"console","level":"error","text":"..."}     failed requests
 //   {"type":"exit","reason":"...","screenshot":"..."}   last line
 //
-// When told (stdin says "exit" or closes) it saves a screenshot (default
+// --cookie sets a cookie for --cookie-url (the proxy) in the browser before
+// the page opens, as a login on the proxy's site would have. When told
+// (stdin says "exit" or closes) it saves a screenshot (default
 // artifacts/browser-client.png beside this script), closes the browser and
 // exits 0; at the deadline it does the same and exits 2.
 
@@ -28,14 +31,29 @@ import { fail, onStop, parseCommandLine, print } from './clientio.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const { url, timeoutSeconds, values } = parseCommandLine(
-  'node browser-client.mjs PAGE_URL [--timeout SECONDS] [--screenshot FILE]',
-  { screenshot: { type: 'string', default: resolve(here, 'artifacts', 'browser-client.png') } },
+  'node browser-client.mjs PAGE_URL [--timeout SECONDS] [--screenshot FILE] [--cookie NAME=VALUE --cookie-url URL]',
+  {
+    screenshot: { type: 'string', default: resolve(here, 'artifacts', 'browser-client.png') },
+    cookie: { type: 'string' },
+    'cookie-url': { type: 'string' },
+  },
 );
 const screenshot = resolve(values.screenshot);
 
 const browser = await launchChromium();
 
 const page = await browser.newPage();
+if (values.cookie) {
+  const i = values.cookie.indexOf('=');
+  if (i < 1 || !values['cookie-url']) fail('--cookie NAME=VALUE needs --cookie-url URL');
+  await page.context().addCookies([{
+    name: values.cookie.slice(0, i),
+    value: values.cookie.slice(i + 1),
+    url: values['cookie-url'],
+    httpOnly: true,
+    sameSite: 'Lax',
+  }]);
+}
 
 onStop(timeoutSeconds, async (reason, code) => {
   let saved = null;

@@ -1,4 +1,4 @@
-// eventsource-client.mjs URL [--timeout SECONDS]
+// eventsource-client.mjs URL [--timeout SECONDS] [--header 'NAME: VALUE']
 //
 // A thin real SSE client for the end-to-end tests: it connects to URL with the
 // npm package `eventsource` (a WHATWG EventSource for Node.js, which we did
@@ -15,14 +15,23 @@
 //
 // A connection-level error is an Event without data; a server-sent `error`
 // event is a MessageEvent with data: both reach the same "error" listener.
-// The script exits 0 when told (stdin says "exit" or closes) and when the
+// --header adds a header to every request (Authorization: Bearer, the way a
+// Node.js client presents a token). The script exits 0 when told (stdin says "exit" or closes) and when the
 // EventSource is CLOSED (it will not reconnect again), 2 at the deadline.
 
 import { EventSource } from 'eventsource';
 import { fail, onStop, parseCommandLine, parseData, print } from './clientio.mjs';
 
-const { url, timeoutSeconds } = parseCommandLine(
-  'node eventsource-client.mjs URL [--timeout SECONDS]',
+const { url, timeoutSeconds, values } = parseCommandLine(
+  "node eventsource-client.mjs URL [--timeout SECONDS] [--header 'NAME: VALUE']",
+  { header: { type: 'string', multiple: true, default: [] } },
+);
+const extraHeaders = Object.fromEntries(
+  values.header.map((h) => {
+    const i = h.indexOf(':');
+    if (i < 1) fail(`--header ${JSON.stringify(h)} is not NAME: VALUE`);
+    return [h.slice(0, i).trim(), h.slice(i + 1).trim()];
+  }),
 );
 
 // countingFetch reports every connection attempt and its answer, so that a
@@ -32,7 +41,7 @@ async function countingFetch(input, init) {
   attempt += 1;
   const n = attempt;
   print({ type: 'request', attempt: n, lastEventId: init?.headers?.['Last-Event-ID'] ?? null });
-  const res = await fetch(input, init);
+  const res = await fetch(input, { ...init, headers: { ...init?.headers, ...extraHeaders } });
   print({
     type: 'response',
     attempt: n,
