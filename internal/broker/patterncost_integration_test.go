@@ -25,7 +25,8 @@ import (
 // and the machine are shared, so the batches of the patterns interleave
 // (each round starts with another pattern) and each pattern's figure is
 // the median of its batches; b.N is the number of rounds. It reports, per
-// pattern, µs per message and the ratio to "#":
+// case (one pattern, or many on one queue), µs per message and the ratio
+// to "#":
 //
 //	go test -tags integration -run '^$' -bench PatternCost -benchtime 60x ./internal/broker/
 func BenchmarkPatternCost(b *testing.B) {
@@ -37,20 +38,30 @@ func BenchmarkPatternCost(b *testing.B) {
 	route := "route.index.gecko.v2.mozilla-central.revision.0123456789abcdef0123456789abcdef01234567.firefox.linux64-opt.build.public.logs.live"
 	body := []byte(`{"status":{"taskId":"fEp3Sx0gQp2mY4cYtWk3Qg","provisionerId":"proj-releng","workerType":"b-linux","state":"pending","runs":[{"runId":0,"state":"pending","reasonCreated":"scheduled"}]},"runId":0,"version":1,"pad":"` + strings.Repeat("x", 700) + `"}`)
 
+	// One stream may hold --max-bindings patterns: one #.w.# for each word
+	// of the key and the route is what adds up most.
+	var everyWord []string
+	for _, w := range strings.Split(key+"."+route, ".") {
+		if p := "#." + w + ".#"; !slices.Contains(everyWord, p) {
+			everyWord = append(everyWord, p)
+		}
+	}
 	patterns := []struct {
-		name, pattern string
-		routes        bool // whether the message reaches the queue
+		name   string
+		bind   []string
+		routes bool // whether the message reaches the queue
 	}{
-		{"hash", "#", true},
+		{"hash", []string{"#"}, true},
 		// The worst a pattern with the default two # words can do to
 		// this message: a literal that occurs three times between them.
-		{"two-hashes-repeated-word", "#._.#", true},
-		{"two-hashes-first-word", "#.primary.#", true},
+		{"two-hashes-repeated-word", []string{"#._.#"}, true},
+		{"two-hashes-first-word", []string{"#.primary.#"}, true},
+		{"two-hashes-every-word", everyWord, true},
 		// 253 bytes that cost RabbitMQ about 70 ms a message as given;
 		// its normal form has one #, and needs 64 words.
-		{"attack-normalized", strings.Repeat("#.*.", 63) + "b", false},
+		{"attack-normalized", []string{strings.Repeat("#.*.", 63) + "b"}, false},
 		// Refused by default: three # words.
-		{"three-hashes-refused", "#._.#._.#", true},
+		{"three-hashes-refused", []string{"#._.#._.#"}, true},
 	}
 	exchanges := make([]string, len(patterns))
 	for i, p := range patterns {
@@ -60,8 +71,10 @@ func BenchmarkPatternCost(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if err := ch.QueueBind(q.Name, topic.Normalize(p.pattern), ex, false, nil); err != nil {
-			b.Fatal(err)
+		for _, pattern := range p.bind {
+			if err := ch.QueueBind(q.Name, topic.Normalize(pattern), ex, false, nil); err != nil {
+				b.Fatal(err)
+			}
 		}
 		// Patterns that route the message pay for the same enqueue.
 		rabbittest.Publish(b, ch, ex, key, []string{route}, body)
@@ -70,7 +83,7 @@ func BenchmarkPatternCost(b *testing.B) {
 			want = 1
 		}
 		if got, err := ch.QueueDeclarePassive(q.Name, false, true, true, false, args); err != nil || got.Messages != want {
-			b.Fatalf("%q routes %d messages to its queue, want %d (%v)", p.pattern, got.Messages, want, err)
+			b.Fatalf("%q routes %d messages to its queue, want %d (%v)", p.bind, got.Messages, want, err)
 		}
 		exchanges[i] = ex
 	}
