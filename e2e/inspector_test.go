@@ -264,34 +264,48 @@ func TestInspectorReconnects(t *testing.T) {
 	ex := newExchange(t)
 	p := startProxy(t)
 	query := url.Values{"bind": {ex.Name + "=#"}, "connect": {"1"}}
-	in := openInspector(t, p.URL+"/?"+query.Encode())
-	in.allowConsole("net::ERR_CONNECTION_REFUSED")
-	in.waitState(t, "ready")
+	// The same page in light and in dark, for the screenshots.
+	pages := []*inspector{
+		openInspector(t, p.URL+"/?"+query.Encode()),
+		openInspector(t, p.URL+"/?"+query.Encode(), "--color-scheme", "dark"),
+	}
+	for _, in := range pages {
+		in.allowConsole("net::ERR_CONNECTION_REFUSED")
+		in.waitState(t, "ready")
+	}
 	ex.publish(t, "before", jsonMessage(t, map[string]any{"n": 1}))
-	in.waitMessages(t, 1)
+	for _, in := range pages {
+		in.waitMessages(t, 1)
+	}
 
 	p.stop(t)
-	in.waitState(t, "reconnecting")
-	if b := in.waitBanner(t); b.Title != "Connection lost" || !strings.Contains(b.Text, "Reconnecting in") {
-		t.Errorf("after the server went the banner is %+v, want Connection lost, reconnecting", b)
+	for i, in := range pages {
+		in.waitState(t, "reconnecting")
+		if b := in.waitBanner(t); b.Title != "Connection lost" || !strings.Contains(b.Text, "Reconnecting in") {
+			t.Errorf("after the server went the banner is %+v, want Connection lost, reconnecting", b)
+		}
+		in.screenshot(t, []string{"reconnecting", "reconnecting-dark"}[i])
 	}
-	in.screenshot(t, "reconnecting")
 
 	addr := strings.TrimPrefix(p.URL, "http://")
 	startBinary(t, "serve", "--listen", addr, "--amqp-url", amqpURL)
-	in.waitState(t, "ready")
-	gaps := in.waitGaps(t, 1)
-	if !strings.Contains(gaps[0], "missing") {
-		t.Errorf("the gap marker says %q, want that messages are missing", gaps[0])
-	}
-	if b := in.banner(t); b.Visible {
-		t.Errorf("once ready again the banner stays: %+v", b)
+	for _, in := range pages {
+		in.waitState(t, "ready")
+		gaps := in.waitGaps(t, 1)
+		if !strings.Contains(gaps[0], "missing") {
+			t.Errorf("the gap marker says %q, want that messages are missing", gaps[0])
+		}
+		if b := in.banner(t); b.Visible {
+			t.Errorf("once ready again the banner stays: %+v", b)
+		}
 	}
 	ex.publish(t, "after", jsonMessage(t, map[string]any{"n": 2}))
-	if keys := in.waitMessages(t, 2).Messages; keys[0].RoutingKey != "after" || keys[1].RoutingKey != "before" {
-		t.Errorf("after the reconnection the list shows %+v, want after, before", keys)
+	for i, in := range pages {
+		if keys := in.waitMessages(t, 2).Messages; keys[0].RoutingKey != "after" || keys[1].RoutingKey != "before" {
+			t.Errorf("after the reconnection the list shows %+v, want after, before", keys)
+		}
+		in.screenshot(t, []string{"gap", "gap-dark"}[i])
 	}
-	in.screenshot(t, "gap")
 }
 
 func TestInspectorOpensFromURL(t *testing.T) {
