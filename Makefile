@@ -1,17 +1,27 @@
-# The README's test command is `make test`; .ci/run calls it after installing
-# and starting what a fresh machine lacks (RabbitMQ, Chromium, Node.js packages).
+# The README's test command is `make test`; it needs nothing running, and
+# installs what it needs when it can (.ci/deps). .ci/run, CI's entry point,
+# calls it.
 
 GO ?= go
 
-.PHONY: test vet unit fuzz faults cluster deploy-test
+.PHONY: test deps vet unit fuzz faults cluster deploy-test
 
 # test runs everything: vet, unit tests, integration tests against real
 # RabbitMQ nodes that the tests start and delete themselves (or the broker
 # that AMQP_URL names), end-to-end tests with real SSE clients (npm
-# eventsource, headless Chromium), and every fuzz target for a few seconds.
-test: vet e2e/node_modules/.installed
-	$(GO) test -race -tags integration -count=1 ./...
+# eventsource, headless Chromium) and proxies, and every fuzz target for a
+# few seconds. Around the Go tests, .ci/untouched checks that a RabbitMQ
+# already running on port 5672 is left as it was.
+test: deps vet e2e/node_modules/.installed
+	@state=$$(mktemp) && .ci/untouched before "$$state" && \
+		$(GO) test -race -tags integration -count=1 ./... && \
+		.ci/untouched after "$$state"; rc=$$?; rm -f "$$state"; exit $$rc
 	$(MAKE) fuzz
+
+# deps installs (as root, with apt-get) what test needs, or names it and
+# fails at once.
+deps:
+	@.ci/deps
 
 # faults stops and starts the RabbitMQ application of a node of its own
 # under a running service (also part of test).
@@ -61,7 +71,8 @@ vet:
 deploy-test:
 	bash deploy/test.sh
 
-# unit runs only the tests that need no broker, browser or Node.js.
+# unit runs only the tests that need no broker, browser or Node.js: Go and
+# nothing else installed.
 unit:
 	$(GO) test -race -count=1 ./...
 
