@@ -209,6 +209,10 @@ func parseBinding(i int, fields map[string]json.RawMessage, lim Limits) (Binding
 		if err := json.Unmarshal(raw, f.dst); err != nil {
 			return Binding{}, bindingError(i, "%s must be a string.", f.name)
 		}
+		// So does a \u escape of half a UTF-16 surrogate pair.
+		if strings.Count(*f.dst, "\uFFFD") > replacementsSent(raw) {
+			return Binding{}, bindingError(i, "%s holds a \\u escape of a lone UTF-16 surrogate.", f.name)
+		}
 	}
 	switch ex := b.Exchange; {
 	case ex == "":
@@ -235,6 +239,22 @@ func parseBinding(i int, fields map[string]json.RawMessage, lim Limits) (Binding
 			topic.Quote(b.RoutingKeyPattern), n, maxHashes)
 	}
 	return b, nil
+}
+
+// replacementsSent counts the U+FFFD characters that the JSON string raw
+// holds as such: the character itself, or its \u escape.
+func replacementsSent(raw json.RawMessage) int {
+	n := strings.Count(string(raw), "\uFFFD")
+	for i := 0; i+6 <= len(raw); i++ {
+		if raw[i] != '\\' {
+			continue
+		}
+		if raw[i+1] == 'u' && strings.EqualFold(string(raw[i+2:i+6]), "fffd") {
+			n++
+		}
+		i++ // an escaped character, perhaps a backslash, is not an escape
+	}
+	return n
 }
 
 // decode returns the one JSON value s holds, or an *Error saying where s

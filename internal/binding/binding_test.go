@@ -142,6 +142,11 @@ func TestParse(t *testing.T) {
 			want: []Binding{{"amq.topic", "#"}, {"amq.rabbitmqx", "#"}},
 		},
 		{
+			name: "surrogate pair and U+FFFD sent as such",
+			in:   `{"bindings": [{"exchange": "e\ud83d\ude00\uFFFD�", "routingKeyPattern": "\\ufffd"}]}`,
+			want: []Binding{{"e😀��", `\ufffd`}},
+		},
+		{
 			name: "max length exchange",
 			in:   request(t, strings.Repeat("e", 255), "#"),
 			want: []Binding{{strings.Repeat("e", 255), "#"}},
@@ -251,6 +256,8 @@ func TestParseErrors(t *testing.T) {
 		{name: "internal exchange by default", in: request(t, "amq.rabbitmq.event", "#"), want: `exchange "amq.rabbitmq.event" is internal to RabbitMQ`, wantIndex: 0},
 		{name: "internal exchange under a wider prefix", in: request(t, "amq.rabbitmq.trace", "#"), lim: Limits{AllowedExchanges: []string{"amq."}}, want: `is internal to RabbitMQ and not allowed.`, wantIndex: 0},
 		{name: "internal exchange not the one named", in: request(t, "amq.rabbitmq.trace", "#"), lim: Limits{AllowedExchanges: []string{"amq.rabbitmq.event"}}, want: `is internal to RabbitMQ and not allowed.`, wantIndex: 0},
+		{name: "lone surrogate escape", in: `{"bindings": [{"exchange": "e\ud800", "routingKeyPattern": "#"}]}`, want: `bindings[0]: exchange holds a \u escape of a lone UTF-16 surrogate.`, wantIndex: 0},
+		{name: "lone low surrogate in pattern", in: `{"bindings": [{"exchange": "e", "routingKeyPattern": "a.\uDC00"}]}`, want: `routingKeyPattern holds a \u escape`, wantIndex: 0},
 		{name: "first problem reported", in: request(t, completed, "a*", "", "#"), want: "bindings[0]: routingKeyPattern", wantIndex: 0},
 		{name: "exchange checked before pattern", in: request(t, "", "a*"), want: "bindings[0]: exchange must not be empty.", wantIndex: 0},
 	}
