@@ -169,6 +169,11 @@ func TestDocExamples(t *testing.T) {
 	}
 }
 
+// exampleTimeout bounds the wait for one example to show what it must, or
+// to end: generous, since it includes starting Chromium on a busy machine
+// (40 s seen while the rest of the suite ran).
+const exampleTimeout = 3 * time.Minute
+
 // ansi matches the colour sequences of jq and listen on a terminal.
 var ansi = regexp.MustCompile("\x1b\\[[0-9;]*m")
 
@@ -203,7 +208,7 @@ func runExample(t *testing.T, lang, script, binDir, python string, check *exampl
 	if err := os.WriteFile(filepath.Join(dir, file), []byte(script), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), exampleTimeout)
 	defer cancel()
 	// script(1) gives the example a terminal; -e passes its exit status on.
 	cmd := exec.CommandContext(ctx, "script", "-qefc", run, "/dev/null")
@@ -233,7 +238,7 @@ func runExample(t *testing.T, lang, script, binDir, python string, check *exampl
 				t.Fatalf("exit: %v", err)
 			}
 		case <-ctx.Done():
-			t.Fatal("did not end within 2 minutes")
+			t.Fatalf("did not end within %v", exampleTimeout)
 		}
 		if check.file != "" {
 			b, err := os.ReadFile(filepath.Join(dir, check.file))
@@ -251,7 +256,7 @@ func runExample(t *testing.T, lang, script, binDir, python string, check *exampl
 			t.Fatalf("ended (%v) before its output held %q", err, check.output)
 		case <-out.wrote:
 		case <-ctx.Done():
-			t.Fatalf("its output did not hold %q within 2 minutes", check.output)
+			t.Fatalf("its output did not hold %q within %v", check.output, exampleTimeout)
 		}
 	}
 	// Done: stop it as Ctrl-C would stop the whole pipeline.
@@ -288,7 +293,7 @@ func runPageExample(t *testing.T, script string, check *exampleCheck) {
 	}))
 	defer srv.Close()
 	c := startClient(t, "page-example.mjs", srv.URL+"/")
-	c.waitFor(t, fmt.Sprintf("the console to say %q", check.output), browserStartTimeout, func(ev clientEvent) bool {
+	c.waitFor(t, fmt.Sprintf("the console to say %q", check.output), exampleTimeout, func(ev clientEvent) bool {
 		if ev.Type == "pageerror" {
 			t.Errorf("the page failed: %s", ev.Line)
 		}
