@@ -184,12 +184,34 @@ func Load(cmd Command, args []string, getenv func(string) string) (*Config, erro
 		c.QueuePrefix = defaultQueuePrefix(c.AMQPURL)
 	}
 	if err := c.Validate(cmd); err != nil {
-		p.add(err)
+		p.add(fromEnvironment(err, specs, p.onCommandLine, getenv))
 	}
 	if err := errors.Join(p.list...); err != nil {
 		return nil, err
 	}
 	return c, nil
+}
+
+// fromEnvironment names the variable in each of Validate's problems with a
+// flag that was set by its environment variable alone ("--listen (from
+// LISTEN) ..."), so that the reader knows where to look.
+func fromEnvironment(err error, specs []flagSpec, onCommandLine map[string]bool, getenv func(string) string) error {
+	joined, ok := err.(interface{ Unwrap() []error })
+	if !ok {
+		return err
+	}
+	var out []error
+	for _, e := range joined.Unwrap() {
+		msg := e.Error()
+		for _, s := range specs {
+			if rest, ok := strings.CutPrefix(msg, "--"+s.name+" "); ok && !onCommandLine[s.name] && getenv(s.env) != "" {
+				e = fmt.Errorf("--%s (from %s) %s", s.name, s.env, rest)
+				break
+			}
+		}
+		out = append(out, e)
+	}
+	return errors.Join(out...)
 }
 
 // FlagError is a command line that could not be parsed at all, such as an

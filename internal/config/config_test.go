@@ -151,7 +151,9 @@ func TestLoadMessages(t *testing.T) {
 		{"a cluster's URLs of several users", []string{"--amqp-url", "amqp://a:p@h1/,amqp://b:p@h2/"}, nil,
 			[]string{"--amqp-url lists URLs of 2 different users"}, nil},
 		{"PORT not a number", nil, map[string]string{"AMQP_URL": "amqp://h", "PORT": "abc", "MAX_BINDINGS": "0"},
-			[]string{`environment PORT="abc" is not a port number`, "--max-bindings 0"}, nil},
+			[]string{`environment PORT="abc" is not a port number`, "--max-bindings (from MAX_BINDINGS) 0"}, nil},
+		{"from the environment", []string{"--amqp-url", "amqp://h", "--client-buffer", "0"}, map[string]string{"LISTEN": "nonsense", "PING_INTERVAL": "10ms", "CLIENT_BUFFER": "5"},
+			[]string{`--listen (from LISTEN) "nonsense" is not host:port`, "--ping-interval (from PING_INTERVAL) 10ms is below 1s", "\n--client-buffer 0 must be"}, nil},
 		{"listen port not a number", []string{"--amqp-url", "amqp://h", "--listen", ":http-alt"}, nil,
 			[]string{`--listen ":http-alt": the port "http-alt" is not a number`}, nil},
 	}

@@ -17,6 +17,8 @@ type problems struct {
 	// env names the variable being read while the environment is applied,
 	// and is "" while the command line is parsed.
 	env string
+	// onCommandLine holds the names of the flags the command line set.
+	onCommandLine map[string]bool
 }
 
 func (p *problems) add(err error) { p.list = append(p.list, err) }
@@ -33,6 +35,12 @@ type checked struct {
 }
 
 func (c checked) Set(s string) error {
+	if c.p.env == "" {
+		if c.p.onCommandLine == nil {
+			c.p.onCommandLine = map[string]bool{}
+		}
+		c.p.onCommandLine[c.name] = true
+	}
 	if err := c.Value.Set(s); err != nil {
 		if c.p.env != "" {
 			c.p.add(fmt.Errorf("environment %s=%q %w", c.p.env, s, err))
