@@ -74,6 +74,7 @@ func TestErrorTextsAsDocumented(t *testing.T) {
 		bad(one("e", "#.a.#.b.#"), none),
 		bindErr("exchange/x", broker.ErrExchangeNotFound),
 		bindErr("exchange/x", broker.ErrAccessRefused),
+		bindErr("amq.fanout", &broker.ExchangeTypeError{Exchange: "amq.fanout", Type: "fanout"}),
 		classify(broker.ErrConnectionLost).text,
 		classify(errShutdown).text,
 		classify(errors.New("something else")).text,

@@ -57,6 +57,7 @@ func classify(err error) failure {
 	var berr *binding.Error
 	var bind *broker.BindError
 	var denied *access.DeniedError
+	var notTopic *broker.ExchangeTypeError
 	switch {
 	case errors.Is(err, errClientGone):
 		return failure{why: endClient}
@@ -72,6 +73,8 @@ func classify(err error) failure {
 		return failure{text: textExpired, why: endExpired}
 	case errors.As(err, &bind) && errors.Is(err, broker.ErrExchangeNotFound):
 		return failure{text: fmt.Sprintf("Exchange %q does not exist.", bind.Binding.Exchange), why: endExchange}
+	case errors.As(err, &bind) && errors.As(err, &notTopic):
+		return failure{text: fmt.Sprintf("Exchange %q is a %s exchange; only topic exchanges are supported.", notTopic.Exchange, notTopic.Type), why: endExchange}
 	case errors.As(err, &bind) && errors.Is(err, broker.ErrAccessRefused):
 		return failure{text: fmt.Sprintf("Access to exchange %q is not allowed.", bind.Binding.Exchange), why: endExchange}
 	case errors.Is(err, broker.ErrUnavailable), errors.Is(err, broker.ErrConnectionLost), errors.Is(err, broker.ErrClosed):

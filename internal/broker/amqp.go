@@ -182,6 +182,8 @@ type amqpConn struct {
 
 	ctrlMu sync.Mutex // held by Bind and Unbind, so ctrl can be replaced
 	ctrl   *amqp.Channel
+
+	types exchangeTypes // exchanges known to be topic exchanges
 }
 
 func (c *amqpConn) setUp(cfg *AMQPConfig) error {
@@ -216,10 +218,20 @@ func (c *amqpConn) setUp(cfg *AMQPConfig) error {
 
 func (c *amqpConn) Queue() string { return c.queue }
 
+// Bind binds the queue, once exchange is known to be a topic exchange
+// (see checkTopic): the process routes with topic rules only.
 func (c *amqpConn) Bind(exchange, pattern string) error {
-	return c.control(func(ch *amqp.Channel) error {
+	if err := c.checkTopic(exchange); err != nil {
+		return err
+	}
+	err := c.control(func(ch *amqp.Channel) error {
 		return ch.QueueBind(c.queue, pattern, exchange, false, nil)
 	})
+	if errors.Is(err, ErrExchangeNotFound) {
+		// It may come back with another type.
+		c.types.set(exchange, false)
+	}
+	return err
 }
 
 func (c *amqpConn) Unbind(exchange, pattern string) error {

@@ -31,10 +31,29 @@ var (
 	// ErrAccessRefused means that the broker refused our user access to the
 	// exchange (AMQP reply 403 ACCESS_REFUSED to a bind).
 	ErrAccessRefused = errors.New("access to exchange refused")
+
+	// ErrNotTopic means that the exchange is not a topic exchange; the
+	// error is an *ExchangeTypeError, which names the type.
+	ErrNotTopic = errors.New("not a topic exchange")
 )
 
+// ExchangeTypeError reports a bind to an exchange of a type other than
+// topic, which the process cannot route: it matches with topic rules.
+type ExchangeTypeError struct {
+	Exchange string
+	Type     string // "fanout", "direct", "headers", ...
+}
+
+func (e *ExchangeTypeError) Error() string {
+	return fmt.Sprintf("%s is a %s exchange; only topic exchanges are supported", e.Exchange, e.Type)
+}
+
+// Is makes errors.Is(err, ErrNotTopic) true.
+func (e *ExchangeTypeError) Is(target error) bool { return target == ErrNotTopic }
+
 // BindError reports a binding that the broker refused. Err is
-// ErrExchangeNotFound, ErrAccessRefused or another error from the broker.
+// ErrExchangeNotFound, ErrAccessRefused, an *ExchangeTypeError or another
+// error from the broker.
 type BindError struct {
 	Binding binding.Binding
 	Err     error

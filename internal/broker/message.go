@@ -46,28 +46,21 @@ func messageFromDelivery(d *amqp.Delivery, now time.Time) *Message {
 	}
 }
 
-// ccKeys returns the string entries of the CC header. Publishers send an AMQP
-// array of strings; anything else in it cannot be a routing key and is skipped,
-// as RabbitMQ itself ignores it for routing.
+// ccKeys returns the long-string entries of the CC header, the ones
+// RabbitMQ routes by. Publishers send an AMQP array of strings; anything
+// else in it (a byte array, which the client decodes as []byte, a number)
+// RabbitMQ ignores for routing, and so does the process: it takes no part
+// in matching and is no route.
 func ccKeys(h amqp.Table) []string {
-	v, ok := h["CC"]
+	cc, ok := h["CC"].([]interface{})
 	if !ok {
 		return nil
 	}
-	var keys []string
-	switch cc := v.(type) {
-	case []interface{}:
-		keys = make([]string, 0, len(cc))
-		for _, e := range cc {
-			switch s := e.(type) {
-			case string:
-				keys = append(keys, s)
-			case []byte:
-				keys = append(keys, string(s))
-			}
+	keys := make([]string, 0, len(cc))
+	for _, e := range cc {
+		if s, ok := e.(string); ok {
+			keys = append(keys, s)
 		}
-	case []string:
-		keys = append(keys, cc...)
 	}
 	return keys
 }

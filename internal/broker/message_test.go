@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"testing"
 	"unicode/utf8"
+
+	amqp "github.com/rabbitmq/amqp091-go"
 )
 
 func TestMessageData(t *testing.T) {
@@ -97,5 +99,16 @@ func TestMessageFramed(t *testing.T) {
 	data := string(m.Data())
 	if got, want := string(m.Framed(head, tail)), head+data+tail; got != want {
 		t.Fatalf("framed after Data: got %q, want %q", got, want)
+	}
+}
+
+// TestCCKeys: only the long strings of CC are routing keys, as for RabbitMQ.
+func TestCCKeys(t *testing.T) {
+	got := ccKeys(amqp.Table{"CC": []interface{}{"route.a", []byte("route.b"), int32(1), "c"}})
+	if len(got) != 2 || got[0] != "route.a" || got[1] != "c" {
+		t.Fatalf("ccKeys = %q, want [route.a c]", got)
+	}
+	if got := ccKeys(amqp.Table{"CC": "route.a"}); len(got) != 0 {
+		t.Fatalf("ccKeys of a string header = %q, want none", got)
 	}
 }

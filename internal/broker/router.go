@@ -1,6 +1,17 @@
 package broker
 
-import "eventsproxy/internal/topic"
+import (
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"eventsproxy/internal/topic"
+)
+
+// unroutedLogEvery spaces the log lines about unrouted messages: a
+// publisher that uses BCC, or an exchange-to-exchange binding, may bring
+// many, and one line now and then (with a count) says enough.
+const unroutedLogEvery = 10 * time.Second
 
 // router takes the connection's messages and pushes each to the
 // subscriptions whose bindings match it. Its fields are the consuming
@@ -12,13 +23,18 @@ type router struct {
 	// subscription once (see push).
 	seq uint64
 	// msg is the message being routed, for visit: the method value push,
-	// made once rather than per message.
+	// made once rather than per message. hit says that it matched a key.
 	msg   *Message
+	hit   bool
 	visit func(*keyState)
+
+	// Unrouted messages since the last log line, and the spacing of those.
+	unrouted    int
+	unroutedLog *rate.Limiter
 }
 
 func newRouter(s *session) *router {
-	r := &router{s: s}
+	r := &router{s: s, unroutedLog: rate.NewLimiter(rate.Every(unroutedLogEvery), 1)}
 	r.visit = r.push
 	return r
 }
@@ -31,23 +47,41 @@ func (r *router) route(m *Message) {
 	s.metrics.MessagesReceived.Inc()
 	r.seq++
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	trie := s.tries[m.Exchange]
-	if trie == nil {
+	if trie := s.tries[m.Exchange]; trie != nil {
+		r.msg, r.hit = m, false
+		trie.Match(topic.SplitKey(m.RoutingKey), r.visit)
+		for _, k := range m.CC {
+			trie.Match(topic.SplitKey(k), r.visit)
+		}
+		r.msg = nil
+		if r.hit {
+			s.mu.Unlock()
+			return
+		}
+	}
+	s.mu.Unlock()
+	r.noteUnrouted(m)
+}
+
+// noteUnrouted counts a message that matched none of our keys, though the
+// broker put it in our queue: it came by a route that the message does not
+// show, and no stream gets it.
+func (r *router) noteUnrouted(m *Message) {
+	r.s.metrics.MessagesUnrouted.Inc()
+	r.unrouted++
+	if !r.unroutedLog.Allow() {
 		return
 	}
-	r.msg = m
-	trie.Match(topic.SplitKey(m.RoutingKey), r.visit)
-	for _, k := range m.CC {
-		trie.Match(topic.SplitKey(k), r.visit)
-	}
-	r.msg = nil
+	r.s.log.Warn("message matched no binding: it reached the queue by a route the process cannot see (BCC, an exchange-to-exchange binding, an alternate exchange) and no stream gets it",
+		"exchange", m.Exchange, "routingKey", m.RoutingKey, "unrouted", r.unrouted)
+	r.unrouted = 0
 }
 
 // push gives the current message to the subscriptions of ks that do not
 // have it yet: a message that matches several bindings, or several keys,
 // of one subscription reaches it once.
 func (r *router) push(ks *keyState) {
+	r.hit = true
 	for sub := range ks.subs {
 		if sub.seq != r.seq {
 			sub.seq = r.seq

@@ -133,7 +133,7 @@ func (s *session) settle(ks *keyState, bind bool, err error) {
 		s.toLocked(ks, keyUnbound)
 	case bind:
 		result = "error"
-		if errors.Is(err, ErrExchangeNotFound) || errors.Is(err, ErrAccessRefused) {
+		if errors.Is(err, ErrExchangeNotFound) || errors.Is(err, ErrAccessRefused) || errors.Is(err, ErrNotTopic) {
 			result = "refused"
 		}
 		s.toLocked(ks, keyFailed)

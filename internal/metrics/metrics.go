@@ -45,6 +45,7 @@ type Metrics struct {
 	MessagesReceived  prometheus.Counter
 	MessagesDelivered prometheus.Counter
 	MessagesDropped   prometheus.Counter
+	MessagesUnrouted  prometheus.Counter
 
 	ReadySeconds           prometheus.Histogram
 	DeliveryLatencySeconds prometheus.Histogram
@@ -97,6 +98,10 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "eventsproxy_messages_dropped_total",
 			Help: "Messages dropped from full stream buffers (the streams were told with an overflow event).",
 		}),
+		MessagesUnrouted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "eventsproxy_messages_unrouted_total",
+			Help: "Messages taken from the broker that matched no binding of the process, so reached no stream: they came by a route the process cannot see (a BCC header, an exchange-to-exchange binding, an alternate exchange), or just as their binding was removed.",
+		}),
 		ReadySeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "eventsproxy_stream_ready_seconds",
 			Help:    "Time from a connect request to its ready event.",
@@ -124,7 +129,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	reg.MustRegister(
 		m.StreamsOpen, m.StreamsRefused, m.StreamsEnded,
 		m.BrokerConnected, m.BrokerConnects, m.QueuesHeld, m.BindingsHeld, m.BindOps,
-		m.MessagesReceived, m.MessagesDelivered, m.MessagesDropped,
+		m.MessagesReceived, m.MessagesDelivered, m.MessagesDropped, m.MessagesUnrouted,
 		m.ReadySeconds, m.DeliveryLatencySeconds,
 	)
 	return m
