@@ -97,6 +97,8 @@ type Authorizer struct {
 	cancel context.CancelFunc
 	done   chan struct{} // closed when the JWKS refresh has stopped
 
+	cache verifiedCache
+
 	mu        sync.Mutex
 	bySubject map[string]int
 }
@@ -240,6 +242,28 @@ func (a *Authorizer) Authorize(r *http.Request) (*Principal, error) {
 		}
 		return &Principal{grants: a.cfg.AnonymousGrants, anonymous: true}, nil
 	}
+	v, err := a.verify(tok)
+	if err != nil {
+		return nil, err
+	}
+	p := &Principal{Subject: v.subject, Expiry: v.expiry, grants: v.grants}
+	if a.cfg.MaxStreamsPerSubject > 0 && p.Subject != "" {
+		if !a.acquire(p.Subject) {
+			return nil, ErrTooManyStreams
+		}
+		sub := p.Subject
+		p.release = func() { a.releaseSubject(sub) }
+	}
+	return p, nil
+}
+
+// verify returns what tok grants, from the cache when it was verified
+// lately.
+func (a *Authorizer) verify(tok string) (*verified, error) {
+	now := a.now()
+	if v := a.cache.get(tok, now); v != nil {
+		return v, nil
+	}
 	c := &claims{name: a.cfg.GrantsClaim}
 	if _, err := a.parser.ParseWithClaims(tok, c, a.keys.keyfunc); err != nil {
 		return nil, &TokenError{Reason: reason(err), Expired: errors.Is(err, jwt.ErrTokenExpired)}
@@ -255,15 +279,24 @@ func (a *Authorizer) Authorize(r *http.Request) (*Principal, error) {
 	if err != nil {
 		return nil, &TokenError{Reason: err.Error()}
 	}
-	p := &Principal{Subject: c.Subject, Expiry: c.ExpiresAt.Add(a.cfg.Leeway), grants: grants}
-	if a.cfg.MaxStreamsPerSubject > 0 && p.Subject != "" {
-		if !a.acquire(p.Subject) {
-			return nil, ErrTooManyStreams
-		}
-		sub := p.Subject
-		p.release = func() { a.releaseSubject(sub) }
+	v := &verified{
+		subject: c.Subject,
+		expiry:  c.ExpiresAt.Add(a.cfg.Leeway),
+		grants:  grants,
+		until:   now.Add(verifiedFor),
 	}
-	return p, nil
+	if c.NotBefore != nil {
+		v.notYet = c.NotBefore.Add(-a.cfg.Leeway)
+	}
+	a.cache.put(tok, v)
+	return v, nil
+}
+
+func (a *Authorizer) now() time.Time {
+	if a.cfg.Now != nil {
+		return a.cfg.Now()
+	}
+	return time.Now()
 }
 
 // reason says why jwt refused a token, in words that hold nothing of the

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -338,5 +339,31 @@ func writeFile(t *testing.T, name string, b []byte) {
 	t.Helper()
 	if err := os.WriteFile(name, b, 0o600); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestVerifiedTokenStillExpires: a token verified once is taken from the
+// cache the next time, but not once it has expired.
+func TestVerifiedTokenStillExpires(t *testing.T) {
+	t.Parallel()
+	secret := []byte("secret")
+	now := time.Now()
+	clock := now
+	var mu sync.Mutex
+	a := newAuthorizer(t, access.Config{HMACSecrets: [][]byte{secret}, Leeway: -1, Now: func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		return clock
+	}})
+	c := claims()
+	c["exp"] = now.Add(10 * time.Second).Unix()
+	tok := accesstest.Sign(t, secret, "HS256", "", c)
+	mustAllow(t, a, bearer(tok))
+	mustAllow(t, a, bearer(tok))
+	mu.Lock()
+	clock = now.Add(20 * time.Second)
+	mu.Unlock()
+	if e := mustRefuse(t, a, bearer(tok), tok); !e.Expired {
+		t.Errorf("refused, but not as expired: %s", e.Reason)
 	}
 }
