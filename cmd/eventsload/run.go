@@ -171,6 +171,7 @@ type options struct {
 	runs             int
 	json, quiet      bool
 	h2               bool
+	tokenSecret      string
 }
 
 type multiFlag []string
@@ -193,6 +194,7 @@ func (o *options) register(fs *flag.FlagSet, getenv func(string) string) {
 	fs.StringVar(&o.profileDir, "profile", "", "run the server as `eventsload serve-profiled` and write its CPU and heap profiles of each run's measured phase to this directory")
 	fs.StringVar(&o.serverLog, "server-log", "", "append the started server's log to this file")
 	fs.BoolVar(&o.h2, "h2", false, "serve over TLS with a certificate the tool makes, and open the streams over HTTP/2 (Go's client: many streams per connection, as a browser does)")
+	fs.StringVar(&o.tokenSecret, "token-secret", "", "turn access control on: the started server gets --token-secrets with this HMAC `secret` (32 bytes or more), and every stream presents a token minted with it that grants # on the tool's eventsload/ exchanges")
 	fs.IntVar(&o.runs, "runs", 3, "runs of the scenario (a fresh server each); medians are reported")
 	fs.BoolVar(&o.json, "json", false, "print the report as JSON instead of a table")
 	fs.BoolVar(&o.quiet, "quiet", false, "no progress lines on stderr")

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"eventsproxy/cmd/eventsload/internal/load"
+	"eventsproxy/internal/access"
 	"eventsproxy/internal/testcert"
 )
 
@@ -67,6 +68,21 @@ func runScenario(ctx context.Context, sc *scenario, o *options, stderr io.Writer
 		tlsConf = &tls.Config{RootCAs: pool}
 	}
 
+	var token string
+	if o.tokenSecret != "" {
+		if o.url == "" && o.serverCmd == "" {
+			o.serverArgs = append(o.serverArgs, "--token-secrets="+o.tokenSecret)
+		}
+		token, err = access.Mint([]byte(o.tokenSecret), access.Token{
+			Grants:  []access.Grant{{Exchange: "eventsload/", RoutingKeyPattern: "#"}},
+			TTL:     24 * time.Hour,
+			Subject: "eventsload",
+		}, time.Now())
+		if err != nil {
+			return nil, fmt.Errorf("--token-secret: %w", err)
+		}
+	}
+
 	var argv []string
 	var queuePrefix string
 	if o.url == "" && !sc.noServer {
@@ -102,7 +118,7 @@ func runScenario(ctx context.Context, sc *scenario, o *options, stderr io.Writer
 		var srv *load.Server
 		switch {
 		case o.url != "":
-			t = load.Target{URL: o.url, PID: o.serverPID}
+			t = load.Target{URL: o.url, PID: o.serverPID, Token: token}
 		case argv != nil:
 			srv, err = load.StartServer(ctx, argv, queuePrefix, o.profileDir, logFile)
 			if err != nil {
@@ -110,6 +126,7 @@ func runScenario(ctx context.Context, sc *scenario, o *options, stderr io.Writer
 			}
 			t = srv.Target
 			t.TLS = tlsConf
+			t.Token = token
 			// Let the fresh process settle before its baseline RSS.
 			time.Sleep(time.Second)
 		}

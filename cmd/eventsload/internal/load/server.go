@@ -24,6 +24,9 @@ type Target struct {
 	URL string
 	// TLS trusts the certificate of an https:// server.
 	TLS *tls.Config
+	// Token, when not empty, is presented by every stream as
+	// Authorization: Bearer, for a server with access control on.
+	Token string
 	// PID is the server's process id, for its RSS and CPU; 0 when unknown
 	// (or when the server runs inside the tool), which leaves those
 	// figures out.

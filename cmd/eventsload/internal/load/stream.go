@@ -28,6 +28,7 @@ type client struct {
 	base   *url.URL
 	dialer *net.Dialer
 	h2     *http.Client // nil: HTTP/1.1
+	token  string       // sent as Authorization: Bearer when not empty
 }
 
 // newClient returns the client for t.
@@ -36,7 +37,7 @@ func newClient(t Target) (*client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &client{base: u, dialer: &net.Dialer{Timeout: 10 * time.Second}}
+	c := &client{base: u, dialer: &net.Dialer{Timeout: 10 * time.Second}, token: t.Token}
 	switch u.Scheme {
 	case "http":
 	case "https":
@@ -64,8 +65,9 @@ func (c *client) close() {
 // request is what opens one stream: the bytes of an HTTP/1.1 request, or
 // the URL of an HTTP/2 one.
 type request struct {
-	raw []byte
-	url string
+	raw   []byte
+	url   string
+	token string // of an HTTP/2 request
 }
 
 // request returns the request that opens a stream with bs.
@@ -76,11 +78,14 @@ func (c *client) request(bs []Binding) (request, error) {
 	}
 	path := strings.TrimSuffix(c.base.Path, "/") + "/api/events/v1/connect/?bindings=" + url.QueryEscape(string(q))
 	if c.h2 != nil {
-		return request{url: c.base.Scheme + "://" + c.base.Host + path}, nil
+		return request{url: c.base.Scheme + "://" + c.base.Host + path, token: c.token}, nil
 	}
 	raw := "GET " + path + " HTTP/1.1\r\nHost: " + c.base.Host +
-		"\r\nAccept: text/event-stream\r\nUser-Agent: eventsload\r\n\r\n"
-	return request{raw: []byte(raw)}, nil
+		"\r\nAccept: text/event-stream\r\nUser-Agent: eventsload\r\n"
+	if c.token != "" {
+		raw += "Authorization: Bearer " + c.token + "\r\n"
+	}
+	return request{raw: []byte(raw + "\r\n")}, nil
 }
 
 // tally is what the streams of one run count together. Its methods may be
@@ -178,7 +183,7 @@ func (st *stream) open(ctx context.Context, c *client, req request) error {
 	st.ready, st.errText = false, ""
 	st.start = time.Now()
 	if c.h2 != nil {
-		return st.openH2(ctx, c.h2, req.url)
+		return st.openH2(ctx, c.h2, req)
 	}
 	conn, err := c.dialer.DialContext(ctx, "tcp", c.base.Host)
 	if err != nil {
@@ -203,15 +208,18 @@ func (st *stream) open(ctx context.Context, c *client, req request) error {
 
 // openH2 opens the stream as an HTTP/2 request. The request outlives ctx,
 // which only bounds the wait for `ready`.
-func (st *stream) openH2(ctx context.Context, hc *http.Client, u string) error {
+func (st *stream) openH2(ctx context.Context, hc *http.Client, r request) error {
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	stop := context.AfterFunc(ctx, cancel)
-	req, err := http.NewRequestWithContext(rctx, http.MethodGet, u, nil)
+	req, err := http.NewRequestWithContext(rctx, http.MethodGet, r.url, nil)
 	if err != nil {
 		cancel()
 		return err
 	}
 	req.Header.Set("Accept", "text/event-stream")
+	if r.token != "" {
+		req.Header.Set("Authorization", "Bearer "+r.token)
+	}
 	resp, err := hc.Do(req)
 	if err != nil {
 		cancel()
