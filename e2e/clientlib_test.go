@@ -74,13 +74,17 @@ func (ts *tabs) send(t *testing.T, cmd map[string]string) {
 // open opens a tab whose page subscribes to binds through the proxy p.
 func (ts *tabs) open(t *testing.T, tab string, p *proxy, share string, bindings ...binding) {
 	t.Helper()
+	ts.openWith(t, tab, p, url.Values{"share": {share}}, bindings...)
+}
+
+// openWith opens a tab as open does, with more of the page's parameters
+// (share, resume, token).
+func (ts *tabs) openWith(t *testing.T, tab string, p *proxy, q url.Values, bindings ...binding) {
+	t.Helper()
 	bs, _ := json.Marshal(bindings)
-	q := url.Values{
-		"lib":      {p.URL + "/api/events/v1/client.js"},
-		"root":     {p.URL + "/"},
-		"share":    {share},
-		"bindings": {string(bs)},
-	}
+	q.Set("lib", p.URL+"/api/events/v1/client.js")
+	q.Set("root", p.URL+"/")
+	q.Set("bindings", string(bs))
 	ts.send(t, map[string]string{"op": "open", "tab": tab, "query": q.Encode()})
 	ts.wait(t, "tab "+tab+" opened", browserStartTimeout, func(ev tabEvent) bool { return ev.Type == "opened" && ev.Tab == tab })
 }
@@ -242,4 +246,25 @@ func TestClientLibSharedTabs(t *testing.T) {
 	ts.open(t, "solo", p, "", binding{ex.Name, "x.#"})
 	ready("solo", "x.#")
 	waitStreams(t, p, 2, "a shared stream and one of a tab of its own")
+}
+
+// TestClientLibToken: a page on another origin sends its token in an
+// Authorization header through the library's fetch transport; the
+// browser's preflight passes, and the page gets what the token grants.
+func TestClientLibToken(t *testing.T) {
+	t.Parallel()
+	ex := newExchange(t)
+	p := startProxy(t, "--token-secrets", accessSecret)
+	tok := mintToken(t, "--grant", ex.Name+"=primary.#", "--sub", "e2e", "--ttl", "10m")
+	ts := startTabs(t)
+
+	ts.openWith(t, "granted", p, url.Values{"token": {tok}}, binding{ex.Name, "primary.#"})
+	ts.wait(t, "granted ready", eventTimeout, func(ev tabEvent) bool { return ev.Tab == "granted" && ev.Type == "ready" })
+	ex.publish(t, "primary.x", jsonMessage(t, map[string]any{"granted": true}))
+	ts.wait(t, "granted gets primary.x", eventTimeout, func(ev tabEvent) bool {
+		return ev.Tab == "granted" && ev.Type == "message" && strings.Contains(string(ev.Data), `"primary.x"`)
+	})
+	if reqs := ts.events(t, "granted", "request"); len(reqs) != 0 {
+		t.Errorf("with a token the page used EventSource (%d requests), want fetch", len(reqs))
+	}
 }

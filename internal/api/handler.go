@@ -124,6 +124,7 @@ func NewHandler(cfg Config, b Broker, log *slog.Logger) *Handler {
 	h.allowOnlyGet("/api/events/v1/connect")
 	h.mux.HandleFunc("HEAD /api/events/v1/connect/{$}", h.connectHead)
 	h.mux.HandleFunc("HEAD /api/events/v1/connect", h.connectHead)
+	h.routePreflight()
 	h.routeInspectorAssets()
 	h.allowOnlyGet("/inspector/")
 	h.mux.HandleFunc("/", h.notFound)

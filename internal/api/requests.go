@@ -40,12 +40,15 @@ func (h *Handler) guard(w http.ResponseWriter, r *http.Request) {
 // method its GET route does not take with 405 and an Allow header, so that
 // a known path never answers 404.
 func (h *Handler) allowOnlyGet(pattern string) {
-	h.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Allow", "GET, HEAD")
-		writeJSON(w, http.StatusMethodNotAllowed, errorBody{
-			Code:    "MethodNotAllowed",
-			Message: "Only GET and HEAD are allowed on " + r.URL.Path + ".",
-		})
+	h.mux.HandleFunc(pattern, methodNotAllowed)
+}
+
+// methodNotAllowed answers 405 with an Allow header.
+func methodNotAllowed(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Allow", "GET, HEAD")
+	writeJSON(w, http.StatusMethodNotAllowed, errorBody{
+		Code:    "MethodNotAllowed",
+		Message: "Only GET and HEAD are allowed on " + r.URL.Path + ".",
 	})
 }
 
