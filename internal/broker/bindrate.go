@@ -57,6 +57,14 @@ func (c *limitedConn) Unbind(exchange, pattern string) error {
 	return c.Conn.Unbind(exchange, pattern)
 }
 
+// CheckExchange asks the connection, unpaced: it binds nothing.
+func (c *limitedConn) CheckExchange(exchange string) error {
+	if ch, ok := c.Conn.(exchangeChecker); ok {
+		return ch.CheckExchange(exchange)
+	}
+	return nil
+}
+
 func (c *limitedConn) Close() error {
 	c.closeOnce.Do(func() { close(c.closed) })
 	return c.Conn.Close()

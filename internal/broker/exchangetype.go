@@ -83,3 +83,23 @@ func (c *amqpConn) checkTopic(exchange string) error {
 	c.types.set(exchange, true)
 	return nil
 }
+
+// CheckExchange tells whether exchange exists, by a passive declare on a
+// channel of its own (a missing exchange closes the channel).
+func (c *amqpConn) CheckExchange(exchange string) error {
+	ch, err := c.conn.Channel()
+	if err != nil {
+		return err
+	}
+	err = ch.ExchangeDeclarePassive(exchange, amqp.ExchangeTopic, false, false, false, false, nil)
+	if !ch.IsClosed() {
+		_ = ch.Close()
+	}
+	if err != nil {
+		err = classify(err)
+		if errors.Is(err, ErrExchangeNotFound) {
+			c.types.set(exchange, false)
+		}
+	}
+	return err
+}

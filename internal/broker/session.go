@@ -78,6 +78,15 @@ func startSession(conn Conn, bufSize int, m *metrics.Metrics, log *slog.Logger) 
 // Done, closes the connection and waits for the router and the worker.
 func (s *session) end(cause error) {
 	s.fail(cause)
+	// add refuses new subscriptions once the session has failed, so every
+	// one that may still be served is in the keys.
+	s.mu.Lock()
+	for _, ks := range s.keys {
+		for sub := range ks.subs {
+			sub.fail(nil)
+		}
+	}
+	s.mu.Unlock()
 	if err := s.conn.Close(); err != nil {
 		s.log.Warn("close broker connection", "err", err)
 	}

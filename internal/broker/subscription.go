@@ -25,6 +25,13 @@ type Subscription struct {
 	// half its size.
 	half chan struct{}
 
+	// done is closed when the subscription can get no more messages: its
+	// session ended, or one of its bindings is gone from the broker
+	// (failed says why).
+	done     chan struct{}
+	doneOnce sync.Once
+	failed   error
+
 	mu      sync.Mutex
 	buf     []*Message // ring of capacity cap(buf)
 	head    int        // index of the oldest message
@@ -38,6 +45,7 @@ func newSubscription(s *session, size int) *Subscription {
 		s:      s,
 		notify: make(chan struct{}, 1),
 		half:   make(chan struct{}, 1),
+		done:   make(chan struct{}),
 		buf:    make([]*Message, size),
 	}
 }
@@ -53,11 +61,31 @@ func (sub *Subscription) Notify() <-chan struct{} { return sub.notify }
 func (sub *Subscription) Half() <-chan struct{} { return sub.half }
 
 // Done returns a channel that is closed when the broker connection that
-// serves the subscription is gone; Err then says why. The stream must end.
-func (sub *Subscription) Done() <-chan struct{} { return sub.s.done }
+// serves the subscription is gone, or one of its bindings is (its exchange
+// was deleted); Err then says why. The stream must end.
+func (sub *Subscription) Done() <-chan struct{} { return sub.done }
 
-// Err returns why Done was closed, or nil while it is open.
-func (sub *Subscription) Err() error { return sub.s.error() }
+// Err returns why Done was closed, or nil while it is open: a *BindError
+// for a binding that is gone, else the session's error.
+func (sub *Subscription) Err() error {
+	select {
+	case <-sub.done:
+	default:
+		return nil
+	}
+	if sub.failed != nil {
+		return sub.failed
+	}
+	return sub.s.error()
+}
+
+// fail closes done, once; err is nil when the session ended.
+func (sub *Subscription) fail(err error) {
+	sub.doneOnce.Do(func() {
+		sub.failed = err
+		close(sub.done)
+	})
+}
 
 // push adds m to the buffer, dropping the oldest message when it is full.
 // It never blocks on the reader. Only the router calls it.

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"errors"
+	"time"
 
 	"eventsproxy/internal/binding"
 )
@@ -86,9 +87,13 @@ func (s *session) next() (ks *keyState, bind bool) {
 // broker's bindings in line with what the subscriptions need, one operation
 // at a time, binds first (see next).
 func (s *session) bindLoop() {
+	tick := time.NewTicker(recheckEvery)
+	defer tick.Stop()
 	for {
 		select {
 		case <-s.wake:
+		case <-tick.C:
+			s.recheck()
 		case <-s.done:
 			return
 		}
