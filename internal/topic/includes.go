@@ -33,7 +33,6 @@ type posSet [3]uint64
 
 func (s *posSet) add(i int)     { s[i/64] |= 1 << (i % 64) }
 func (s posSet) has(i int) bool { return s[i/64]&(1<<(i%64)) != 0 }
-func (s posSet) empty() bool    { return s == posSet{} }
 
 // includesSearch holds p's words as the search reads them: each literal
 // word's symbol, a symbol being an index into syms; the symbol len(syms)
