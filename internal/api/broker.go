@@ -24,9 +24,11 @@ type Subscription interface {
 	Notify() <-chan struct{}
 	// Half receives a value when the buffer becomes half full.
 	Half() <-chan struct{}
-	// Take appends the buffered messages, oldest first, to dst, and says
-	// how many were dropped since the previous Take.
-	Take(dst []*broker.Message) (msgs []*broker.Message, dropped int)
+	// TakeUpTo appends buffered messages, oldest first, to dst: at least
+	// one, if any, and no more than maxBytes of them (broker.Message.Size)
+	// otherwise; it says how many were dropped since the previous take.
+	// When messages are left, Notify receives a value again.
+	TakeUpTo(dst []*broker.Message, maxBytes int) (msgs []*broker.Message, dropped int)
 	// Done is closed when the subscription can deliver no more; Err then
 	// says why.
 	Done() <-chan struct{}

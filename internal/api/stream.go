@@ -63,6 +63,12 @@ const (
 	gatherFor = 500 * time.Microsecond
 )
 
+// maxTake bounds the messages (by broker.Message.Size) that one write
+// takes from the buffer, so that a stream stuck in a write holds at most
+// that besides its buffer's budget. A write that took half of it or more
+// leaves a backlog: the next one does not wait to gather.
+const maxTake = 256 << 10
+
 // open parses the stream's bindings, subscribes and sends `ready`.
 func (st *stream) open(ctx context.Context, r *http.Request) (Subscription, error) {
 	h := st.h
@@ -99,6 +105,7 @@ func (st *stream) serve(ctx context.Context, sub Subscription) error {
 	defer stopExpiry()
 	var gather *time.Timer
 	var msgs []*broker.Message
+	backlog := false
 	for {
 		select {
 		case <-ctx.Done():
@@ -115,7 +122,7 @@ func (st *stream) serve(ctx context.Context, sub Subscription) error {
 				return err
 			}
 		case <-sub.Notify():
-			if time.Since(st.written) < busyGap {
+			if !backlog && time.Since(st.written) < busyGap {
 				// Messages come faster than one per busyGap: let a few
 				// more gather, so that one write carries them.
 				if gather == nil {
@@ -133,10 +140,12 @@ func (st *stream) serve(ctx context.Context, sub Subscription) error {
 				}
 			}
 			var dropped int
-			msgs, dropped = sub.Take(msgs[:0])
-			if err := st.sendMessages(msgs, dropped); err != nil {
+			msgs, dropped = sub.TakeUpTo(msgs[:0], maxTake)
+			taken, err := st.sendMessages(msgs, dropped)
+			if err != nil {
 				return err
 			}
+			backlog = taken >= maxTake/2
 			clear(msgs)
 		}
 	}
@@ -166,12 +175,14 @@ func (st *stream) finish(err error) {
 }
 
 // sendMessages writes an `overflow` event when messages were dropped, then
-// the messages, in one write.
-func (st *stream) sendMessages(msgs []*broker.Message, dropped int) error {
+// the messages, in one write. It returns the messages' broker.Message.Size,
+// summed.
+func (st *stream) sendMessages(msgs []*broker.Message, dropped int) (taken int, err error) {
 	m := st.h.cfg.Metrics
 	size := 64 // the overflow event
 	for _, msg := range msgs {
 		size += len(messageEvent(msg))
+		taken += msg.Size()
 	}
 	st.begin(size)
 	if dropped > 0 {
@@ -183,14 +194,14 @@ func (st *stream) sendMessages(msgs []*broker.Message, dropped int) error {
 		st.buf = append(st.buf, messageEvent(msg)...)
 	}
 	if err := st.write(); err != nil {
-		return err
+		return taken, err
 	}
 	if len(msgs) > 0 {
 		st.delivered += len(msgs)
 		m.MessagesDelivered.Add(float64(len(msgs)))
 		m.DeliveryLatencySeconds.Observe(time.Since(msgs[0].Received).Seconds())
 	}
-	return nil
+	return taken, nil
 }
 
 // send writes one event.

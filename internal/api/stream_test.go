@@ -91,12 +91,24 @@ func (s *fakeSub) Err() error {
 	return s.err
 }
 
-func (s *fakeSub) Take(dst []*broker.Message) ([]*broker.Message, int) {
+func (s *fakeSub) TakeUpTo(dst []*broker.Message, maxBytes int) ([]*broker.Message, int) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	dst = append(dst, s.buf...)
+	taken := 0
+	for len(s.buf) > 0 && (taken == 0 || taken+s.buf[0].Size() <= maxBytes) {
+		taken += s.buf[0].Size()
+		dst = append(dst, s.buf[0])
+		s.buf = s.buf[1:]
+	}
+	left := len(s.buf) > 0
 	dropped := s.dropped
-	s.buf, s.dropped = nil, 0
+	s.dropped = 0
+	s.mu.Unlock()
+	if left {
+		select {
+		case s.notify <- struct{}{}:
+		default:
+		}
+	}
 	return dst, dropped
 }
 

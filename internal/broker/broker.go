@@ -17,9 +17,9 @@ import (
 // Config shapes what the Broker gives each subscription and how it
 // reconnects. Zero values mean the defaults given.
 type Config struct {
-	// ClientBuffer is how many messages each subscription buffers before
-	// the oldest is dropped; default 50.
-	ClientBuffer int
+	// ClientBuffer, ClientBufferBytes and MaxMessageBytes bound each
+	// subscription's buffer and the messages it takes (see Limits).
+	ClientBuffer, ClientBufferBytes, MaxMessageBytes int
 	// MinBackoff and MaxBackoff bound the wait between reconnection
 	// attempts; defaults 250ms and 5s, so that service resumes within
 	// seconds of the broker's return.
@@ -53,14 +53,10 @@ type Broker struct {
 	stopped bool
 }
 
-// DefaultClientBuffer is Config.ClientBuffer's default.
-const DefaultClientBuffer = 50
-
 // New returns a Broker that connects through d when Run is called.
 func New(d Dialer, cfg Config, log *slog.Logger) *Broker {
-	if cfg.ClientBuffer <= 0 {
-		cfg.ClientBuffer = DefaultClientBuffer
-	}
+	lim := Limits{cfg.ClientBuffer, cfg.ClientBufferBytes, cfg.MaxMessageBytes}.withDefaults()
+	cfg.ClientBuffer, cfg.ClientBufferBytes, cfg.MaxMessageBytes = lim.ClientBuffer, lim.ClientBufferBytes, lim.MaxMessageBytes
 	if cfg.MinBackoff <= 0 {
 		cfg.MinBackoff = 250 * time.Millisecond
 	}
@@ -171,7 +167,7 @@ func (b *Broker) serveOnce(ctx context.Context) error {
 		return err
 	}
 	m := b.cfg.Metrics
-	s := startSession(limitBinds(conn, b.binds), b.cfg.ClientBuffer, m, b.log)
+	s := startSession(limitBinds(conn, b.binds), Limits{b.cfg.ClientBuffer, b.cfg.ClientBufferBytes, b.cfg.MaxMessageBytes}, m, b.log)
 	b.setCurrent(s)
 	b.markAttempted()
 	m.BrokerConnects.Inc()

@@ -65,6 +65,17 @@ func ccKeys(h amqp.Table) []string {
 	return keys
 }
 
+// Size is about the memory m holds once a stream has sent it: its body,
+// names and routes, and its encoded data, which is about as long again.
+// Buffers are bounded by it.
+func (m *Message) Size() int {
+	n := len(m.Exchange) + len(m.RoutingKey) + len(m.Body)
+	for _, k := range m.CC {
+		n += len(k) + 16
+	}
+	return 2*n + 256
+}
+
 // Routes returns the CC entries that start with "route.", without that
 // prefix, in order.
 func (m *Message) Routes() []string {

@@ -31,10 +31,15 @@ type router struct {
 	// Unrouted messages since the last log line, and the spacing of those.
 	unrouted    int
 	unroutedLog *rate.Limiter
+	// Messages over Limits.MaxMessageBytes since the last log line, and
+	// the spacing of those.
+	tooLarge    int
+	tooLargeLog *rate.Limiter
 }
 
 func newRouter(s *session) *router {
-	r := &router{s: s, unroutedLog: rate.NewLimiter(rate.Every(unroutedLogEvery), 1)}
+	r := &router{s: s, unroutedLog: rate.NewLimiter(rate.Every(unroutedLogEvery), 1),
+		tooLargeLog: rate.NewLimiter(rate.Every(time.Second), 1)}
 	r.visit = r.push
 	return r
 }
@@ -46,6 +51,11 @@ func (r *router) route(m *Message) {
 	s := r.s
 	s.metrics.MessagesReceived.Inc()
 	r.seq++
+	if len(m.Body) > s.limits.MaxMessageBytes {
+		// Routed all the same: each subscription it matches counts it as
+		// dropped, and its stream says so.
+		r.noteTooLarge(m)
+	}
 	s.mu.Lock()
 	if trie := s.tries[m.Exchange]; trie != nil {
 		r.msg, r.hit = m, false
@@ -75,6 +85,20 @@ func (r *router) noteUnrouted(m *Message) {
 	r.s.log.Warn("message matched no binding: it reached the queue by a route the process cannot see (BCC, an exchange-to-exchange binding, an alternate exchange) and no stream gets it",
 		"exchange", m.Exchange, "routingKey", m.RoutingKey, "unrouted", r.unrouted)
 	r.unrouted = 0
+}
+
+// noteTooLarge counts and logs, a line a second at most, a message over
+// Limits.MaxMessageBytes.
+func (r *router) noteTooLarge(m *Message) {
+	s := r.s
+	s.metrics.MessagesTooLarge.Inc()
+	r.tooLarge++
+	if !r.tooLargeLog.Allow() {
+		return
+	}
+	s.log.Warn("message over --max-message-bytes dropped", "exchange", m.Exchange, "routingKey", m.RoutingKey,
+		"bytes", len(m.Body), "max", s.limits.MaxMessageBytes, "too_large", r.tooLarge)
+	r.tooLarge = 0
 }
 
 // push gives the current message to the subscriptions of ks that do not

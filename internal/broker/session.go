@@ -16,7 +16,7 @@ import (
 type session struct {
 	log     *slog.Logger
 	conn    Conn
-	bufSize int
+	limits  Limits
 	metrics *metrics.Metrics
 
 	// mu guards the keys, the tries and the work queues. The router takes
@@ -45,11 +45,11 @@ type session struct {
 
 // startSession starts the router and the worker on conn. The caller must
 // call end.
-func startSession(conn Conn, bufSize int, m *metrics.Metrics, log *slog.Logger) *session {
+func startSession(conn Conn, limits Limits, m *metrics.Metrics, log *slog.Logger) *session {
 	s := &session{
 		log:     log.With("queue", conn.Queue()),
 		conn:    conn,
-		bufSize: bufSize,
+		limits:  limits,
 		metrics: m,
 		keys:    make(map[bindKey]*keyState),
 		tries:   make(map[string]*topic.Trie[*keyState]),
@@ -145,7 +145,7 @@ func (s *session) add(bs []binding.Binding) (sub *Subscription, answers <-chan e
 	for i, b := range bs {
 		keys[i] = bindKey{b.Exchange, topic.Normalize(b.RoutingKeyPattern)}
 	}
-	sub = newSubscription(s, s.bufSize)
+	sub = newSubscription(s)
 	// One slot per binding: the worker answers each waiter of a key once,
 	// so it never blocks on a subscriber that has gone.
 	ch := make(chan error, len(bs))

@@ -95,7 +95,7 @@ func (c *opConn) isBound(pattern string) bool {
 // testSession returns a session on c, ended when t ends.
 func testSession(t *testing.T, c Conn) *session {
 	t.Helper()
-	s := startSession(c, 10, metrics.Discard(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	s := startSession(c, Limits{ClientBuffer: 10}.withDefaults(), metrics.Discard(), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	t.Cleanup(func() { s.end(ErrClosed) })
 	return s
 }
@@ -480,7 +480,7 @@ func TestHandoverToAnotherCover(t *testing.T) {
 // value when its buffer reaches half its size, and not before.
 func TestHalfSignalsAtHalf(t *testing.T) {
 	t.Parallel()
-	sub := newSubscription(nil, 10)
+	sub := newSubscription(&session{limits: Limits{ClientBuffer: 10}.withDefaults(), metrics: metrics.Discard()})
 	half := func() bool {
 		select {
 		case <-sub.Half():

@@ -22,7 +22,7 @@ type Subscription struct {
 	// wake-up pending and will see the new message when it drains.
 	notify chan struct{}
 	// half has one slot, filled by the push that brings the buffer to
-	// half its size.
+	// half its size in messages or in bytes.
 	half chan struct{}
 
 	// done is closed when the subscription can get no more messages: its
@@ -33,20 +33,20 @@ type Subscription struct {
 	failed   error
 
 	mu      sync.Mutex
-	buf     []*Message // ring of capacity cap(buf)
+	buf     []*Message // ring, grown up to Limits.ClientBuffer as needed
 	head    int        // index of the oldest message
 	n       int        // messages in the ring
+	bytes   int        // their Size, summed
 	dropped int        // dropped since the last Take
 	closed  bool
 }
 
-func newSubscription(s *session, size int) *Subscription {
+func newSubscription(s *session) *Subscription {
 	return &Subscription{
 		s:      s,
 		notify: make(chan struct{}, 1),
 		half:   make(chan struct{}, 1),
 		done:   make(chan struct{}),
-		buf:    make([]*Message, size),
 	}
 }
 
@@ -87,24 +87,34 @@ func (sub *Subscription) fail(err error) {
 	})
 }
 
-// push adds m to the buffer, dropping the oldest message when it is full.
-// It never blocks on the reader. Only the router calls it.
+// push adds m to the buffer, dropping the oldest messages while it holds
+// Limits.ClientBuffer messages or the bytes would go over
+// Limits.ClientBufferBytes; a message over Limits.MaxMessageBytes is
+// dropped itself. It never blocks on the reader. Only the router calls it.
 func (sub *Subscription) push(m *Message) {
+	lim := &sub.s.limits
+	size := m.Size()
 	sub.mu.Lock()
 	if sub.closed {
 		sub.mu.Unlock()
 		return
 	}
-	size := len(sub.buf)
-	if sub.n == size {
-		sub.buf[sub.head] = nil
-		sub.head = (sub.head + 1) % size
-		sub.n--
+	before := sub.bytes
+	if len(m.Body) > lim.MaxMessageBytes {
 		sub.dropped++
+	} else {
+		for sub.n > 0 && (sub.n >= lim.ClientBuffer || sub.bytes+size > lim.ClientBufferBytes) {
+			sub.dropOldest()
+		}
+		if sub.n == len(sub.buf) {
+			sub.grow()
+		}
+		sub.buf[(sub.head+sub.n)%len(sub.buf)] = m
+		sub.n++
+		sub.bytes += size
 	}
-	sub.buf[(sub.head+sub.n)%size] = m
-	sub.n++
-	half := sub.n == (size+1)/2
+	half := sub.n == (lim.ClientBuffer+1)/2 || before < lim.ClientBufferBytes/2 && sub.bytes >= lim.ClientBufferBytes/2
+	sub.s.metrics.BufferedBytes.Add(float64(sub.bytes - before))
 	sub.mu.Unlock()
 	select {
 	case sub.notify <- struct{}{}:
@@ -118,20 +128,76 @@ func (sub *Subscription) push(m *Message) {
 	}
 }
 
+// dropOldest drops the oldest buffered message; sub.mu is held.
+func (sub *Subscription) dropOldest() {
+	m := sub.buf[sub.head]
+	sub.buf[sub.head] = nil
+	sub.head = (sub.head + 1) % len(sub.buf)
+	sub.n--
+	sub.bytes -= m.Size()
+	sub.dropped++
+}
+
+// grow makes room for one more message in the full ring, doubling it up
+// to Limits.ClientBuffer; sub.mu is held. An idle subscription holds no
+// ring at all.
+func (sub *Subscription) grow() {
+	size := min(max(2*len(sub.buf), 8), sub.s.limits.ClientBuffer)
+	buf := make([]*Message, size)
+	for i := range sub.n {
+		buf[i] = sub.buf[(sub.head+i)%len(sub.buf)]
+	}
+	sub.buf, sub.head = buf, 0
+}
+
+// keptRing is the largest ring a subscription keeps once drained: a burst
+// may grow it, and an idle stream should not hold it.
+const keptRing = 64
+
 // Take appends the buffered messages, oldest first, to dst and returns it,
 // with the number of messages dropped since the previous Take. A stream that
 // gets dropped > 0 tells its client before sending these messages.
 func (sub *Subscription) Take(dst []*Message) (msgs []*Message, dropped int) {
+	return sub.TakeUpTo(dst, int(^uint(0)>>1))
+}
+
+// TakeUpTo is Take for at most maxBytes of messages (see Message.Size), and
+// at least one: a stream that takes in pieces holds at most that much in
+// its write besides what its buffer holds. When messages are left, Notify
+// has a value again.
+func (sub *Subscription) TakeUpTo(dst []*Message, maxBytes int) (msgs []*Message, dropped int) {
 	sub.mu.Lock()
-	defer sub.mu.Unlock()
-	size := len(sub.buf)
-	for i := 0; i < sub.n; i++ {
-		j := (sub.head + i) % size
-		dst = append(dst, sub.buf[j])
-		sub.buf[j] = nil
+	before := sub.bytes
+	taken := 0
+	for sub.n > 0 {
+		m := sub.buf[sub.head]
+		size := m.Size()
+		if taken > 0 && taken+size > maxBytes {
+			break
+		}
+		taken += size
+		dst = append(dst, m)
+		sub.buf[sub.head] = nil
+		sub.head = (sub.head + 1) % len(sub.buf)
+		sub.n--
+		sub.bytes -= size
 	}
-	sub.head, sub.n = 0, 0
+	left := sub.n > 0
+	if !left {
+		sub.head, sub.bytes = 0, 0
+		if len(sub.buf) > keptRing {
+			sub.buf = nil
+		}
+	}
+	sub.s.metrics.BufferedBytes.Add(float64(sub.bytes - before))
 	dropped, sub.dropped = sub.dropped, 0
+	sub.mu.Unlock()
+	if left {
+		select {
+		case sub.notify <- struct{}{}:
+		default:
+		}
+	}
 	return dst, dropped
 }
 
@@ -146,8 +212,9 @@ func (sub *Subscription) Close() {
 		return
 	}
 	sub.closed = true
+	sub.s.metrics.BufferedBytes.Sub(float64(sub.bytes))
 	sub.buf = nil
-	sub.n = 0
+	sub.n, sub.bytes = 0, 0
 	sub.mu.Unlock()
 	sub.s.release(sub)
 }

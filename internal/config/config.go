@@ -44,8 +44,16 @@ type Config struct {
 	// wildcards are collapsed; default binding.DefaultMaxPatternHashes.
 	MaxPatternHashes int
 	// ClientBuffer is how many messages each stream buffers before the
-	// oldest is dropped; default broker.DefaultClientBuffer (50).
+	// oldest is dropped; default broker.DefaultClientBuffer (1000).
 	ClientBuffer int
+	// ClientBufferBytes is how many bytes of messages each stream buffers
+	// before the oldest are dropped; default broker.DefaultClientBufferBytes
+	// (8 MiB).
+	ClientBufferBytes int
+	// MaxMessageBytes is the largest message body delivered; larger ones
+	// are dropped, and the streams they match told so. Default
+	// broker.DefaultMaxMessageBytes (4 MiB).
+	MaxMessageBytes int
 	// AllowedExchanges are exchange-name prefixes; empty allows every
 	// exchange but RabbitMQ's internal ones (binding.InternalPrefix).
 	AllowedExchanges []string
@@ -281,6 +289,8 @@ func flagSet(cmd Command, c *Config, allowed *string, p *problems) (*flag.FlagSe
 	num(&c.MaxBindings, "max-bindings", "MAX_BINDINGS", binding.DefaultMaxBindings, "most bindings one stream may ask for")
 	num(&c.MaxPatternHashes, "max-pattern-hashes", "MAX_PATTERN_HASHES", binding.DefaultMaxPatternHashes, "most # words a routing-key pattern may hold, runs of wildcards such as #.*.# counting once")
 	num(&c.ClientBuffer, "client-buffer", "CLIENT_BUFFER", broker.DefaultClientBuffer, "messages buffered per stream before the oldest is dropped")
+	num(&c.ClientBufferBytes, "client-buffer-bytes", "CLIENT_BUFFER_BYTES", broker.DefaultClientBufferBytes, "bytes of messages buffered per stream before the oldest are dropped")
+	num(&c.MaxMessageBytes, "max-message-bytes", "MAX_MESSAGE_BYTES", broker.DefaultMaxMessageBytes, "largest message body delivered; a larger one is dropped, and the streams it matches get overflow")
 	str(allowed, "allowed-exchanges", "ALLOWED_EXCHANGES", "", "comma-separated exchange-name `prefixes`; empty allows all but RabbitMQ's internal amq.rabbitmq.* (which only a prefix starting with amq.rabbitmq. allows)")
 	str(&c.CORSOrigin, "cors-origin", "CORS_ORIGIN", api.DefaultCORSOrigin, "Access-Control-Allow-Origin of streams")
 	num(&c.MaxConnections, "max-connections", "MAX_CONNECTIONS", 20000, "most open streams; beyond it new ones get 503; 0 for no cap")
@@ -451,6 +461,12 @@ func (c *Config) Validate(cmd Command) error {
 	}
 	if c.ClientBuffer < 1 {
 		bad("--client-buffer %d must be at least 1", c.ClientBuffer)
+	}
+	if c.ClientBufferBytes < 1 {
+		bad("--client-buffer-bytes %d must be at least 1", c.ClientBufferBytes)
+	}
+	if c.MaxMessageBytes < 1 {
+		bad("--max-message-bytes %d must be at least 1", c.MaxMessageBytes)
 	}
 	if c.CORSOrigin == "" || strings.ContainsAny(c.CORSOrigin, "\r\n") {
 		bad("--cors-origin must be a single non-empty header value")

@@ -21,7 +21,7 @@ func TestLoad(t *testing.T) {
 		check func(*Config) string
 	}{
 		{"defaults", []string{"--amqp-url", "amqp://u:p@h/"}, nil, func(c *Config) string {
-			if c.Listen != ":8080" || c.PingInterval != 20*time.Second || c.MaxBindings != 64 || c.ClientBuffer != 50 || c.CORSOrigin != "*" || c.QueuePrefix != "queue/u/eventsproxy/" {
+			if c.Listen != ":8080" || c.PingInterval != 20*time.Second || c.MaxBindings != 64 || c.ClientBuffer != 1000 || c.CORSOrigin != "*" || c.QueuePrefix != "queue/u/eventsproxy/" {
 				return "defaults wrong"
 			}
 			return ""

@@ -46,6 +46,8 @@ type Metrics struct {
 	MessagesDelivered prometheus.Counter
 	MessagesDropped   prometheus.Counter
 	MessagesUnrouted  prometheus.Counter
+	MessagesTooLarge  prometheus.Counter
+	BufferedBytes     prometheus.Gauge
 
 	ReadySeconds           prometheus.Histogram
 	DeliveryLatencySeconds prometheus.Histogram
@@ -102,6 +104,14 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "eventsproxy_messages_unrouted_total",
 			Help: "Messages taken from the broker that matched no binding of the process, so reached no stream: they came by a route the process cannot see (a BCC header, an exchange-to-exchange binding, an alternate exchange), or just as their binding was removed.",
 		}),
+		MessagesTooLarge: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "eventsproxy_messages_too_large_total",
+			Help: "Messages over --max-message-bytes, dropped (each stream they matched was told with an overflow event).",
+		}),
+		BufferedBytes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "eventsproxy_stream_buffered_bytes",
+			Help: "Bytes of messages waiting in stream buffers, a message counted once per stream that holds it (what slow streams keep alive, at most).",
+		}),
 		ReadySeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "eventsproxy_stream_ready_seconds",
 			Help:    "Time from a connect request to its ready event.",
@@ -129,7 +139,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	reg.MustRegister(
 		m.StreamsOpen, m.StreamsRefused, m.StreamsEnded,
 		m.BrokerConnected, m.BrokerConnects, m.QueuesHeld, m.BindingsHeld, m.BindOps,
-		m.MessagesReceived, m.MessagesDelivered, m.MessagesDropped, m.MessagesUnrouted,
+		m.MessagesReceived, m.MessagesDelivered, m.MessagesDropped, m.MessagesUnrouted, m.MessagesTooLarge, m.BufferedBytes,
 		m.ReadySeconds, m.DeliveryLatencySeconds,
 	)
 	return m

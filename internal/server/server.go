@@ -62,10 +62,12 @@ func Run(ctx context.Context, cfg *config.Config, d broker.Dialer, ln net.Listen
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := metrics.New(reg)
 	b := broker.New(d, broker.Config{
-		ClientBuffer: cfg.ClientBuffer,
-		BindRate:     cfg.BindRate,
-		BindBurst:    int(max(1, cfg.BindRate)),
-		Metrics:      m,
+		ClientBuffer:      cfg.ClientBuffer,
+		ClientBufferBytes: cfg.ClientBufferBytes,
+		MaxMessageBytes:   cfg.MaxMessageBytes,
+		BindRate:          cfg.BindRate,
+		BindBurst:         int(max(1, cfg.BindRate)),
+		Metrics:           m,
 	}, log)
 	az, aerr := openAccess(cfg, log)
 	if aerr != nil {
