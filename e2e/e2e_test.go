@@ -22,12 +22,12 @@ const (
 	// proxyStartTimeout bounds the wait for the proxy's "listening" log line.
 	proxyStartTimeout = 30 * time.Second
 	// proxyStopTimeout bounds the wait for the proxy to exit after SIGTERM.
-	proxyStopTimeout = 5 * time.Second
+	proxyStopTimeout = 30 * time.Second
 	// eventTimeout bounds the wait for any one event at a client.
-	eventTimeout = 20 * time.Second
+	eventTimeout = 60 * time.Second
 	// browserStartTimeout bounds the wait for Chromium's first event, which
 	// includes starting the browser.
-	browserStartTimeout = 60 * time.Second
+	browserStartTimeout = 120 * time.Second
 	// clientStopTimeout bounds the wait for a client script to exit once told.
 	clientStopTimeout = 30 * time.Second
 	// clientDeadline is the deadline each client script keeps by itself, in
