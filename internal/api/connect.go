@@ -1,6 +1,8 @@
 package api
 
 import (
+	"context"
+	"errors"
 	"net/http"
 	"strconv"
 	"time"
@@ -22,7 +24,8 @@ func (h *Handler) connect(w http.ResponseWriter, r *http.Request) {
 	// EventSource reconnects with the last id it saw, `-`; 204 tells it to
 	// stop, as the original service did: a client that wants more opens a
 	// new connection.
-	if r.Header.Get("Last-Event-ID") != "" {
+	resume := h.res != nil && r.URL.Query().Get("resume") == "1"
+	if r.Header.Get("Last-Event-ID") != "" && !resume {
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
@@ -39,12 +42,14 @@ func (h *Handler) connect(w http.ResponseWriter, r *http.Request) {
 	hdr.Set("Content-Type", "text/event-stream")
 	hdr.Set("Cache-Control", "no-cache")
 	hdr.Set("X-Accel-Buffering", "no")
-	st := &stream{h: h, addr: addr, start: time.Now(), principal: principal}
+	st := &stream{h: h, addr: addr, start: time.Now(), principal: principal, resume: resume, first: true}
 	ctx := r.Context()
 	var err error
+	var h1 *http1Writer
 	h.streams.Add(2) // the stream and its connection's reader, if hijacked
 	if conn, _, herr := http.NewResponseController(w).Hijack(); herr == nil {
-		ctx, st.out, err = h.startHTTP1(conn, r, hdr)
+		ctx, h1, err = h.startHTTP1(conn, r, hdr)
+		st.out = h1
 	} else {
 		// HTTP/2: net/http keeps the connection.
 		h.streams.Add(-2)
@@ -54,16 +59,43 @@ func (h *Handler) connect(w http.ResponseWriter, r *http.Request) {
 		st.finish(err)
 		return
 	}
+	// A reconnect that takes this stream over kicks it: it ends as if
+	// its client had left, and lingers for the taker.
+	ctx, kick := context.WithCancel(ctx)
+	st.kick = func() {
+		kick()
+		if h1 != nil {
+			h1.cancel()
+		}
+	}
 	sub, err := st.open(ctx, r)
 	if err != nil {
+		st.release(sub, err)
 		st.finish(err)
 		return
 	}
 	st.out.goOn(func() {
 		err := st.serve(ctx, sub)
-		sub.Close()
+		st.release(sub, err)
 		st.finish(err)
 	})
+}
+
+// release gives sub back once the stream ends for err; a resumable stream
+// whose client left lingers instead.
+func (st *stream) release(sub Subscription, err error) {
+	if st.rs == nil {
+		if sub != nil {
+			sub.Close()
+		}
+		return
+	}
+	if errors.Is(err, errClientGone) || errors.Is(err, errWrite) {
+		st.h.res.park(st.rs)
+		return
+	}
+	st.h.res.end(st.rs)
+	sub.Close()
 }
 
 // admit refuses the request, and returns false, when the service cannot

@@ -61,6 +61,14 @@ type Config struct {
 	Metrics *metrics.Metrics
 	// MetricsHandler serves GET /metrics; nil serves 404 there.
 	MetricsHandler http.Handler
+	// ResumeWindow is how long a resumable stream lingers after its
+	// client left; negative disables resume (zero: the default).
+	ResumeWindow time.Duration
+	// ResumeMaxStreams caps the lingering streams; the oldest goes first.
+	ResumeMaxStreams int
+	// ResumeBytes bounds the sent messages a resumable stream keeps for
+	// replay.
+	ResumeBytes int
 	// Inspector tells the inspector page what fits this server.
 	Inspector InspectorConfig
 }
@@ -74,6 +82,8 @@ type Handler struct {
 	mux     *http.ServeMux
 	started time.Time
 	limits  *limits
+	// res holds the resumable streams; nil with resume disabled.
+	res *resumes
 	// connectRates limits connects per address; nil: no limit.
 	connectRates *connectRates
 
@@ -115,6 +125,19 @@ func NewHandler(cfg Config, b Broker, log *slog.Logger) *Handler {
 		shutdown: make(chan struct{}),
 
 		connectRates: newConnectRates(cfg.ConnectRate, cfg.ConnectBurst),
+	}
+	if cfg.ResumeWindow == 0 {
+		cfg.ResumeWindow = DefaultResumeWindow
+	}
+	if cfg.ResumeMaxStreams <= 0 {
+		cfg.ResumeMaxStreams = DefaultResumeMaxStreams
+	}
+	if cfg.ResumeBytes <= 0 {
+		cfg.ResumeBytes = DefaultResumeBytes
+	}
+	h.cfg = cfg
+	if cfg.ResumeWindow > 0 {
+		h.res = newResumes(cfg.ResumeWindow, cfg.ResumeMaxStreams, cfg.ResumeBytes, cfg.Metrics)
 	}
 	h.streamsCtx, h.killStreams = context.WithCancel(context.Background())
 	for _, rt := range h.routes() {
@@ -176,7 +199,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // http.Server's Shutdown waits for HTTP/2 streams, and Wait for the others.
 // It is safe to call more than once.
 func (h *Handler) Shutdown() {
-	h.shutdownOnce.Do(func() { close(h.shutdown) })
+	h.shutdownOnce.Do(func() {
+		close(h.shutdown)
+		if h.res != nil {
+			h.res.close()
+		}
+	})
 }
 
 // Wait waits until the streams that the handler took from net/http (every

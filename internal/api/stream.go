@@ -21,6 +21,7 @@ const (
 	kindError    = "error"
 	kindOverflow = "overflow"
 	kindMessage  = "message"
+	kindGap      = "gap"
 )
 
 // messageHead and messageTail frame a message's data, which is one line, as
@@ -50,6 +51,16 @@ type stream struct {
 	written time.Time
 
 	bindings, delivered, dropped int
+
+	// resume: the client opted in; rs is then the stream's resumable
+	// state, lastSeq the sequence number that its events' ids name, and
+	// kick makes it let go of rs for a reconnect.
+	resume  bool
+	rs      *resumable
+	lastSeq uint64
+	kick    func()
+	// first: nothing written yet (the first bytes carry `retry:`).
+	first bool
 }
 
 // A stream that gets messages less than busyGap after its last write waits
@@ -69,7 +80,8 @@ const (
 // leaves a backlog: the next one does not wait to gather.
 const maxTake = 256 << 10
 
-// open parses the stream's bindings, subscribes and sends `ready`.
+// open parses the stream's bindings, subscribes (or, resuming, takes its
+// lingering stream over) and sends `ready`.
 func (st *stream) open(ctx context.Context, r *http.Request) (Subscription, error) {
 	h := st.h
 	bs, err := binding.FromQuery(r.URL.Query(), h.cfg.Limits)
@@ -80,6 +92,19 @@ func (st *stream) open(ctx context.Context, r *http.Request) (Subscription, erro
 		return nil, err
 	}
 	st.bindings = len(bs)
+	var key, gap string
+	if st.resume {
+		k, _ := json.Marshal(bs)
+		key = string(k)
+		if last := lastEventID(r); last != "" {
+			rs, reason := h.res.take(last, key, st.kick, ctx.Done())
+			if rs != nil {
+				return st.resumed(rs, last)
+			}
+			gap = reason
+			h.cfg.Metrics.Resumes.WithLabelValues("gap", gap).Inc()
+		}
+	}
 	sub, err := h.broker.Subscribe(ctx, bs)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -87,12 +112,77 @@ func (st *stream) open(ctx context.Context, r *http.Request) (Subscription, erro
 		}
 		return nil, err
 	}
+	if st.resume {
+		st.rs = h.res.add(key, sub, st.kick)
+	}
 	if err := st.send(kindReady, []byte("{}")); err != nil {
-		sub.Close()
-		return nil, err
+		return sub, err
 	}
 	h.cfg.Metrics.ReadySeconds.Observe(time.Since(st.start).Seconds())
+	if gap != "" {
+		if err := st.send(kindGap, fmt.Appendf(nil, `{"reason":%q}`, gap)); err != nil {
+			return sub, err
+		}
+	}
 	return sub, nil
+}
+
+// resumed sends `ready` on the stream rs that the client's token last
+// names, then what rs wrote after that token, which the client may never
+// have processed.
+func (st *stream) resumed(rs *resumable, last string) (Subscription, error) {
+	m := st.h.cfg.Metrics
+	tok, _ := parseToken(last)
+	st.rs, st.lastSeq = rs, tok.seq
+	replay, covered := rs.since(tok.seq)
+	// What the client processed is no longer needed.
+	keep := append(rs.history[:0], replay...)
+	clear(rs.history[len(keep):])
+	rs.history, rs.bytes, replay = keep, 0, keep
+	for _, s := range keep {
+		rs.bytes += s.size
+	}
+	if err := st.send(kindReady, []byte("{}")); err != nil {
+		return rs.sub, err
+	}
+	m.ReadySeconds.Observe(time.Since(st.start).Seconds())
+	select {
+	case <-rs.sub.Done():
+		// The broker connection was lost while the stream lingered.
+		m.Resumes.WithLabelValues("gap", gapBroker).Inc()
+		return rs.sub, rs.sub.Err()
+	default:
+	}
+	if !covered {
+		m.Resumes.WithLabelValues("gap", gapEvicted).Inc()
+		if err := st.send(kindGap, fmt.Appendf(nil, `{"reason":%q}`, gapEvicted)); err != nil {
+			return rs.sub, err
+		}
+	} else {
+		m.Resumes.WithLabelValues("ok", "").Inc()
+	}
+	if len(replay) == 0 {
+		return rs.sub, nil
+	}
+	size := 0
+	for _, s := range replay {
+		size += s.size + tokenLen + 8
+	}
+	st.begin(size)
+	for _, s := range replay {
+		st.buf = st.appendMessage(st.buf, s.msg, s.seq)
+	}
+	st.lastSeq = replay[len(replay)-1].seq
+	return rs.sub, st.write()
+}
+
+// lastEventID is the token a reconnect names: EventSource's header, or the
+// query parameter of clients that open a new connection themselves.
+func lastEventID(r *http.Request) string {
+	if v := r.Header.Get("Last-Event-ID"); v != "" {
+		return v
+	}
+	return r.URL.Query().Get("lastEventId")
 }
 
 // serve delivers sub's messages and pings until the stream ends, and
@@ -156,6 +246,10 @@ func (st *stream) serve(ctx context.Context, sub Subscription) error {
 func (st *stream) finish(err error) {
 	h := st.h
 	f := classify(err)
+	if st.resume && f.why == endShutdown {
+		// EventSource reconnects after a plain end, elsewhere.
+		f.text = ""
+	}
 	if f.internal {
 		h.log.Error("stream failed", "err", err)
 	}
@@ -181,17 +275,26 @@ func (st *stream) sendMessages(msgs []*broker.Message, dropped int) (taken int, 
 	m := st.h.cfg.Metrics
 	size := 64 // the overflow event
 	for _, msg := range msgs {
-		size += len(messageEvent(msg))
+		size += len(messageEvent(msg)) + tokenLen
 		taken += msg.Size()
 	}
 	st.begin(size)
 	if dropped > 0 {
 		st.dropped += dropped
 		m.MessagesDropped.Add(float64(dropped))
-		st.buf = sse.AppendEvent(st.buf, kindOverflow, fmt.Appendf(nil, `{"dropped":%d}`, dropped))
+		st.buf = st.appendEvent(st.buf, kindOverflow, fmt.Appendf(nil, `{"dropped":%d}`, dropped))
 	}
 	for _, msg := range msgs {
-		st.buf = append(st.buf, messageEvent(msg)...)
+		if st.rs == nil {
+			st.buf = append(st.buf, messageEvent(msg)...)
+			continue
+		}
+		rs := st.rs
+		rs.seq++
+		n := len(st.buf)
+		st.buf = st.appendMessage(st.buf, msg, rs.seq)
+		rs.remember(msg, len(st.buf)-n, st.h.cfg.ResumeBytes)
+		st.lastSeq = rs.seq
 	}
 	if err := st.write(); err != nil {
 		return taken, err
@@ -206,9 +309,43 @@ func (st *stream) sendMessages(msgs []*broker.Message, dropped int) (taken int, 
 
 // send writes one event.
 func (st *stream) send(kind string, data []byte) error {
-	st.begin(len(kind) + len(data) + 32)
-	st.buf = sse.AppendEvent(st.buf, kind, data)
+	st.begin(len(kind) + len(data) + 32 + tokenLen)
+	st.buf = st.appendEvent(st.buf, kind, data)
 	return st.write()
+}
+
+// idTail is what sse.AppendEvent ends an event with.
+const idTail = "id: -\n\n"
+
+// appendEvent appends one event; on a resumable stream with its token, and
+// the first one with a `retry:` field.
+func (st *stream) appendEvent(dst []byte, kind string, data []byte) []byte {
+	if !st.resume {
+		return sse.AppendEvent(dst, kind, data)
+	}
+	if st.first {
+		st.first = false
+		dst = fmt.Appendf(dst, "retry: %d\n", retryMillis)
+	}
+	dst = sse.AppendEvent(dst, kind, data)
+	return st.appendID(dst[:len(dst)-len(idTail)], st.lastSeq)
+}
+
+// appendMessage appends msg's event with the token of seq.
+func (st *stream) appendMessage(dst []byte, msg *broker.Message, seq uint64) []byte {
+	ev := messageEvent(msg)
+	dst = append(dst, ev[:len(ev)-len(idTail)]...)
+	return st.appendID(dst, seq)
+}
+
+func (st *stream) appendID(dst []byte, seq uint64) []byte {
+	if st.rs == nil {
+		return append(dst, idTail...)
+	}
+	dst = append(dst, "id: "...)
+	dst = append(dst, st.rs.prefix...)
+	dst = appendSeq(dst, seq)
+	return append(dst, "\n\n"...)
 }
 
 // maxKeptBuffer is the largest write buffer a stream keeps between writes:

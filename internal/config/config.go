@@ -87,6 +87,12 @@ type Config struct {
 	// process, in bursts of one second's worth; default
 	// broker.DefaultBindRate, 0 means no cap.
 	BindRate float64
+	// ResumeWindow is how long a resumable stream lingers after its
+	// client left; 0 disables resume. ResumeMaxStreams caps the lingering
+	// streams, ResumeBytes the sent messages each keeps for replay.
+	ResumeWindow     time.Duration
+	ResumeMaxStreams int
+	ResumeBytes      int
 	// ReadyTimeout bounds a stream's wait for `ready`; default 30s.
 	ReadyTimeout time.Duration
 	// TrustProxy takes the client address from X-Forwarded-For (its last
@@ -299,6 +305,9 @@ func flagSet(cmd Command, c *Config, allowed *string, p *problems) (*flag.FlagSe
 	num(&c.ConnectBurst, "connect-burst", "CONNECT_BURST", 10, "connect requests one address may make at once before --connect-rate applies")
 	float(&c.BindRate, "bind-rate", "BIND_RATE", broker.DefaultBindRate, "broker binds and unbinds per second for all streams together; new streams wait for ready; 0 for no cap")
 	dur(&c.ReadyTimeout, "ready-timeout", "READY_TIMEOUT", api.DefaultReadyTimeout, "longest a stream waits for its bindings before it gets an error")
+	dur(&c.ResumeWindow, "resume-window", "RESUME_WINDOW", api.DefaultResumeWindow, "how long a resumable stream (resume=1) lingers for its client to reconnect; 0 disables resume")
+	num(&c.ResumeMaxStreams, "resume-max-streams", "RESUME_MAX_STREAMS", api.DefaultResumeMaxStreams, "most lingering resumable streams; beyond it the oldest goes")
+	num(&c.ResumeBytes, "resume-bytes", "RESUME_BYTES", api.DefaultResumeBytes, "bytes of sent messages a resumable stream keeps for replay")
 	boolean(&c.TrustProxy, "trust-proxy", "TRUST_PROXY", "take the client address from the last X-Forwarded-For entry; only behind a proxy that sets that header")
 	str(&c.TLSCert, "tls-cert", "TLS_CERT", "", "certificate `file` (PEM) to serve HTTPS and HTTP/2 with; needs --tls-key")
 	str(&c.TLSKey, "tls-key", "TLS_KEY", "", "private key `file` (PEM) for --tls-cert")

@@ -30,6 +30,16 @@ const (
 	EndedInternal   = "internal"    // anything else
 )
 
+// Why a resume failed: the `reason` of the `gap` event and of
+// eventsproxy_resumes_total.
+const (
+	GapUnknown  = "unknown"  // a token of another process, or not a token
+	GapExpired  = "expired"  // its stream stopped lingering
+	GapBindings = "bindings" // asked with other bindings
+	GapEvicted  = "evicted"  // the history no longer covers it
+	GapBroker   = "broker"   // the broker connection was lost
+)
+
 // Metrics holds every collector of the service. Its collectors are safe for
 // concurrent use; a nil *Metrics is not, use Discard instead.
 type Metrics struct {
@@ -48,6 +58,10 @@ type Metrics struct {
 	MessagesUnrouted  prometheus.Counter
 	MessagesTooLarge  prometheus.Counter
 	BufferedBytes     prometheus.Gauge
+
+	Resumes           *prometheus.CounterVec
+	ResumeLingering   prometheus.Gauge
+	ResumePinnedBytes prometheus.Gauge
 
 	ReadySeconds           prometheus.Histogram
 	DeliveryLatencySeconds prometheus.Histogram
@@ -112,6 +126,18 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "eventsproxy_stream_buffered_bytes",
 			Help: "Bytes of messages waiting in stream buffers, a message counted once per stream that holds it (what slow streams keep alive, at most).",
 		}),
+		Resumes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "eventsproxy_resumes_total",
+			Help: "Reconnects with a token, by result (ok, gap) and reason (empty when ok; unknown, expired, bindings, evicted, broker).",
+		}, []string{"result", "reason"}),
+		ResumeLingering: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "eventsproxy_resume_lingering_streams",
+			Help: "Resumable streams whose client left, kept for the resume window.",
+		}),
+		ResumePinnedBytes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "eventsproxy_resume_pinned_bytes",
+			Help: "Bytes of sent messages that lingering streams keep for replay.",
+		}),
 		ReadySeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "eventsproxy_stream_ready_seconds",
 			Help:    "Time from a connect request to its ready event.",
@@ -140,6 +166,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		m.StreamsOpen, m.StreamsRefused, m.StreamsEnded,
 		m.BrokerConnected, m.BrokerConnects, m.QueuesHeld, m.BindingsHeld, m.BindOps,
 		m.MessagesReceived, m.MessagesDelivered, m.MessagesDropped, m.MessagesUnrouted, m.MessagesTooLarge, m.BufferedBytes,
+		m.Resumes, m.ResumeLingering, m.ResumePinnedBytes,
 		m.ReadySeconds, m.DeliveryLatencySeconds,
 	)
 	return m

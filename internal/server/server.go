@@ -91,6 +91,9 @@ func Run(ctx context.Context, cfg *config.Config, d broker.Dialer, ln net.Listen
 		ConnectRate:         cfg.ConnectRate,
 		ConnectBurst:        cfg.ConnectBurst,
 		ReadyTimeout:        cfg.ReadyTimeout,
+		ResumeWindow:        resumeWindow(cfg.ResumeWindow),
+		ResumeMaxStreams:    cfg.ResumeMaxStreams,
+		ResumeBytes:         cfg.ResumeBytes,
 		Metrics:             m,
 		MetricsHandler:      promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}),
 		Inspector:           o.inspector,
@@ -229,4 +232,13 @@ func displayAddr(addr net.Addr) string {
 		return addr.String()
 	}
 	return net.JoinHostPort("localhost", strconv.Itoa(tcp.Port))
+}
+
+// resumeWindow maps the flag, where 0 disables resume, to api.Config's
+// field, where 0 is the default.
+func resumeWindow(d time.Duration) time.Duration {
+	if d <= 0 {
+		return -1
+	}
+	return d
 }

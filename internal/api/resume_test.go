@@ -1,0 +1,128 @@
+package api_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"eventsproxy/internal/api"
+	"eventsproxy/internal/sse"
+)
+
+// openResume opens a resumable stream, with last as its Last-Event-ID.
+func (e *env) openResume(last string) *pipeClient {
+	e.t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	q := `{"bindings":[{"exchange":"ex","routingKeyPattern":"#"}]}`
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, connectURL("http://proxy", q)+"&resume=1", nil)
+	if last != "" {
+		req.Header.Set("Last-Event-ID", last)
+	}
+	resp, err := (&http.Client{Transport: e.tr}).Do(req)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		cancel()
+		e.t.Fatalf("connect: %v %v", resp, err)
+	}
+	c := &pipeClient{t: e.t, proto: resp.Proto, body: resp.Body, cancel: cancel, events: make(chan sse.Event, 1024)}
+	go func() {
+		defer close(c.events)
+		r := sse.NewReader(resp.Body)
+		for {
+			ev, err := r.Next()
+			if err != nil {
+				c.err = err
+				return
+			}
+			c.events <- ev
+		}
+	}()
+	e.streams = append(e.streams, c)
+	return c
+}
+
+// nextMessage returns the next event, which must be message n, and its id.
+func (c *pipeClient) nextMessage(n int) string {
+	c.t.Helper()
+	ev := c.next()
+	var m struct{ Payload struct{ N int } }
+	if err := json.Unmarshal(ev.Data, &m); ev.Kind != "message" || err != nil || m.Payload.N != n || ev.ID == "-" || ev.ID == "" {
+		c.t.Fatalf("%s: got event %q %.80s id %q, want message %d with a token", c.proto, ev.Kind, ev.Data, ev.ID, n)
+	}
+	return ev.ID
+}
+
+func TestResumeReplaysWhatTheClientMissed(t *testing.T) {
+	each(t, func(t *testing.T, proto string) {
+		e := newEnv(t, proto, api.Config{}, 100)
+		defer e.close()
+		c := e.openResume("")
+		sub := <-e.b.subs
+		if ev := c.next(); ev.Kind != "ready" || ev.ID == "-" || ev.ID == "" || len(ev.ID) > 128 {
+			t.Fatalf("got %q id %q, want ready with a token", ev.Kind, ev.ID)
+		}
+		for n := range 5 {
+			sub.push(message(n, ""))
+		}
+		c.nextMessage(0)
+		last := c.nextMessage(1)
+		// The client processed 0 and 1; 2 to 4 were written but are lost
+		// with the connection, and 5 to 7 come while it is away.
+		c.close()
+		synctest.Wait()
+		if sub.isClosed() {
+			t.Fatal("the subscription of a resumable stream closed when its client left")
+		}
+		sub.push(message(5, ""), message(6, ""), message(7, ""))
+		r := e.openResume(last)
+		if ev := r.next(); ev.Kind != "ready" {
+			t.Fatalf("got %q %s, want ready", ev.Kind, ev.Data)
+		}
+		for n := 2; n < 8; n++ {
+			r.nextMessage(n)
+		}
+		sub.push(message(8, ""))
+		r.nextMessage(8)
+		select {
+		case s := <-e.b.subs:
+			t.Fatalf("a resume subscribed anew: %v", s)
+		default:
+		}
+	})
+}
+
+func TestResumeGaps(t *testing.T) {
+	each(t, func(t *testing.T, proto string) {
+		e := newEnv(t, proto, api.Config{}, 100)
+		defer e.close()
+		other := newEnv(t, proto, api.Config{}, 100)
+		defer other.close()
+		c := e.openResume("")
+		sub := <-e.b.subs
+		c.next()
+		sub.push(message(0, ""))
+		last := c.nextMessage(0)
+		c.close()
+		// The token means nothing to another process.
+		r := other.openResume(last)
+		<-other.b.subs
+		r.next()
+		if ev := r.next(); ev.Kind != "gap" || string(ev.Data) != `{"reason":"unknown"}` {
+			t.Fatalf("got %q %s, want gap unknown", ev.Kind, ev.Data)
+		}
+		// Past the window, the stream is gone.
+		time.Sleep(api.DefaultResumeWindow + time.Second)
+		synctest.Wait()
+		if !sub.isClosed() {
+			t.Fatal("a lingering subscription outlived the window")
+		}
+		r = e.openResume(last)
+		<-e.b.subs
+		r.next()
+		if ev := r.next(); ev.Kind != "gap" || string(ev.Data) != `{"reason":"expired"}` {
+			t.Fatalf("got %q %s, want gap expired", ev.Kind, ev.Data)
+		}
+	})
+}
