@@ -142,7 +142,7 @@ func (rs *resumable) since(seq uint64) ([]sent, bool) {
 			return rs.history[i:], s.seq == seq+1
 		}
 	}
-	return nil, true
+	return nil, seq == rs.seq
 }
 
 // resumes holds the handler's resumable streams: served and lingering.

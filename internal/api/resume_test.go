@@ -126,3 +126,112 @@ func TestResumeGaps(t *testing.T) {
 		}
 	})
 }
+
+// TestResumeTakesOverAServedStream reconnects before the server saw the
+// old connection go: the old one lets go, and nothing is lost or doubled.
+func TestResumeTakesOverAServedStream(t *testing.T) {
+	each(t, func(t *testing.T, proto string) {
+		e := newEnv(t, proto, api.Config{}, 100)
+		defer e.close()
+		c := e.openResume("")
+		sub := <-e.b.subs
+		c.next()
+		sub.push(message(0, ""), message(1, ""), message(2, ""))
+		last := c.nextMessage(0)
+		c.nextMessage(1)
+		c.nextMessage(2)
+		r := e.openResume(last)
+		if ev := r.next(); ev.Kind != "ready" {
+			t.Fatalf("got %q %s, want ready", ev.Kind, ev.Data)
+		}
+		r.nextMessage(1)
+		r.nextMessage(2)
+		for range c.events {
+		}
+		sub.push(message(3, ""))
+		r.nextMessage(3)
+	})
+}
+
+func TestResumeOtherBindingsAndShutdown(t *testing.T) {
+	each(t, func(t *testing.T, proto string) {
+		e := newEnv(t, proto, api.Config{}, 100)
+		defer e.close()
+		c := e.openResume("")
+		sub := <-e.b.subs
+		c.next()
+		sub.push(message(0, ""))
+		last := c.nextMessage(0)
+		c.close()
+		synctest.Wait()
+		// The same token with other bindings: gap, and the old
+		// subscription is given back.
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		q := `{"bindings":[{"exchange":"ex","routingKeyPattern":"other"}]}`
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, connectURL("http://proxy", q)+"&resume=1&lastEventId="+last, nil)
+		resp, err := (&http.Client{Transport: e.tr}).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		<-e.b.subs
+		rd := sse.NewReader(resp.Body)
+		rd.Next()
+		if ev, err := rd.Next(); err != nil || ev.Kind != "gap" || string(ev.Data) != `{"reason":"bindings"}` {
+			t.Fatalf("got %q %s %v, want gap bindings", ev.Kind, ev.Data, err)
+		}
+		synctest.Wait()
+		if !sub.isClosed() {
+			t.Fatal("the lingering subscription outlived a takeover with other bindings")
+		}
+		// On shutdown a resumable stream just ends, for EventSource to
+		// reconnect.
+		e.h.Shutdown()
+		if ev, err := rd.Next(); err == nil {
+			t.Fatalf("got %q %s on shutdown, want the end of the stream", ev.Kind, ev.Data)
+		}
+	})
+}
+
+// TestResumeNotAskedFor: without resume=1, a Last-Event-ID still gets 204.
+func TestResumeNotAskedFor(t *testing.T) {
+	each(t, func(t *testing.T, proto string) {
+		e := newEnv(t, proto, api.Config{}, 100)
+		defer e.close()
+		req, _ := http.NewRequest(http.MethodGet, connectURL("http://proxy", `{"bindings":[{"exchange":"ex","routingKeyPattern":"#"}]}`), nil)
+		req.Header.Set("Last-Event-ID", "-")
+		resp, err := (&http.Client{Transport: e.tr}).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNoContent {
+			t.Fatalf("status %s, want 204", resp.Status)
+		}
+	})
+}
+
+// TestResumeEvicted: more was written after the token than the history
+// keeps, so the resumed stream says gap before going on.
+func TestResumeEvicted(t *testing.T) {
+	each(t, func(t *testing.T, proto string) {
+		e := newEnv(t, proto, api.Config{ResumeBytes: 1}, 100)
+		defer e.close()
+		c := e.openResume("")
+		sub := <-e.b.subs
+		c.next()
+		sub.push(message(0, ""), message(1, ""))
+		last := c.nextMessage(0)
+		c.nextMessage(1)
+		c.close()
+		synctest.Wait()
+		sub.push(message(2, ""))
+		r := e.openResume(last)
+		r.next()
+		if ev := r.next(); ev.Kind != "gap" || string(ev.Data) != `{"reason":"evicted"}` {
+			t.Fatalf("got %q %s, want gap evicted", ev.Kind, ev.Data)
+		}
+		r.nextMessage(2)
+	})
+}
