@@ -336,3 +336,57 @@ func TestAccessTokenExpires(t *testing.T) {
 		t.Fatalf("after the error: %v, want the end of the stream", err)
 	}
 }
+
+// TestAccessExpiredResumableStreamResumes: a resumable stream that its
+// token's expiry ends lingers like one whose client left, so that a
+// reconnect with a fresh token and the last event id continues it, with
+// what was published meanwhile and no gap.
+func TestAccessExpiredResumableStreamResumes(t *testing.T) {
+	exp := time.Now().Add(-time.Hour).Truncate(time.Second)
+	p := startAccessProxy(t, access.Config{
+		HMACSecrets: [][]byte{secret},
+		Leeway:      -1,
+		Now:         func() time.Time { return exp.Add(-time.Minute) },
+	}, api.Config{})
+	old := accesstest.Grants("frank", "private/a", "#")
+	old["exp"] = exp.Unix()
+	resp := p.request(t, bearerHeader(accesstest.Sign(t, secret, "HS256", "", old)), "&resume=1", "private/a", "#")
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %s", resp.Status)
+	}
+	rd := sse.NewReader(resp.Body)
+	ready := nextEvent(t, rd)
+	if ready.Kind != "ready" || ready.ID == "" || ready.ID == "-" {
+		t.Fatalf("got %s %s id %q, want ready with a token", ready.Kind, ready.Data, ready.ID)
+	}
+	if ev := nextEvent(t, rd); ev.Kind != "error" || !strings.Contains(string(ev.Data), "expired") {
+		t.Fatalf("got %s %s, want an error saying the token expired", ev.Kind, ev.Data)
+	}
+	if _, err := rd.Next(); err != io.EOF {
+		t.Fatalf("after the error: %v, want the end of the stream", err)
+	}
+	// Published while the client fetches a new token.
+	for _, key := range []string{"k.1", "k.2"} {
+		if err := p.mb.Publish("private/a", key, nil, []byte(`{}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hdr := bearerHeader(accesstest.Sign(t, secret, "HS256", "", accesstest.Grants("frank", "private/a", "#")))
+	hdr.Set("Last-Event-ID", ready.ID)
+	again := p.request(t, hdr, "&resume=1", "private/a", "#")
+	if again.StatusCode != http.StatusOK {
+		t.Fatalf("reconnect: %s", again.Status)
+	}
+	rd = sse.NewReader(again.Body)
+	if ev := nextEvent(t, rd); ev.Kind != "ready" {
+		t.Fatalf("reconnect: got %s %s, want ready", ev.Kind, ev.Data)
+	}
+	if err := p.mb.Publish("private/a", "k.3", nil, []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{"k.1", "k.2", "k.3"} {
+		if ev := nextEvent(t, rd); ev.Kind != "message" || !strings.Contains(string(ev.Data), `"routingKey":"`+key+`"`) {
+			t.Fatalf("reconnect: got %s %s, want the message on %s", ev.Kind, ev.Data, key)
+		}
+	}
+}

@@ -82,7 +82,8 @@ func (h *Handler) connect(w http.ResponseWriter, r *http.Request) {
 }
 
 // release gives sub back once the stream ends for err; a resumable stream
-// whose client left lingers instead.
+// whose client left, or whose token expired, lingers instead, for a
+// reconnect (with a fresh token) to continue it.
 func (st *stream) release(sub Subscription, err error) {
 	if st.rs == nil {
 		if sub != nil {
@@ -90,7 +91,7 @@ func (st *stream) release(sub Subscription, err error) {
 		}
 		return
 	}
-	if errors.Is(err, errClientGone) || errors.Is(err, errWrite) {
+	if errors.Is(err, errClientGone) || errors.Is(err, errWrite) || errors.Is(err, errExpired) {
 		st.h.res.park(st.rs)
 		return
 	}
