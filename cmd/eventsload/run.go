@@ -20,6 +20,7 @@ Usage:
   eventsload cycles      [flags]  S3: connect→ready→close cycles
   eventsload throughput  [flags]  one stream, broker flat out, against a plain auto-ack consumer
   eventsload bindrate    [flags]  the broker's own bind+unbind pairs per second
+  eventsload pulse       [flags]  Taskcluster task pages: seven bindings each, coming and going, under task traffic
   eventsload serve-profiled --profile-dir DIR -- SERVE-FLAGS
                                   eventsproxy serve with profiles on SIGUSR1/SIGUSR2 (used by --profile)
 
@@ -50,6 +51,7 @@ func scenarios() map[string]*scenario {
 	var cyc load.CyclesConfig
 	var thr load.ThroughputConfig
 	var bind load.BindRateConfig
+	var pulse load.PulseConfig
 	return map[string]*scenario{
 		"idle": {
 			name: "idle (S1)",
@@ -154,6 +156,32 @@ func scenarios() map[string]*scenario {
 				return load.BindRate(ctx, cfg)
 			},
 			noServer: true,
+		},
+		"pulse": {
+			name: "pulse",
+			flags: func(fs *flag.FlagSet) {
+				fs.IntVar(&pulse.Pages, "pages", 5000, "task pages open at once, each on the seven task exchanges with primary.<taskId>.#")
+				fs.Float64Var(&pulse.Churn, "churn", 100, "pages leaving, and as many arriving for new tasks, per second")
+				fs.Float64Var(&pulse.Rate, "rate", 300, "messages per second, bursts included")
+				fs.Float64Var(&pulse.Watched, "watched", 0.5, "share of messages for the tasks of open pages; the rest are for tasks nobody watches")
+				fs.Float64Var(&pulse.GroupShare, "group-share", 0.2, "share of pages that also bind their task group on task-group-resolved")
+				fs.IntVar(&pulse.Burst, "burst", 300, "messages published at once every --burst-every (a decision task defining its tasks)")
+				fs.DurationVar(&pulse.BurstEvery, "burst-every", 10*time.Second, "how often a burst comes")
+				fs.DurationVar(&pulse.Duration, "duration", 30*time.Second, "how long pages come and go while messages flow")
+				fs.IntVar(&pulse.Parallel, "parallel", 20, "pages opening at a time during the ramp")
+				fs.DurationVar(&pulse.Drain, "drain", 10*time.Second, "longest wait of a leaving page for the messages it is owed")
+				fs.IntVar(&pulse.BufSize, "buffer", 4096, "read buffer per client stream, bytes")
+			},
+			params: func() string {
+				return fmt.Sprintf("%d task pages × 7 bindings (%.0f %% also their group's), %.0f pages/s coming and going, %.0f msg/s (%.0f %% for watched tasks, bursts of %d every %v) for %v",
+					pulse.Pages, 100*pulse.GroupShare, pulse.Churn, pulse.Rate, 100*pulse.Watched, pulse.Burst, pulse.BurstEvery, pulse.Duration)
+			},
+			streams: func() int { return pulse.Pages + pulse.Parallel + int(pulse.Churn) },
+			run: func(ctx context.Context, t load.Target, c load.Common) (load.Run, error) {
+				cfg := pulse
+				cfg.Common = c
+				return load.Pulse(ctx, t, cfg)
+			},
 		},
 	}
 }

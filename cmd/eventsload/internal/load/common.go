@@ -27,6 +27,21 @@ func (c *Common) progress(format string, args ...any) {
 	}
 }
 
+// begin starts a run of a scenario: its Run, the client for t and a
+// publisher of payloads of size bytes on an exchange of its own; done
+// closes both.
+func begin(t Target, amqpURL string, size int) (run Run, c *client, pub *Publisher, done func(), err error) {
+	run = Run{LoadAvg: LoadAvg()}
+	if c, err = newClient(t); err != nil {
+		return run, nil, nil, nil, err
+	}
+	if pub, err = NewPublisher(amqpURL, size); err != nil {
+		c.close()
+		return run, nil, nil, nil, err
+	}
+	return run, c, pub, func() { pub.Close(); c.close() }, nil
+}
+
 // startProfile starts the target's profile, if any.
 func (c *Common) startProfile(t Target, run *Run) {
 	if t.Profiler == nil {

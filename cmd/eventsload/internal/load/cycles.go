@@ -34,17 +34,11 @@ type CyclesConfig struct {
 // to ready, and how long the server's broker bindings take to go after
 // the last close.
 func Cycles(ctx context.Context, t Target, cfg CyclesConfig) (Run, error) {
-	run := Run{LoadAvg: LoadAvg()}
-	c, err := newClient(t)
+	run, c, pub, done, err := begin(t, cfg.AMQPURL, 512)
 	if err != nil {
 		return run, err
 	}
-	defer c.close()
-	pub, err := NewPublisher(cfg.AMQPURL, 512)
-	if err != nil {
-		return run, err
-	}
-	defer pub.Close()
+	defer done()
 	bpid := brokerPID()
 	runID := randomname.New("")
 	reqs := make([]request, cfg.Cycles)

@@ -36,20 +36,14 @@ type FanoutConfig struct {
 // second, loss per stream and in total, and latency from publish to event
 // parsed.
 func Fanout(ctx context.Context, t Target, cfg FanoutConfig) (Run, error) {
-	run := Run{LoadAvg: LoadAvg()}
-	c, err := newClient(t)
-	if err != nil {
-		return run, err
-	}
-	defer c.close()
 	if cfg.Pattern == "" {
 		cfg.Pattern = "primary.#"
 	}
-	pub, err := NewPublisher(cfg.AMQPURL, cfg.Size)
+	run, c, pub, done, err := begin(t, cfg.AMQPURL, cfg.Size)
 	if err != nil {
 		return run, err
 	}
-	defer pub.Close()
+	defer done()
 	bpid := brokerPID()
 	bs := []Binding{{Exchange: pub.Exchange, RoutingKeyPattern: cfg.Pattern}}
 

@@ -29,17 +29,11 @@ type IdleConfig struct {
 // on a sample, and measures the ramp, the server's RSS per stream and the
 // number of broker queues and bindings.
 func Idle(ctx context.Context, t Target, cfg IdleConfig) (Run, error) {
-	run := Run{LoadAvg: LoadAvg()}
-	c, err := newClient(t)
+	run, c, pub, done, err := begin(t, cfg.AMQPURL, 512)
 	if err != nil {
 		return run, err
 	}
-	defer c.close()
-	pub, err := NewPublisher(cfg.AMQPURL, 512)
-	if err != nil {
-		return run, err
-	}
-	defer pub.Close()
+	defer done()
 	bpid := brokerPID()
 	runID := randomname.New("")
 	id := func(i int) string { return fmt.Sprintf("s%s%06d", runID, i) }

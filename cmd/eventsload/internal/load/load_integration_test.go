@@ -129,3 +129,39 @@ func TestFanoutSmoke(t *testing.T) {
 		})
 	}
 }
+
+func TestPulseSmoke(t *testing.T) {
+	for _, proto := range protocols {
+		t.Run(proto, func(t *testing.T) {
+			target := startServer(t, proto)
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			r, err := Pulse(ctx, target, PulseConfig{
+				Common: common(), Pages: 30, Churn: 10, Rate: 100, Watched: 0.5, GroupShare: 0.5,
+				Burst: 20, BurstEvery: time.Second, Duration: 3 * time.Second, Parallel: 10,
+				Drain: 30 * time.Second, BufSize: 4096,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ready, failed := metric(t, r, "ramp: pages ready"), metric(t, r, "failed to open"); ready != 30 || failed != 0 {
+				t.Errorf("%v pages ready, %v failed (%v); want 30 and 0", ready, failed, r.Notes)
+			}
+			owed, got := metric(t, r, "owed to pages (published while ready)"), metric(t, r, "received of those")
+			if owed == 0 || got != owed {
+				t.Errorf("pages were owed %v messages and got %v", owed, got)
+			}
+			for _, name := range []string{"loss", "duplicates or out of order", "streams ended early"} {
+				if v := metric(t, r, name); v != 0 {
+					t.Errorf("%s = %v, want 0", name, v)
+				}
+			}
+			for _, name := range []string{"page arrivals while churning", "ready p99", "latency p99",
+				"server: broker binds/s", "server: broker unbinds/s", "server: messages from the broker/s", "server: messages delivered/s"} {
+				if v := metric(t, r, name); v <= 0 {
+					t.Errorf("%s = %v, want more than 0", name, v)
+				}
+			}
+		})
+	}
+}

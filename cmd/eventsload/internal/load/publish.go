@@ -32,6 +32,7 @@ type Publisher struct {
 	owns     bool // Close deletes the exchange
 	size     int
 	cc       amqp.Table
+	others   []string // more exchanges of its own, deleted by Close
 }
 
 // NewPublisher connects to the broker at url and declares a new topic
@@ -92,6 +93,32 @@ func (p *Publisher) Publish(ctx context.Context, key string, seq int64) error {
 	})
 }
 
+// declare declares another topic exchange of the publisher's own, which
+// Close deletes.
+func (p *Publisher) declare(exchange string) error {
+	if err := p.ch.ExchangeDeclare(exchange, amqp.ExchangeTopic, false, false, false, false, nil); err != nil {
+		return fmt.Errorf("declare exchange: %w", err)
+	}
+	p.others = append(p.others, exchange)
+	return nil
+}
+
+// publishTo publishes body to exchange with routing key key and the CC
+// routing keys cc.
+func (p *Publisher) publishTo(ctx context.Context, exchange, key string, cc []string, body []byte) error {
+	var hdr amqp.Table
+	if len(cc) > 0 {
+		routes := make([]any, len(cc))
+		for i, r := range cc {
+			routes[i] = r
+		}
+		hdr = amqp.Table{"CC": routes}
+	}
+	return p.ch.PublishWithContext(ctx, exchange, key, false, false, amqp.Publishing{
+		ContentType: "application/json", Headers: hdr, Body: body,
+	})
+}
+
 // Barrier returns once the broker has handled every message published
 // before it (a synchronous method on the same channel).
 func (p *Publisher) Barrier() error {
@@ -127,6 +154,9 @@ func (p *Publisher) Paced(ctx context.Context, rate float64, d time.Duration, ke
 func (p *Publisher) Close() {
 	if p.owns {
 		_ = p.ch.ExchangeDelete(p.Exchange, false, false)
+	}
+	for _, ex := range p.others {
+		_ = p.ch.ExchangeDelete(ex, false, false)
 	}
 	_ = p.conn.Close()
 }

@@ -17,10 +17,11 @@ const (
 	kindPing
 	kindOverflow
 	kindError
+	kindGap
 )
 
-// event is one event of a stream. data is set for error events only and is
-// valid during the handler's call alone.
+// event is one event of a stream. data (set for error and gap events only)
+// and id are valid during the handler's call alone.
 type event struct {
 	kind eventKind
 	// sent is the payload's "t": the publisher's time.Now().UnixNano() at
@@ -32,6 +33,8 @@ type event struct {
 	// dropped is an overflow event's count.
 	dropped int64
 	data    []byte
+	// id is the event's `id` field; empty when it had none.
+	id []byte
 }
 
 // StatusError is a response that was not 200, such as a 503 or 429 refusal.
@@ -68,7 +71,8 @@ type scanner struct {
 	cleft   int // bytes left of the current chunk, or of its CRLF
 
 	cur     event
-	errText []byte // data of an error event being read
+	errText []byte // data of an error or gap event being read
+	id      []byte // id of the event being read
 }
 
 func newScanner(size int) *scanner {
@@ -273,13 +277,15 @@ func parseChunkSize(line []byte) (int, error) {
 func (s *scanner) line(line []byte, fn func(*event)) {
 	if len(line) == 0 {
 		if s.cur.kind != kindOther || s.cur.sent != 0 {
-			if s.cur.kind == kindError {
+			if s.cur.kind == kindError || s.cur.kind == kindGap {
 				s.cur.data = s.errText
 			}
+			s.cur.id = s.id
 			fn(&s.cur)
 		}
 		s.cur = event{seq: -1}
 		s.errText = s.errText[:0]
+		s.id = s.id[:0]
 		return
 	}
 	name, value, _ := bytes.Cut(line, []byte(":"))
@@ -299,7 +305,11 @@ func (s *scanner) line(line []byte, fn func(*event)) {
 			s.cur.kind = kindOverflow
 		case "error":
 			s.cur.kind = kindError
+		case "gap":
+			s.cur.kind = kindGap
 		}
+	case "id":
+		s.id = append(s.id[:0], value...)
 	case "data":
 		switch s.cur.kind {
 		case kindMessage:
@@ -309,7 +319,7 @@ func (s *scanner) line(line []byte, fn func(*event)) {
 			if i := bytes.IndexByte(value, ':'); i >= 0 {
 				s.cur.dropped, _ = parseInt(value[i+1:])
 			}
-		case kindError:
+		case kindError, kindGap:
 			s.errText = append(s.errText, value...)
 		}
 	}

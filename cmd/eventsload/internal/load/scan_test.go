@@ -71,6 +71,7 @@ func scanAll(t *testing.T, sc *scanner, r io.Reader) ([]event, error) {
 	fn := func(ev *event) {
 		e := *ev
 		e.data = bytes.Clone(ev.data)
+		e.id = bytes.Clone(ev.id)
 		evs = append(evs, e)
 	}
 	for {
@@ -155,6 +156,23 @@ func TestScannerBody(t *testing.T) {
 	evs, err := scanAll(t, sc, &splitReader{b: []byte(body), max: 7, rnd: rand.New(rand.NewPCG(1, 2))})
 	if !errors.Is(err, io.EOF) || len(evs) != 2 || evs[0].kind != kindReady || evs[1].sent != 5 || evs[1].seq != 0 {
 		t.Fatalf("got %+v, %v", evs, err)
+	}
+}
+
+// A resumable stream's events carry tokens as ids, and a gap its reason;
+// an id belongs to the event it is in.
+func TestScannerIDAndGap(t *testing.T) {
+	t.Parallel()
+	src := "HTTP/1.0 200 OK\r\n\r\nretry: 1000\nevent: ready\ndata: {}\nid: tok1\n\n" +
+		"event: gap\ndata: {\"reason\": \"expired\"}\nid: tok2\n\n" +
+		"event: message\ndata: " + string(messageData(5, 3, 64)) + "\n\n"
+	evs, err := scanAll(t, newScanner(32), &splitReader{b: []byte(src), max: 5, rnd: rand.New(rand.NewPCG(3, 4))})
+	if !errors.Is(err, io.EOF) || len(evs) != 3 {
+		t.Fatalf("got %+v, %v", evs, err)
+	}
+	if string(evs[0].id) != "tok1" || evs[1].kind != kindGap || string(evs[1].id) != "tok2" ||
+		string(evs[1].data) != `{"reason": "expired"}` || len(evs[2].id) != 0 || evs[2].seq != 3 {
+		t.Fatalf("got %+v", evs)
 	}
 }
 

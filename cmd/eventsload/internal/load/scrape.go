@@ -14,8 +14,8 @@ import (
 // bucket is one cumulative bucket of a Prometheus histogram.
 type bucket struct{ le, count float64 }
 
-// scrapeHistogram reads the histogram name from the server's /metrics.
-func scrapeHistogram(t Target, name string) ([]bucket, error) {
+// scrapeLines returns the lines of the server's /metrics.
+func scrapeLines(t Target) ([]string, error) {
 	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true, TLSClientConfig: t.TLS}}
 	resp, err := c.Get(strings.TrimSuffix(t.URL, "/") + "/metrics")
 	if err != nil {
@@ -25,11 +25,24 @@ func scrapeHistogram(t Target, name string) ([]bucket, error) {
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("GET /metrics: %s", resp.Status)
 	}
-	var bs []bucket
-	prefix := name + `_bucket{le="`
+	var lines []string
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
-		rest, ok := strings.CutPrefix(sc.Text(), prefix)
+		lines = append(lines, sc.Text())
+	}
+	return lines, sc.Err()
+}
+
+// scrapeHistogram reads the histogram name from the server's /metrics.
+func scrapeHistogram(t Target, name string) ([]bucket, error) {
+	lines, err := scrapeLines(t)
+	if err != nil {
+		return nil, err
+	}
+	var bs []bucket
+	prefix := name + `_bucket{le="`
+	for _, line := range lines {
+		rest, ok := strings.CutPrefix(line, prefix)
 		if !ok {
 			continue
 		}
@@ -44,7 +57,47 @@ func scrapeHistogram(t Target, name string) ([]bucket, error) {
 		}
 	}
 	sort.Slice(bs, func(i, j int) bool { return bs[i].le < bs[j].le })
-	return bs, sc.Err()
+	return bs, nil
+}
+
+// counters are the values of the server's counters and gauges, by series
+// (name and labels, as /metrics writes them).
+type counters map[string]float64
+
+// scrapeCounters reads every counter and gauge of the server's /metrics;
+// on error it returns none, so that sums over them are 0.
+func scrapeCounters(t Target) (counters, error) {
+	lines, err := scrapeLines(t)
+	if err != nil {
+		return counters{}, err
+	}
+	cs := counters{}
+	for _, line := range lines {
+		if strings.HasPrefix(line, "#") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 {
+			continue
+		}
+		if v, err := strconv.ParseFloat(line[i+1:], 64); err == nil {
+			cs[line[:i]] = v
+		}
+	}
+	return cs, nil
+}
+
+// sum returns the sum of the series of name whose labels contain label
+// (such as `result="ok"`; "" for all of them).
+func (cs counters) sum(name, label string) float64 {
+	var total float64
+	for series, v := range cs {
+		rest, ok := strings.CutPrefix(series, name)
+		if ok && (rest == "" || rest[0] == '{') && strings.Contains(rest, label) {
+			total += v
+		}
+	}
+	return total
 }
 
 // histogramQuantile estimates the q-quantile of cumulative buckets by

@@ -65,25 +65,48 @@ func (c *client) close() {
 // request is what opens one stream: the bytes of an HTTP/1.1 request, or
 // the URL of an HTTP/2 one.
 type request struct {
-	raw   []byte
-	url   string
-	token string // of an HTTP/2 request
+	raw         []byte
+	url         string
+	token       string // of an HTTP/2 request
+	lastEventID string // of an HTTP/2 request
 }
 
 // request returns the request that opens a stream with bs.
 func (c *client) request(bs []Binding) (request, error) {
+	return c.resumeRequest(bs, false, "", false)
+}
+
+// resumeRequest returns the request that opens a stream with bs; with
+// resume, one that opts in with resume=1 and, when lastID is not empty,
+// continues after it: in a Last-Event-ID header as EventSource sends it,
+// or with inQuery in the lastEventId query parameter.
+func (c *client) resumeRequest(bs []Binding, resume bool, lastID string, inQuery bool) (request, error) {
 	q, err := json.Marshal(map[string]any{"bindings": bs})
 	if err != nil {
 		return request{}, err
 	}
 	path := strings.TrimSuffix(c.base.Path, "/") + "/api/events/v1/connect/?bindings=" + url.QueryEscape(string(q))
+	header := ""
+	if resume {
+		path += "&resume=1"
+		switch {
+		case lastID == "":
+		case inQuery:
+			path += "&lastEventId=" + url.QueryEscape(lastID)
+		default:
+			header = lastID
+		}
+	}
 	if c.h2 != nil {
-		return request{url: c.base.Scheme + "://" + c.base.Host + path, token: c.token}, nil
+		return request{url: c.base.Scheme + "://" + c.base.Host + path, token: c.token, lastEventID: header}, nil
 	}
 	raw := "GET " + path + " HTTP/1.1\r\nHost: " + c.base.Host +
 		"\r\nAccept: text/event-stream\r\nUser-Agent: eventsload\r\n"
 	if c.token != "" {
 		raw += "Authorization: Bearer " + c.token + "\r\n"
+	}
+	if header != "" {
+		raw += "Last-Event-ID: " + header + "\r\n"
 	}
 	return request{raw: []byte(raw + "\r\n")}, nil
 }
@@ -219,6 +242,9 @@ func (st *stream) openH2(ctx context.Context, hc *http.Client, r request) error 
 	req.Header.Set("Accept", "text/event-stream")
 	if r.token != "" {
 		req.Header.Set("Authorization", "Bearer "+r.token)
+	}
+	if r.lastEventID != "" {
+		req.Header.Set("Last-Event-ID", r.lastEventID)
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
