@@ -309,10 +309,14 @@ func TestAccessAnonymousGrants(t *testing.T) {
 	}
 }
 
-// TestAccessTokenExpires: a stream ends with an error when its token
-// expires. The Authorizer's clock stands an hour back, so the token is
-// good at admission and expired for the stream's timer.
-func TestAccessTokenExpires(t *testing.T) {
+// openExpiring opens a stream on private/a whose token expires as soon as
+// it is ready, with extraQuery, and returns its `ready` event once the
+// stream has ended with an error saying the token expired. The
+// Authorizer's clock stands an hour back, so the token is good at
+// admission and expired for the stream's timer; tokens minted with
+// accesstest.Grants are good for both.
+func openExpiring(t *testing.T, extraQuery string) (*accessProxy, sse.Event) {
+	t.Helper()
 	exp := time.Now().Add(-time.Hour).Truncate(time.Second)
 	p := startAccessProxy(t, access.Config{
 		HMACSecrets: [][]byte{secret},
@@ -321,13 +325,14 @@ func TestAccessTokenExpires(t *testing.T) {
 	}, api.Config{})
 	c := accesstest.Grants("frank", "private/a", "#")
 	c["exp"] = exp.Unix()
-	resp := p.request(t, bearerHeader(accesstest.Sign(t, secret, "HS256", "", c)), "", "private/a", "#")
+	resp := p.request(t, bearerHeader(accesstest.Sign(t, secret, "HS256", "", c)), extraQuery, "private/a", "#")
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("status %s", resp.Status)
 	}
 	rd := sse.NewReader(resp.Body)
-	if ev := nextEvent(t, rd); ev.Kind != "ready" {
-		t.Fatalf("got %s %s, want ready", ev.Kind, ev.Data)
+	ready := nextEvent(t, rd)
+	if ready.Kind != "ready" {
+		t.Fatalf("got %s %s, want ready", ready.Kind, ready.Data)
 	}
 	if ev := nextEvent(t, rd); ev.Kind != "error" || !strings.Contains(string(ev.Data), "expired") {
 		t.Fatalf("got %s %s, want an error saying the token expired", ev.Kind, ev.Data)
@@ -335,6 +340,13 @@ func TestAccessTokenExpires(t *testing.T) {
 	if _, err := rd.Next(); err != io.EOF {
 		t.Fatalf("after the error: %v, want the end of the stream", err)
 	}
+	return p, ready
+}
+
+// TestAccessTokenExpires: a stream ends with an error when its token
+// expires.
+func TestAccessTokenExpires(t *testing.T) {
+	openExpiring(t, "")
 }
 
 // TestAccessExpiredResumableStreamResumes: a resumable stream that its
@@ -342,28 +354,9 @@ func TestAccessTokenExpires(t *testing.T) {
 // reconnect with a fresh token and the last event id continues it, with
 // what was published meanwhile and no gap.
 func TestAccessExpiredResumableStreamResumes(t *testing.T) {
-	exp := time.Now().Add(-time.Hour).Truncate(time.Second)
-	p := startAccessProxy(t, access.Config{
-		HMACSecrets: [][]byte{secret},
-		Leeway:      -1,
-		Now:         func() time.Time { return exp.Add(-time.Minute) },
-	}, api.Config{})
-	old := accesstest.Grants("frank", "private/a", "#")
-	old["exp"] = exp.Unix()
-	resp := p.request(t, bearerHeader(accesstest.Sign(t, secret, "HS256", "", old)), "&resume=1", "private/a", "#")
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("status %s", resp.Status)
-	}
-	rd := sse.NewReader(resp.Body)
-	ready := nextEvent(t, rd)
-	if ready.Kind != "ready" || ready.ID == "" || ready.ID == "-" {
-		t.Fatalf("got %s %s id %q, want ready with a token", ready.Kind, ready.Data, ready.ID)
-	}
-	if ev := nextEvent(t, rd); ev.Kind != "error" || !strings.Contains(string(ev.Data), "expired") {
-		t.Fatalf("got %s %s, want an error saying the token expired", ev.Kind, ev.Data)
-	}
-	if _, err := rd.Next(); err != io.EOF {
-		t.Fatalf("after the error: %v, want the end of the stream", err)
+	p, ready := openExpiring(t, "&resume=1")
+	if ready.ID == "" || ready.ID == "-" {
+		t.Fatalf("ready has id %q, want a resume token", ready.ID)
 	}
 	// Published while the client fetches a new token.
 	for _, key := range []string{"k.1", "k.2"} {
@@ -377,7 +370,7 @@ func TestAccessExpiredResumableStreamResumes(t *testing.T) {
 	if again.StatusCode != http.StatusOK {
 		t.Fatalf("reconnect: %s", again.Status)
 	}
-	rd = sse.NewReader(again.Body)
+	rd := sse.NewReader(again.Body)
 	if ev := nextEvent(t, rd); ev.Kind != "ready" {
 		t.Fatalf("reconnect: got %s %s, want ready", ev.Kind, ev.Data)
 	}
