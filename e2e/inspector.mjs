@@ -17,7 +17,12 @@
 // (default 20). Unasked, it also prints what the page does that a test may
 // want to count:
 //
-//   {"type":"request","url":"…"}                  each EventSource request
+//   {"type":"request","url":"…","resourceType":"…","authorization":"…"}
+//                                                 each stream request (an
+//                                                 EventSource's, or a fetch of
+//                                                 the connect endpoint); the
+//                                                 Authorization header's
+//                                                 scheme, never the token
 //   {"type":"response","url":"…","status":200}    and its answer
 //   {"type":"requestfailed","url":"…","resourceType":"…","failure":"…"}
 //   {"type":"pageerror","message":"…"}            uncaught exceptions
@@ -78,12 +83,15 @@ onStop(timeoutSeconds, async (reason, code) => {
   process.exit(code);
 });
 
-const isEventSource = (req) => req.resourceType() === 'eventsource';
+const isStream = (req) => req.resourceType() === 'eventsource' ||
+  (req.resourceType() === 'fetch' && new URL(req.url()).pathname.endsWith('/api/events/v1/connect/'));
 page.on('request', (req) => {
-  if (isEventSource(req)) print({ type: 'request', url: req.url() });
+  if (!isStream(req)) return;
+  const authorization = (req.headers().authorization ?? '').split(' ')[0];
+  print({ type: 'request', url: req.url(), resourceType: req.resourceType(), authorization });
 });
 page.on('response', (res) => {
-  if (isEventSource(res.request())) print({ type: 'response', url: res.url(), status: res.status() });
+  if (isStream(res.request())) print({ type: 'response', url: res.url(), status: res.status() });
 });
 page.on('requestfailed', (req) => {
   print({ type: 'requestfailed', url: req.url(), resourceType: req.resourceType(), failure: req.failure()?.errorText ?? null });
@@ -240,6 +248,11 @@ const ops = {
   // click clicks the button with this accessible name.
   async click({ name }) {
     await button(name).click();
+    return {};
+  },
+  // fill types text into the field with this label.
+  async fill({ label, text }) {
+    await page.getByLabel(label, { exact: true }).fill(text);
     return {};
   },
   // press types key into the field with this label, or into the page.

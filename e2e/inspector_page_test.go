@@ -63,8 +63,10 @@ func (in *inspector) checkQuiet(t testing.TB) {
 				continue
 			}
 		case "requestfailed":
-			// Closing an EventSource aborts its request.
-			if strings.Contains(ev.Line, `"resourceType":"eventsource"`) {
+			// Closing a stream aborts its request: an EventSource's, or a
+			// fetch of the connect endpoint (with a token).
+			if strings.Contains(ev.Line, `"resourceType":"eventsource"`) ||
+				strings.Contains(ev.Line, `"resourceType":"fetch"`) && strings.Contains(ev.URL, connectPath) {
 				continue
 			}
 		default:
@@ -262,6 +264,12 @@ func (in *inspector) setBindings(t testing.TB, bs ...binding) {
 func (in *inspector) click(t testing.TB, name string) {
 	t.Helper()
 	in.do(t, "click", map[string]any{"name": name}, nil)
+}
+
+// fill types text into the field with this accessible name.
+func (in *inspector) fill(t testing.TB, label, text string) {
+	t.Helper()
+	in.do(t, "fill", map[string]any{"label": label, "text": text}, nil)
 }
 
 // press presses key in the field with this accessible name, or in the

@@ -493,3 +493,80 @@ func TestInspectorAllowedExchanges(t *testing.T) {
 	}
 	in.screenshot(t, "allowed")
 }
+
+// TestInspectorToken: on a server that requires tokens the page shows a
+// token field, says so when a stream is refused for want of a (valid)
+// token, and sends the token in an Authorization header: never in a URL,
+// the page's address, a copied command or the server's log.
+func TestInspectorToken(t *testing.T) {
+	t.Parallel()
+	ex := newExchange(t)
+	p := startProxy(t, "--token-secrets", accessSecret)
+	tok := mintToken(t, "--grant", ex.Name+"=primary.#", "--sub", "inspector", "--ttl", "10m")
+	in := openInspector(t, p.URL+"/?"+url.Values{"bind": {ex.Name + "=primary.#"}}.Encode())
+	// Chromium logs the refusals.
+	in.allowConsole("the server responded with a status of 401")
+
+	in.click(t, "Connect")
+	in.waitState(t, "closed")
+	if b := in.banner(t); b.Title != "This server needs a token" || !strings.Contains(b.Text, "This service needs a token") {
+		t.Errorf("without a token the banner is %+v, want that the server needs a token, with its text", b)
+	}
+	in.fill(t, "Token", "not.a.token")
+	in.click(t, "Connect")
+	in.waitState(t, "closed")
+	if b := in.banner(t); b.Title != "The token was refused" || !strings.Contains(b.Text, "The token is not valid.") {
+		t.Errorf("with a bad token the banner is %+v, want the token refused, with the server's text", b)
+	}
+	in.screenshot(t, "refused")
+
+	in.fill(t, "Token", tok)
+	in.click(t, "Connect")
+	in.waitState(t, "ready")
+	payload := map[string]any{"token": true}
+	ex.publish(t, "primary.token", jsonMessage(t, payload))
+	if m := in.waitMessages(t, 1).Messages[0]; m.RoutingKey != "primary.token" {
+		t.Errorf("the page shows %+v, want the message on primary.token", m)
+	}
+	in.screenshot(t, "ready")
+	if u := in.url(t); strings.Contains(u, tok) || strings.Contains(u, "token") {
+		t.Errorf("the page's address %q holds the token", u)
+	}
+	in.click(t, "Copy as curl")
+	if c := in.density(t).Copied; strings.Contains(c, tok) || !strings.Contains(c, `-H "Authorization: Bearer $EVENTSPROXY_TOKEN"`) {
+		t.Errorf("the copied curl command is %q, want the token from $EVENTSPROXY_TOKEN", c)
+	}
+	in.click(t, "Copy as listen command")
+	if c := in.density(t).Copied; strings.Contains(c, tok) || !strings.Contains(c, `--token "$EVENTSPROXY_TOKEN"`) {
+		t.Errorf("the copied listen command is %q, want the token from $EVENTSPROXY_TOKEN", c)
+	}
+
+	// A token in the page's address moves to the field and out of the
+	// address.
+	in.open(t, p.URL+"/?"+url.Values{"access_token": {tok}, "bind": {ex.Name + "=primary.#"}, "connect": {"1"}}.Encode())
+	in.waitState(t, "ready")
+	if u := in.url(t); strings.Contains(u, tok) || strings.Contains(u, "token") {
+		t.Errorf("the page's address %q still holds the token", u)
+	}
+
+	var requests []clientEvent
+	for _, ev := range in.c.all() {
+		if ev.Type == "request" && strings.HasPrefix(ev.URL, p.URL+connectPath) {
+			requests = append(requests, ev)
+		}
+	}
+	if len(requests) != 4 {
+		t.Errorf("the page made %d connect requests, want 4 (one per Connect)", len(requests))
+	}
+	for i, ev := range requests {
+		if strings.Contains(ev.URL, tok) || strings.Contains(ev.URL, "token") {
+			t.Errorf("connect request %d has the token in its URL: %s", i, ev.URL)
+		}
+		if want := map[bool]string{false: "", true: "Bearer"}[i > 0]; !strings.Contains(ev.Line, `"authorization":"`+want+`"`) {
+			t.Errorf("connect request %d: %s, want an Authorization header %q", i, ev.Line, want)
+		}
+	}
+	if strings.Contains(p.log.String(), tok) {
+		t.Error("the service's log holds the token")
+	}
+}

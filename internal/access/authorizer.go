@@ -165,6 +165,12 @@ func Open(cfg Config, log *slog.Logger) (*Authorizer, error) {
 	return a, nil
 }
 
+// AllowsAnonymous reports whether a stream without a token may bind
+// anything: access control is off (a is nil), or it has anonymous grants.
+func (a *Authorizer) AllowsAnonymous() bool {
+	return a == nil || a.cfg.AnonymousGrants != nil
+}
+
 // Close stops the JWKS refresh and waits for it. It is safe on a nil
 // Authorizer, and to call more than once.
 func (a *Authorizer) Close() {

@@ -18,12 +18,24 @@ type inspectorConfig struct {
 	// that --allowed-exchanges allows ([] allows every exchange).
 	Exchanges        []string `json:"exchanges"`
 	AllowedExchanges []string `json:"allowedExchanges"`
+	// Tokens says whether streams present tokens: "required", "optional"
+	// (beside anonymous grants), or "" with access control off.
+	Tokens string `json:"tokens"`
 }
 
-// inspectorSettings serves the page's InspectorConfig and the server's
-// allowed exchange prefixes.
+// inspectorSettings serves the page's InspectorConfig, the server's
+// allowed exchange prefixes and whether it takes tokens.
 func (h *Handler) inspectorSettings(w http.ResponseWriter, r *http.Request) {
+	tokens := ""
+	switch {
+	case h.cfg.Access == nil:
+	case h.cfg.Access.AllowsAnonymous():
+		tokens = "optional"
+	default:
+		tokens = "required"
+	}
 	writeJSON(w, http.StatusOK, inspectorConfig{
+		Tokens:           tokens,
 		Dev:              h.cfg.Inspector.Dev,
 		Exchanges:        append([]string{}, h.cfg.Inspector.Exchanges...),
 		AllowedExchanges: append([]string{}, h.cfg.Limits.AllowedExchanges...),

@@ -9,11 +9,25 @@ import (
 	"reflect"
 	"testing"
 
+	"eventsproxy/internal/access"
 	"eventsproxy/internal/binding"
 )
 
 func TestInspectorConfig(t *testing.T) {
 	t.Parallel()
+	secret := [][]byte{[]byte("a secret of thirty-two bytes, ok")}
+	public, err := access.ParseGrants(`[{"exchange": "public/", "routingKeyPattern": "#"}]`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	authorizer := func(cfg access.Config) *access.Authorizer {
+		a, err := access.Open(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(a.Close)
+		return a
+	}
 	for _, tc := range []struct {
 		name string
 		cfg  Config
@@ -24,6 +38,10 @@ func TestInspectorConfig(t *testing.T) {
 			inspectorConfig{Exchanges: []string{}, AllowedExchanges: []string{"exchange/a/", "b"}}},
 		{"dev", Config{Inspector: InspectorConfig{Dev: true, Exchanges: []string{"x", "amq.topic"}}},
 			inspectorConfig{Dev: true, Exchanges: []string{"x", "amq.topic"}, AllowedExchanges: []string{}}},
+		{"tokens required", Config{Access: authorizer(access.Config{HMACSecrets: secret})},
+			inspectorConfig{Exchanges: []string{}, AllowedExchanges: []string{}, Tokens: "required"}},
+		{"tokens beside a public part", Config{Access: authorizer(access.Config{HMACSecrets: secret, AnonymousGrants: public})},
+			inspectorConfig{Exchanges: []string{}, AllowedExchanges: []string{}, Tokens: "optional"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

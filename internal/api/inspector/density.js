@@ -81,15 +81,24 @@ function shellQuote(s) {
   return /^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replaceAll("'", "'\\''")}'`;
 }
 
-// listenCommand is `eventsproxy listen` for bindings on the service at root.
-export function listenCommand(root, bindings) {
+// TOKEN_VARIABLE is the shell variable that the commands take a token
+// from: they never hold the token itself. `eventsproxy listen` reads it
+// by default.
+export const TOKEN_VARIABLE = 'EVENTSPROXY_TOKEN';
+
+// listenCommand is `eventsproxy listen` for bindings on the service at
+// root; with token, it sends the token in $EVENTSPROXY_TOKEN.
+export function listenCommand(root, bindings, token = false) {
   const binds = bindings.map((b) => `--bind ${shellQuote(`${b.exchange}=${b.routingKeyPattern}`)}`);
-  return ['eventsproxy listen', `--url ${shellQuote(root.replace(/\/$/, ''))}`, ...binds].join(' \\\n  ');
+  const auth = token ? [`--token "$${TOKEN_VARIABLE}"`] : [];
+  return ['eventsproxy listen', `--url ${shellQuote(root.replace(/\/$/, ''))}`, ...auth, ...binds].join(' \\\n  ');
 }
 
-// curlCommand streams bindings from the service at root with curl.
-export function curlCommand(root, bindings) {
+// curlCommand streams bindings from the service at root with curl; with
+// token, it sends the token in $EVENTSPROXY_TOKEN.
+export function curlCommand(root, bindings, token = false) {
   const url = new URL('api/events/v1/connect/', root);
   url.searchParams.set('bindings', JSON.stringify({ bindings }));
-  return `curl -N ${shellQuote(url.href)}`;
+  const auth = token ? ` -H "Authorization: Bearer $${TOKEN_VARIABLE}"` : '';
+  return `curl -N${auth} ${shellQuote(url.href)}`;
 }

@@ -4,13 +4,18 @@
 // arrive. The library reconnects after a broken stream, with backoff and
 // resume; the list marks where messages may be missing.
 //
+// On a server with access control the page takes a token, which it sends
+// in an Authorization header (the library's fetch transport): never in a
+// URL, so it stays out of the page's address, shared links, and the logs of
+// the server and of proxies on the way.
+//
 // What arrives is untrusted: it reaches the DOM as text only. Messages are
 // queued as they come and put on the page once per animation frame, newest
 // first; the page keeps the newest MAX_KEPT of them, so that it stays
 // responsive however fast they come.
 
 import { EventsClient } from '../api/events/v1/client.js';
-import { curlCommand, exchangeHue, highlightMatches, listenCommand, RateMeter } from './density.js';
+import { curlCommand, exchangeHue, highlightMatches, listenCommand, RateMeter, TOKEN_VARIABLE } from './density.js';
 import { jsonTree, preview, setAllOpen } from './jsonview.js';
 import { exampleBinding, loadSettings, renderHint, suggestions } from './settings.js';
 import { bindingsFromQuery, queryWithBindings } from './shareurl.js';
@@ -64,6 +69,9 @@ const ui = {
   copyListen: $('copy-listen'),
   copyCurl: $('copy-curl'),
   copied: $('copied'),
+  tokenRow: $('token-row'),
+  token: $('token'),
+  tokenHint: $('token-hint'),
 };
 
 // conn is the connection: at most one client at a time.
@@ -193,6 +201,8 @@ function syncURL() {
   const connected = conn.status === 'connecting' || conn.status === 'ready' || conn.status === 'reconnecting';
   const rest = new URLSearchParams(location.search);
   rest.delete('filter');
+  // A token never stays in the address.
+  rest.delete('access_token');
   let query = queryWithBindings(rest.toString() ? `?${rest}` : '', formBindings(), connected);
   const filter = ui.filter.value.trim();
   if (filter) query += `${query ? '&' : '?'}filter=${encodeURIComponent(filter)}`;
@@ -225,7 +235,10 @@ function connect() {
   hideBanner();
   // resume: a server that resumes continues a broken stream or says `gap`;
   // with one that does not, the library marks every reconnection as a gap.
-  const client = new EventsClient({ rootUrl: document.baseURI, resume: true });
+  // The token is read at each (re)connection, so that one pasted while the
+  // page retries is used at the next attempt.
+  const tokens = ui.tokenRow.hidden ? {} : { token: () => ui.token.value.trim() };
+  const client = new EventsClient({ rootUrl: document.baseURI, resume: true, ...tokens });
   conn.client = client;
   conn.key = JSON.stringify(bindings);
   conn.wasReady = false;
@@ -302,6 +315,10 @@ function stateChanged(d) {
     }
     case 'failed':
       closeStream('closed');
+      if (d.status === 401) {
+        refusedToken();
+        break;
+      }
       showBanner('The server closed the stream', d.message ?? conn.lastError ?? '');
       break;
     case 'closed':
@@ -358,6 +375,16 @@ function gap(data) {
   }[reason] ?? `Messages may be missing here (the server says: ${reason || 'gap'}).`;
   view.incoming.push({ gap: true, seq: ++view.seq, time: new Date(), reason, text, row: null });
   schedule();
+}
+
+// refusedToken says that the server wants a (valid) token, with its text,
+// and puts the focus in the token field.
+function refusedToken() {
+  ui.tokenRow.hidden = false;
+  const given = ui.token.value.trim() !== '';
+  showBanner(given ? 'The token was refused' : 'This server needs a token',
+    `${conn.lastError ? conn.lastError + ' ' : ''}${given ? 'Paste a valid token' : 'Paste a token'} in the Token field, then connect.`);
+  ui.token.focus();
 }
 
 function showBanner(title, text, kind = '') {
@@ -781,10 +808,10 @@ ui.compact.addEventListener('click', () => {
 
 // copy puts text on the clipboard and says so; where the clipboard is not
 // available, it says the command instead, to be copied by hand.
-async function copy(what, text) {
+async function copy(what, text, note = '') {
   try {
     await navigator.clipboard.writeText(text);
-    ui.copied.textContent = `Copied the ${what}.`;
+    ui.copied.textContent = `Copied the ${what}.${note}`;
   } catch {
     ui.copied.textContent = text;
   }
@@ -792,13 +819,28 @@ async function copy(what, text) {
 }
 
 const serviceRoot = () => new URL('.', document.baseURI).href;
-ui.copyListen.addEventListener('click', () => copy('listen command', listenCommand(serviceRoot(), formBindings())));
-ui.copyCurl.addEventListener('click', () => copy('curl command', curlCommand(serviceRoot(), formBindings())));
+// With a token, the commands take it from a shell variable: the clipboard
+// never gets the token itself.
+const withToken = () => ui.token.value.trim() !== '';
+const tokenNote = () => (withToken() ? ` It reads the token from $${TOKEN_VARIABLE}.` : '');
+ui.copyListen.addEventListener('click', () => copy('listen command', listenCommand(serviceRoot(), formBindings(), withToken()), tokenNote()));
+ui.copyCurl.addEventListener('click', () => copy('curl command', curlCommand(serviceRoot(), formBindings(), withToken()), tokenNote()));
 
 // ---- Start -------------------------------------------------------------
 
 const settings = await loadSettings();
 renderHint($('server-hint'), settings);
+if (settings.tokens) {
+  ui.tokenRow.hidden = false;
+  ui.tokenHint.textContent = (settings.tokens === 'required'
+    ? 'This server needs a token for every stream. '
+    : 'This server needs a token for all but its public exchanges. ') +
+    'It goes in an Authorization header: never in the address, a shared link or a log.';
+}
+// A token that came in the address moves to the field, and out of the
+// address (syncURL drops it).
+const addressToken = new URLSearchParams(location.search).get('access_token');
+if (addressToken) ui.token.value = addressToken;
 $('exchanges').replaceChildren(...suggestions(settings).map((value) => Object.assign(document.createElement('option'), { value })));
 const start = bindingsFromQuery(location.search);
 ui.filter.value = new URLSearchParams(location.search).get('filter') ?? '';
@@ -807,6 +849,7 @@ setCompact(localStorage.getItem(COMPACT_KEY) === '1');
 for (const b of start.bindings.length ? start.bindings : [exampleBinding(settings)]) addRow(b);
 setStatus('idle');
 renderCounts();
+if (addressToken) syncURL();
 if (start.error) showBanner('Bindings not understood', start.error);
 else if (start.connect && start.bindings.length) connect();
 // The page is set up: the tests wait for this.

@@ -1,11 +1,13 @@
 // settings.js: what fits the server the inspector runs on, from
 // inspector/config.json: under `dev`, the generator's exchanges; under
-// `serve`, the prefixes that --allowed-exchanges allows, or any exchange.
+// `serve`, the prefixes that --allowed-exchanges allows, or any exchange;
+// and whether streams present tokens ("required", "optional" beside
+// anonymous grants, or "" with access control off).
 
 // loadSettings returns the server's settings, or, should the server not
 // say, those of a server that allows every exchange.
 export async function loadSettings() {
-  const fallback = { dev: false, exchanges: [], allowedExchanges: [] };
+  const fallback = { dev: false, exchanges: [], allowedExchanges: [], tokens: '' };
   try {
     const res = await fetch(new URL('inspector/config.json', document.baseURI), { cache: 'no-store' });
     if (!res.ok) return fallback;
@@ -14,6 +16,7 @@ export async function loadSettings() {
       dev: s.dev === true,
       exchanges: Array.isArray(s.exchanges) ? s.exchanges.map(String) : [],
       allowedExchanges: Array.isArray(s.allowedExchanges) ? s.allowedExchanges.map(String) : [],
+      tokens: s.tokens === 'required' || s.tokens === 'optional' ? s.tokens : '',
     };
   } catch {
     return fallback;
