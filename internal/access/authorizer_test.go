@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -175,6 +176,36 @@ func TestJWKSRotation(t *testing.T) {
 	// A token claiming k2 but signed by another key is refused.
 	tok = accesstest.Sign(t, k1, "RS256", "k2", claims())
 	mustRefuse(t, a, bearer(tok), tok)
+}
+
+// TestJWKSRefreshDropsARemovedKey: the set is fetched again in the
+// background, so that a key the issuer takes out of it stops verifying
+// tokens without a restart (once the tokens verified with it have left the
+// cache: each token here is a new one).
+func TestJWKSRefreshDropsARemovedKey(t *testing.T) {
+	t.Parallel()
+	k1, k2 := accesstest.RSAKey(t), accesstest.ECKey(t)
+	jwks := accesstest.ServeJWKS(t, map[string]crypto.Signer{"k1": k1})
+	a := newAuthorizer(t, access.Config{JWKSURL: jwks.URL, JWKSRefresh: 20 * time.Millisecond})
+	signed := func(n int) string {
+		c := claims()
+		c["jti"] = strconv.Itoa(n) // a token of its own
+		return accesstest.Sign(t, k1, "RS256", "k1", c)
+	}
+	mustAllow(t, a, bearer(signed(0)))
+	jwks.Set(t, map[string]crypto.Signer{"k2": k2})
+	deadline := time.Now().Add(time.Minute)
+	for n := 1; ; n++ {
+		if _, err := a.Authorize(bearer(signed(n))); err != nil {
+			mustRefuse(t, a, bearer(signed(n)), signed(n))
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a key taken out of the set still verifies tokens after %d fetches", jwks.Fetches())
+		}
+		time.Sleep(10 * time.Millisecond) // a poll interval: the deadline decides
+	}
+	mustAllow(t, a, bearer(accesstest.Sign(t, k2, "ES256", "k2", claims())))
 }
 
 func TestClaimsChecked(t *testing.T) {
