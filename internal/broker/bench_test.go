@@ -40,7 +40,7 @@ func (c *benchConn) Close() error {
 // benchSession returns a session on a benchConn, ended when b ends.
 func benchSession(b *testing.B) *session {
 	b.Helper()
-	s := startSession(&benchConn{closed: make(chan struct{})}, Limits{ClientBuffer: 50}.withDefaults(), metrics.Discard(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	s := startSession(&benchConn{closed: make(chan struct{})}, Limits{ClientBuffer: 50}.withDefaults(), intervals{}, metrics.Discard(), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	b.Cleanup(func() { s.end(ErrClosed) })
 	return s
 }

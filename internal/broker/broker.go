@@ -30,8 +30,17 @@ type Config struct {
 	// cap.
 	BindRate  float64
 	BindBurst int
+	// RebindPeriod is how often each binding is bound again, with
+	// RebindRate the most such re-binds per second; defaults
+	// DefaultRebindPeriod and DefaultRebindRate. A negative period turns
+	// re-binding off, a negative rate lifts its cap (see rebind.go).
+	RebindPeriod time.Duration
+	RebindRate   float64
 	// Metrics receives the broker's figures; nil discards them.
 	Metrics *metrics.Metrics
+
+	// recheckEvery overrides recheckEvery; tests set it (export_test.go).
+	recheckEvery time.Duration
 }
 
 // Broker is eventsproxy's supervised connection to a broker, shared by every
@@ -47,6 +56,7 @@ type Broker struct {
 	attemptErr  error // the first attempt's, set before attempted is closed
 
 	binds *rate.Limiter // nil: no cap
+	every intervals
 
 	mu      sync.Mutex
 	current *session
@@ -67,12 +77,26 @@ func New(d Dialer, cfg Config, log *slog.Logger) *Broker {
 	if cfg.Metrics == nil {
 		cfg.Metrics = metrics.Discard()
 	}
+	if cfg.RebindPeriod == 0 {
+		cfg.RebindPeriod = DefaultRebindPeriod
+	}
+	if cfg.RebindRate == 0 {
+		cfg.RebindRate = DefaultRebindRate
+	}
+	every := intervals{recheck: recheckEvery, rebind: cfg.RebindPeriod}
+	if cfg.recheckEvery != 0 {
+		every.recheck = cfg.recheckEvery
+	}
+	if cfg.RebindRate > 0 {
+		every.rebindGap = time.Duration(float64(time.Second) / cfg.RebindRate)
+	}
 	return &Broker{
 		dialer:    d,
 		cfg:       cfg,
 		log:       log.With("component", "broker"),
 		attempted: make(chan struct{}),
 		binds:     newBindLimiter(cfg.BindRate, cfg.BindBurst),
+		every:     every,
 	}
 }
 
@@ -167,7 +191,7 @@ func (b *Broker) serveOnce(ctx context.Context) error {
 		return err
 	}
 	m := b.cfg.Metrics
-	s := startSession(limitBinds(conn, b.binds), Limits{b.cfg.ClientBuffer, b.cfg.ClientBufferBytes, b.cfg.MaxMessageBytes}, m, b.log)
+	s := startSession(limitBinds(conn, b.binds), Limits{b.cfg.ClientBuffer, b.cfg.ClientBufferBytes, b.cfg.MaxMessageBytes}, b.every, m, b.log)
 	b.setCurrent(s)
 	b.markAttempted()
 	m.BrokerConnects.Inc()

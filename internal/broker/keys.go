@@ -1,6 +1,10 @@
 package broker
 
-import "eventsproxy/internal/topic"
+import (
+	"time"
+
+	"eventsproxy/internal/topic"
+)
 
 // bindKey names one broker binding of our queue: the exchange and the
 // normal form of the pattern (topic.Normalize).
@@ -46,6 +50,11 @@ type keyState struct {
 	// not bound, so it never covers others in turn.
 	coveredBy *keyState
 	covering  map[*keyState]struct{}
+
+	// In keyBound, the key's place in the session's rebinds, and when it
+	// was last bound (rebind.go).
+	rbPrev, rbNext *keyState
+	boundAt        time.Time
 }
 
 // wantsWork reports whether the broker's state differs from what the
@@ -62,6 +71,7 @@ func (ks *keyState) wantsWork() bool {
 
 // toLocked moves ks to phase p, keeping the count of keys on the broker.
 func (s *session) toLocked(ks *keyState, p keyPhase) {
+	s.trackLocked(ks, ks.phase, p)
 	was := ks.phase.onBroker()
 	ks.phase = p
 	switch is := p.onBroker(); {

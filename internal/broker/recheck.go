@@ -53,7 +53,8 @@ func (s *session) recheck() {
 	}
 }
 
-// goneLocked records that exchange is gone with our bindings to it: every
+// goneLocked records that exchange is gone with our bindings to it, or
+// refuses them (a re-bind's answer, rebind.go): every
 // subscription with a key of it that the broker held ends with a
 // *BindError, and those keys are failed, so that a new subscription binds
 // them again (and is refused while the exchange is missing).
@@ -77,5 +78,5 @@ func (s *session) goneLocked(exchange string, err error) {
 		}
 		s.toLocked(ks, keyFailed)
 	}
-	s.log.Warn("exchange deleted under its streams; they end", "exchange", exchange, "streams", n)
+	s.log.Warn("exchange deleted or refused under its streams; they end", "exchange", exchange, "streams", n, "err", err)
 }

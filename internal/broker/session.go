@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+	"time"
 
 	"eventsproxy/internal/binding"
 	"eventsproxy/internal/metrics"
@@ -18,14 +19,16 @@ type session struct {
 	conn    Conn
 	limits  Limits
 	metrics *metrics.Metrics
+	every   intervals
 
 	// mu guards the keys, the tries and the work queues. The router takes
 	// it for each message, the worker for each step, add and release for
 	// each subscription.
-	mu    sync.Mutex
-	keys  map[bindKey]*keyState             // every key in use or bound
-	tries map[string]*topic.Trie[*keyState] // exchange → its keys, for routing and covering
-	bound int                               // keys bound on the broker
+	mu      sync.Mutex
+	keys    map[bindKey]*keyState             // every key in use or bound
+	tries   map[string]*topic.Trie[*keyState] // exchange → its keys, for routing and covering
+	bound   int                               // keys bound on the broker
+	rebinds rebindList                        // the keys in keyBound, bound longest ago first
 
 	// Keys that may need a bind (queued with subscriptions) or an unbind
 	// (queued without); next takes the binds first.
@@ -40,16 +43,18 @@ type session struct {
 	errMu sync.Mutex
 	err   error
 
-	router *router // used by the consuming goroutine only
+	router     *router   // used by the consuming goroutine only
+	lastRebind time.Time // used by the worker only
 }
 
-// startSession starts the router and the worker on conn. The caller must
-// call end.
-func startSession(conn Conn, limits Limits, m *metrics.Metrics, log *slog.Logger) *session {
+// startSession starts the router and the worker on conn, whose periodic
+// duties come at every. The caller must call end.
+func startSession(conn Conn, limits Limits, every intervals, m *metrics.Metrics, log *slog.Logger) *session {
 	s := &session{
 		log:     log.With("queue", conn.Queue()),
 		conn:    conn,
 		limits:  limits,
+		every:   every,
 		metrics: m,
 		keys:    make(map[bindKey]*keyState),
 		tries:   make(map[string]*topic.Trie[*keyState]),

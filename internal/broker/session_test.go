@@ -26,11 +26,12 @@ type opConn struct {
 	closeOnce sync.Once
 
 	mu      sync.Mutex
-	ops     []string        // "bind p" or "unbind p", in call order
-	bound   map[string]bool // patterns bound now
-	hold    string          // the op to hold the worker in, once
-	held    chan struct{}   // closed when the worker is held
-	release chan struct{}   // closed by the test to let it go
+	ops     []string         // "bind p" or "unbind p", in call order
+	bound   map[string]bool  // patterns bound now
+	hold    string           // the op to hold the worker in, once
+	fail    map[string]error // ops that return an error
+	held    chan struct{}    // closed when the worker is held
+	release chan struct{}    // closed by the test to let it go
 }
 
 func newOpConn() *opConn {
@@ -53,6 +54,10 @@ func (c *opConn) do(verb, pattern string) error {
 	op := verb + " " + pattern
 	c.mu.Lock()
 	c.ops = append(c.ops, op)
+	if err := c.fail[op]; err != nil {
+		c.mu.Unlock()
+		return err
+	}
 	c.bound[pattern] = verb == "bind"
 	var held, release chan struct{}
 	if c.hold == op {
@@ -95,7 +100,7 @@ func (c *opConn) isBound(pattern string) bool {
 // testSession returns a session on c, ended when t ends.
 func testSession(t *testing.T, c Conn) *session {
 	t.Helper()
-	s := startSession(c, Limits{ClientBuffer: 10}.withDefaults(), metrics.Discard(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	s := startSession(c, Limits{ClientBuffer: 10}.withDefaults(), intervals{}, metrics.Discard(), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	t.Cleanup(func() { s.end(ErrClosed) })
 	return s
 }

@@ -85,15 +85,26 @@ func (s *session) next() (ks *keyState, bind bool) {
 
 // bindLoop is the worker: it alone binds and unbinds, and brings the
 // broker's bindings in line with what the subscriptions need, one operation
-// at a time, binds first (see next).
+// at a time, binds first (see next). Between operations it checks the
+// exchanges (recheck) and binds bound keys again (rebind), each on its own
+// clock.
 func (s *session) bindLoop() {
-	tick := time.NewTicker(recheckEvery)
-	defer tick.Stop()
+	var recheck <-chan time.Time
+	if s.every.recheck > 0 {
+		tick := time.NewTicker(s.every.recheck)
+		defer tick.Stop()
+		recheck = tick.C
+	}
+	rebind := time.NewTimer(time.Hour)
+	rebind.Stop()
+	defer rebind.Stop()
 	for {
 		select {
 		case <-s.wake:
-		case <-tick.C:
+		case <-recheck:
 			s.recheck()
+		case <-rebind.C:
+			s.rebind()
 		case <-s.done:
 			return
 		}
@@ -120,6 +131,7 @@ func (s *session) bindLoop() {
 				return
 			}
 		}
+		s.armRebind(rebind)
 	}
 }
 

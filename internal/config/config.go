@@ -87,6 +87,13 @@ type Config struct {
 	// process, in bursts of one second's worth; default
 	// broker.DefaultBindRate, 0 means no cap.
 	BindRate float64
+	// RebindPeriod is how often each binding held is bound again, which
+	// restores one that the broker lost (an exchange deleted and declared
+	// again), at most RebindRate re-binds per second; defaults
+	// broker.DefaultRebindPeriod and broker.DefaultRebindRate. A zero
+	// period turns re-binding off, a zero rate lifts its cap.
+	RebindPeriod time.Duration
+	RebindRate   float64
 	// ResumeWindow is how long a resumable stream lingers after its
 	// client left; 0 disables resume. ResumeMaxStreams caps the lingering
 	// streams, ResumeBytes the sent messages each keeps for replay.
@@ -304,6 +311,8 @@ func flagSet(cmd Command, c *Config, allowed *string, p *problems) (*flag.FlagSe
 	float(&c.ConnectRate, "connect-rate", "CONNECT_RATE", 0, "connect requests per second one client address (IPv6: its /64) may make; beyond it 429; 0 for no limit")
 	num(&c.ConnectBurst, "connect-burst", "CONNECT_BURST", 10, "connect requests one address may make at once before --connect-rate applies")
 	float(&c.BindRate, "bind-rate", "BIND_RATE", broker.DefaultBindRate, "broker binds and unbinds per second for all streams together; new streams wait for ready; 0 for no cap")
+	dur(&c.RebindPeriod, "rebind-period", "REBIND_PERIOD", broker.DefaultRebindPeriod, "each binding held is bound again this often, which restores one the broker lost; 0 turns it off")
+	float(&c.RebindRate, "rebind-rate", "REBIND_RATE", broker.DefaultRebindRate, "most re-binds per second (--rebind-period); 0 for no cap")
 	dur(&c.ReadyTimeout, "ready-timeout", "READY_TIMEOUT", api.DefaultReadyTimeout, "longest a stream waits for its bindings before it gets an error")
 	dur(&c.ResumeWindow, "resume-window", "RESUME_WINDOW", api.DefaultResumeWindow, "how long a resumable stream (resume=1) lingers for its client to reconnect; 0 disables resume")
 	num(&c.ResumeMaxStreams, "resume-max-streams", "RESUME_MAX_STREAMS", api.DefaultResumeMaxStreams, "most lingering resumable streams; beyond it the oldest goes")
@@ -503,6 +512,12 @@ func (c *Config) Validate(cmd Command) error {
 	}
 	if c.BindRate < 0 {
 		bad("--bind-rate %v must not be negative", c.BindRate)
+	}
+	if c.RebindPeriod != 0 && c.RebindPeriod < time.Second {
+		bad("--rebind-period %v is below 1s (0 turns re-binding off)", c.RebindPeriod)
+	}
+	if c.RebindRate < 0 {
+		bad("--rebind-rate %v must not be negative", c.RebindRate)
 	}
 	if c.ReadyTimeout < time.Second {
 		bad("--ready-timeout %v is below 1s", c.ReadyTimeout)

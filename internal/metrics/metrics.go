@@ -100,7 +100,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		}),
 		BindOps: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "eventsproxy_broker_bind_operations_total",
-			Help: "Bind and unbind operations asked of the broker, by op (bind, unbind) and result (ok, refused, error).",
+			Help: "Bind and unbind operations asked of the broker, by op (bind, unbind, rebind: the periodic bind of a binding held already) and result (ok, refused, error).",
 		}, []string{"op", "result"}),
 		MessagesReceived: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "eventsproxy_messages_received_total",
@@ -157,7 +157,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	for _, why := range []string{EndedClient, EndedBadRequest, EndedForbidden, EndedExpired, EndedExchange, EndedBroker, EndedShutdown, EndedWrite, EndedInternal} {
 		m.StreamsEnded.WithLabelValues(why)
 	}
-	for _, op := range []string{"bind", "unbind"} {
+	for _, op := range []string{"bind", "unbind", "rebind"} {
 		for _, result := range []string{"ok", "refused", "error"} {
 			m.BindOps.WithLabelValues(op, result)
 		}

@@ -215,3 +215,22 @@ func (b Broker) String() string {
 	}
 	return fmt.Sprintf("%s://%s", u.Scheme, u.Host)
 }
+
+// RemoveBinding removes the binding of queue to exchange with routingKey
+// (and no arguments) on the default broker, inside the broker as an
+// operator's `rabbitmqctl eval` would: neither AMQP nor the management API
+// may touch an exclusive queue of another connection, such as the
+// service's. The names may not hold `"` or `\`.
+func RemoveBinding(tb testing.TB, exchange, queue, routingKey string) {
+	tb.Helper()
+	for _, s := range []string{exchange, queue, routingKey} {
+		if strings.ContainsAny(s, `"\`) {
+			tb.Fatalf("RemoveBinding: %q holds a quote or a backslash", s)
+		}
+	}
+	expr := fmt.Sprintf(`rabbit_binding:remove({binding, {resource, <<"/">>, exchange, <<"%s">>}, <<"%s">>, {resource, <<"/">>, queue, <<"%s">>}, []}, <<"eventsproxy-test">>).`,
+		exchange, routingKey, queue)
+	if out := strings.TrimSpace(Ctl(tb, "eval", expr)); out != "ok" {
+		tb.Fatalf("remove binding %s -[%s]-> %s: %s", exchange, routingKey, queue, out)
+	}
+}

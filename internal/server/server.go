@@ -61,12 +61,22 @@ func Run(ctx context.Context, cfg *config.Config, d broker.Dialer, ln net.Listen
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := metrics.New(reg)
+	// broker.Config's zero means its default; the flags' zero means off.
+	rebindPeriod, rebindRate := cfg.RebindPeriod, cfg.RebindRate
+	if rebindPeriod == 0 {
+		rebindPeriod = -1
+	}
+	if rebindRate == 0 {
+		rebindRate = -1
+	}
 	b := broker.New(d, broker.Config{
 		ClientBuffer:      cfg.ClientBuffer,
 		ClientBufferBytes: cfg.ClientBufferBytes,
 		MaxMessageBytes:   cfg.MaxMessageBytes,
 		BindRate:          cfg.BindRate,
 		BindBurst:         int(max(1, cfg.BindRate)),
+		RebindPeriod:      rebindPeriod,
+		RebindRate:        rebindRate,
 		Metrics:           m,
 	}, log)
 	az, aerr := openAccess(cfg, log)

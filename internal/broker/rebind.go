@@ -1,0 +1,139 @@
+package broker
+
+import (
+	"errors"
+	"time"
+)
+
+// RabbitMQ can lose a binding of ours and tell no queue: when an exchange
+// is deleted and declared again, its bindings are gone and stay gone, and
+// nothing in AMQP 0-9-1 tells whether a binding exists (queue.bind and
+// queue.unbind succeed either way; the management API is not ours on
+// Pulse). So the worker binds each bound key again, idempotently, at least
+// once every rebind period, oldest first, at no more than a rate of its
+// own, and only when no stream waits for a bind or unbind. A lost binding
+// is back within about a period (longer when the keys are more than the
+// period's worth at that rate: keys/rate); what the broker routed in
+// between is lost without a word, since neither answer says whether the
+// binding was missing. A key shared by many streams or covering others
+// costs one re-bind per period, and a new stream on it still gets `ready`
+// at once.
+
+// DefaultRebindPeriod and DefaultRebindRate are `serve`'s defaults: each
+// binding bound again every 30 s, at most 100 re-binds/s (a tenth of
+// DefaultBindRate), so that up to 3,000 bindings are each re-bound within
+// the period.
+const (
+	DefaultRebindPeriod = 30 * time.Second
+	DefaultRebindRate   = 100
+)
+
+// intervals are the worker's periodic duties; zero or less turns one off.
+type intervals struct {
+	recheck   time.Duration // exchange existence checks (recheck.go)
+	rebind    time.Duration // longest time between two binds of a key
+	rebindGap time.Duration // least time between two re-binds
+}
+
+// rebindList holds the keys in keyBound, the one bound longest ago first;
+// guarded by session.mu. Its links live in keyState (rbPrev, rbNext), so
+// tracking a key allocates nothing.
+type rebindList struct{ head, tail *keyState }
+
+func (l *rebindList) pushBack(ks *keyState, at time.Time) {
+	ks.boundAt = at
+	ks.rbPrev, ks.rbNext = l.tail, nil
+	if l.tail != nil {
+		l.tail.rbNext = ks
+	} else {
+		l.head = ks
+	}
+	l.tail = ks
+}
+
+func (l *rebindList) remove(ks *keyState) {
+	if ks.rbPrev != nil {
+		ks.rbPrev.rbNext = ks.rbNext
+	} else if l.head == ks {
+		l.head = ks.rbNext
+	}
+	if ks.rbNext != nil {
+		ks.rbNext.rbPrev = ks.rbPrev
+	} else if l.tail == ks {
+		l.tail = ks.rbPrev
+	}
+	ks.rbPrev, ks.rbNext = nil, nil
+}
+
+// trackLocked keeps the rebind list in step with ks's move from phase
+// was to phase is.
+func (s *session) trackLocked(ks *keyState, was, is keyPhase) {
+	switch {
+	case is == keyBound && was != keyBound:
+		s.rebinds.pushBack(ks, time.Now())
+	case was == keyBound && is != keyBound:
+		s.rebinds.remove(ks)
+	}
+}
+
+// armRebind sets t to fire when the next re-bind is due, or stops it when
+// none is. Only the worker calls it.
+func (s *session) armRebind(t *time.Timer) {
+	if s.every.rebind <= 0 {
+		return
+	}
+	s.mu.Lock()
+	head := s.rebinds.head
+	var due time.Time
+	if head != nil {
+		due = head.boundAt.Add(s.every.rebind)
+	}
+	s.mu.Unlock()
+	if head == nil {
+		t.Stop()
+		return
+	}
+	if next := s.lastRebind.Add(s.every.rebindGap); due.Before(next) {
+		due = next
+	}
+	t.Reset(time.Until(due))
+}
+
+// rebind binds the key bound longest ago again, if it is due. Only the
+// worker calls it, so no bind or unbind of the key runs meanwhile: the key
+// stays in keyBound, and a new stream on it gets `ready` at once.
+func (s *session) rebind() {
+	now := time.Now()
+	s.mu.Lock()
+	ks := s.rebinds.head
+	if ks == nil || now.Before(ks.boundAt.Add(s.every.rebind)) {
+		s.mu.Unlock()
+		return
+	}
+	// Its turn comes again a period after this bind was asked for.
+	s.rebinds.remove(ks)
+	s.rebinds.pushBack(ks, now)
+	idle := len(ks.subs) == 0 // on its way to an unbind
+	s.mu.Unlock()
+	if idle {
+		return
+	}
+	s.lastRebind = now
+	err := s.conn.Bind(ks.key.exchange, ks.key.pattern)
+	result := "ok"
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrExchangeNotFound) || errors.Is(err, ErrAccessRefused) || errors.Is(err, ErrNotTopic):
+		// What refuses one key of an exchange refuses them all.
+		result = "refused"
+		s.mu.Lock()
+		s.goneLocked(ks.key.exchange, err)
+		s.mu.Unlock()
+	default:
+		result = "error"
+		if !s.ended() {
+			s.log.Warn("re-bind", "exchange", ks.key.exchange, "pattern", ks.key.pattern, "err", err)
+		}
+	}
+	s.metrics.BindOps.WithLabelValues("rebind", result).Inc()
+}

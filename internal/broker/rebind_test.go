@@ -1,0 +1,88 @@
+package broker
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"slices"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"eventsproxy/internal/metrics"
+)
+
+// TestRebindPacing: each bound key in use is bound again a period after
+// it was last bound, the one bound longest ago first, never two re-binds
+// closer than the gap; a covered key, a key whose streams have gone and
+// the stream's subscription itself are left as they are.
+func TestRebindPacing(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newOpConn()
+		s := startSession(c, Limits{ClientBuffer: 10}.withDefaults(), intervals{rebind: 10 * time.Second, rebindGap: time.Second}, metrics.Discard(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+		defer s.end(ErrClosed)
+		a := subscribeTest(t, s, "a.#", "b")
+		subscribeTest(t, s, "a.x") // covered by a.#
+		gone := subscribeTest(t, s, "c")
+		gone.Close()
+		synctest.Wait()
+		n := len(c.opsSince(0))
+
+		steps := []struct {
+			wait time.Duration
+			want []string
+		}{
+			{9 * time.Second, nil},
+			{1500 * time.Millisecond, []string{"bind a.#"}},
+			{time.Second, []string{"bind b"}},
+			{7 * time.Second, nil},
+			{2 * time.Second, []string{"bind a.#"}},
+			{time.Second, []string{"bind b"}},
+		}
+		for i, step := range steps {
+			time.Sleep(step.wait)
+			synctest.Wait()
+			if got := c.opsSince(n); !slices.Equal(got, step.want) {
+				t.Fatalf("step %d (+%v): ops %q, want %q", i, step.wait, got, step.want)
+			}
+			n += len(step.want)
+		}
+		select {
+		case <-a.Done():
+			t.Fatalf("subscription ended: %v", a.Err())
+		default:
+		}
+	})
+}
+
+// TestRebindRefused: a re-bind that the broker refuses (the exchange is
+// gone, say) ends every stream on that exchange with a BindError, as the
+// exchange check does.
+func TestRebindRefused(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newOpConn()
+		s := startSession(c, Limits{ClientBuffer: 10}.withDefaults(), intervals{rebind: 10 * time.Second}, metrics.Discard(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+		defer s.end(ErrClosed)
+		a := subscribeTest(t, s, "a.#")
+		covered := subscribeTest(t, s, "a.x")
+		c.mu.Lock()
+		c.fail = map[string]error{"bind a.#": ErrExchangeNotFound}
+		c.mu.Unlock()
+		time.Sleep(11 * time.Second)
+		synctest.Wait()
+		for name, sub := range map[string]*Subscription{"a.#": a, "a.x (covered)": covered} {
+			select {
+			case <-sub.Done():
+			default:
+				t.Fatalf("%s not ended after a refused re-bind", name)
+			}
+			var berr *BindError
+			if err := sub.Err(); !errors.As(err, &berr) || !errors.Is(err, ErrExchangeNotFound) {
+				t.Errorf("%s: Err %v, want a BindError with ErrExchangeNotFound", name, err)
+			}
+		}
+		if s.bound != 0 {
+			t.Errorf("%d keys bound, want 0", s.bound)
+		}
+	})
+}
