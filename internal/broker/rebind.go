@@ -17,7 +17,10 @@ import (
 // between is lost without a word, since neither answer says whether the
 // binding was missing. A key shared by many streams or covering others
 // costs one re-bind per period, and a new stream on it still gets `ready`
-// at once.
+// at once; but when a new stream joins a key last bound more than
+// freshFor ago, that key goes first (freshenLocked), so that a lost
+// binding that streams keep coming to is back within moments of the next
+// one's `ready`.
 
 // DefaultRebindPeriod and DefaultRebindRate are `serve`'s defaults: each
 // binding bound again every 30 s, at most 100 re-binds/s (a tenth of
@@ -27,6 +30,11 @@ const (
 	DefaultRebindPeriod = 30 * time.Second
 	DefaultRebindRate   = 100
 )
+
+// freshFor is how long after its last bind a key that a new stream joins
+// waits for its periodic re-bind; past it, the key is re-bound next (but
+// never more often than this, whatever the streams that come).
+const freshFor = 5 * time.Second
 
 // intervals are the worker's periodic duties; zero or less turns one off.
 type intervals struct {
@@ -49,6 +57,17 @@ func (l *rebindList) pushBack(ks *keyState, at time.Time) {
 		l.head = ks
 	}
 	l.tail = ks
+}
+
+func (l *rebindList) pushFront(ks *keyState, at time.Time) {
+	ks.boundAt = at
+	ks.rbPrev, ks.rbNext = nil, l.head
+	if l.head != nil {
+		l.head.rbPrev = ks
+	} else {
+		l.tail = ks
+	}
+	l.head = ks
 }
 
 func (l *rebindList) remove(ks *keyState) {
@@ -74,6 +93,31 @@ func (s *session) trackLocked(ks *keyState, was, is keyPhase) {
 	case was == keyBound && is != keyBound:
 		s.rebinds.remove(ks)
 	}
+}
+
+// freshenLocked makes the bound key that serves ks (ks, or the key that
+// covers it) the next to be re-bound, and due now, if it was last bound
+// more than freshFor ago (or a period, if that is shorter), unless the
+// re-binds are behind: then it keeps its turn, so that streams coming and
+// going on some keys cannot starve the others' re-binds. It reports whether
+// the worker has a new re-bind to look at.
+func (s *session) freshenLocked(ks *keyState) bool {
+	if ks.coveredBy != nil {
+		ks = ks.coveredBy
+	}
+	if s.every.rebind <= 0 || ks.phase != keyBound {
+		return false
+	}
+	now := time.Now()
+	if now.Sub(ks.boundAt) < min(freshFor, s.every.rebind) {
+		return false
+	}
+	if head := s.rebinds.head; now.Sub(head.boundAt) >= s.every.rebind {
+		return false // behind: the head is due already
+	}
+	s.rebinds.remove(ks)
+	s.rebinds.pushFront(ks, now.Add(-s.every.rebind))
+	return true
 }
 
 // armRebind sets t to fire when the next re-bind is due, or stops it when

@@ -86,3 +86,41 @@ func TestRebindRefused(t *testing.T) {
 		}
 	})
 }
+
+// TestRebindFreshened: a new stream on a key (or under a cover) last bound
+// more than freshFor ago has that key bound again next, before its period
+// is up; within freshFor of the last bind, it costs nothing.
+func TestRebindFreshened(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newOpConn()
+		s := startSession(c, Limits{ClientBuffer: 10}.withDefaults(), intervals{rebind: time.Minute, rebindGap: 100 * time.Millisecond}, metrics.Discard(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+		defer s.end(ErrClosed)
+		subscribeTest(t, s, "a.#")
+		subscribeTest(t, s, "b")
+		synctest.Wait()
+		n := len(c.opsSince(0))
+
+		steps := []struct {
+			wait    time.Duration
+			pattern string
+			want    []string
+		}{
+			{freshFor / 2, "a.#", nil},
+			{freshFor, "a.#", []string{"bind a.#"}},
+			{freshFor / 2, "a.x", nil}, // covered by a.#, bound just now
+			{freshFor, "a.y", []string{"bind a.#"}},
+			{0, "b", []string{"bind b"}},
+		}
+		for i, step := range steps {
+			time.Sleep(step.wait)
+			subscribeTest(t, s, step.pattern)
+			synctest.Wait()
+			time.Sleep(time.Second) // past the gap between re-binds
+			synctest.Wait()
+			if got := c.opsSince(n); !slices.Equal(got, step.want) {
+				t.Fatalf("step %d (%s after %v): ops %q, want %q", i, step.pattern, step.wait, got, step.want)
+			}
+			n += len(step.want)
+		}
+	})
+}

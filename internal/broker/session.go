@@ -175,6 +175,7 @@ func (s *session) add(bs []binding.Binding) (sub *Subscription, answers <-chan e
 		}
 		fresh[k] = p.Normal()
 	}
+	freshened := false
 	for _, k := range keys {
 		ks := s.keys[k]
 		if ks == nil {
@@ -194,6 +195,7 @@ func (s *session) add(bs []binding.Binding) (sub *Subscription, answers <-chan e
 		ks.subs[sub] = struct{}{}
 		sub.keys = append(sub.keys, ks)
 		if ks.phase == keyBound || ks.coveredBy != nil {
+			freshened = s.freshenLocked(ks) || freshened
 			continue
 		}
 		if ks.phase == keyFailed {
@@ -204,6 +206,7 @@ func (s *session) add(bs []binding.Binding) (sub *Subscription, answers <-chan e
 				ks.coveredBy = cover
 				cover.covering[ks] = struct{}{}
 				s.metrics.BindOps.WithLabelValues("bind", "covered").Inc()
+				freshened = s.freshenLocked(ks) || freshened
 				continue
 			}
 		}
@@ -211,7 +214,7 @@ func (s *session) add(bs []binding.Binding) (sub *Subscription, answers <-chan e
 		pending++
 		s.enqueueLocked(ks)
 	}
-	if pending > 0 {
+	if pending > 0 || freshened {
 		s.poke()
 	}
 	return sub, ch, pending, nil
