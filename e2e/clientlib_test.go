@@ -164,19 +164,6 @@ func (ts *tabs) routingKeys(t *testing.T, tab string) []string {
 	return keys
 }
 
-// waitStreams waits until the proxy has n streams open: a stream that a
-// page closed ends on the server as soon as it notices.
-func waitStreams(t *testing.T, p *proxy, n int, what string) {
-	t.Helper()
-	deadline := time.Now().Add(eventTimeout)
-	for got := streamsOpen(t, p, what); got != n; got = streamsOpen(t, p, what) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: the proxy has %d streams open, want %d", what, got, n)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 func TestClientLibSharedTabs(t *testing.T) {
 	t.Parallel()
 	ex := newExchange(t)
@@ -195,7 +182,7 @@ func TestClientLibSharedTabs(t *testing.T) {
 	ready("b", "b.#")
 	ts.open(t, "c", p, "e2e", binding{ex.Name, "#"})
 	ready("c", "#")
-	waitStreams(t, p, 1, "three tabs sharing a stream")
+	waitStreamsOpen(t, p, 1, "three tabs sharing a stream")
 
 	publish := func(keys ...string) {
 		t.Helper()
@@ -229,7 +216,7 @@ func TestClientLibSharedTabs(t *testing.T) {
 			return ev.Tab == tab && ev.Type == "state" && ev.State == "ready"
 		})
 	}
-	waitStreams(t, p, 1, "two tabs after the leader closed")
+	waitStreamsOpen(t, p, 1, "two tabs after the leader closed")
 	publish("b.2", "x.2")
 	ts.wait(t, "b gets b.2", eventTimeout, func(ev tabEvent) bool {
 		return ev.Tab == "b" && ev.Type == "message" && strings.Contains(string(ev.Data), `"b.2"`)
@@ -245,7 +232,7 @@ func TestClientLibSharedTabs(t *testing.T) {
 	// A tab of its own (no share name) has a stream of its own.
 	ts.open(t, "solo", p, "", binding{ex.Name, "x.#"})
 	ready("solo", "x.#")
-	waitStreams(t, p, 2, "a shared stream and one of a tab of its own")
+	waitStreamsOpen(t, p, 2, "a shared stream and one of a tab of its own")
 }
 
 // TestClientLibToken: a page on another origin sends its token in an

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"eventsproxy/internal/rabbittest"
 	"eventsproxy/internal/testcert"
 )
 
@@ -245,25 +246,20 @@ func startEdge(t testing.TB, kind edgeKind, replicas [2]*proxy, plain bool) *edg
 	// None of the three says when it is listening in a form to wait for;
 	// its first answer is that sign.
 	c := e.client(t, "127.0.0.1")
-	deadline := time.Now().Add(proxyStartTimeout)
-	for {
+	rabbittest.Poll(t, kind.name+" answers /__lbheartbeat__ with 200", proxyStartTimeout, func() (bool, string) {
 		select {
 		case <-exited:
 			t.Fatalf("%s exited at start: %v\nconfig:\n%s\noutput:\n%s", kind.name, waitErr, readFile(t, configFile), out)
 		default:
 		}
 		resp, err := c.Get(e.URL + "/__lbheartbeat__")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return e
-			}
+		if err != nil {
+			return false, fmt.Sprintf("last: %v", err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s did not answer /__lbheartbeat__ with 200 within %v (last: %v)\noutput:\n%s", kind.name, proxyStartTimeout, err, out)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, "last: " + resp.Status
+	})
+	return e
 }
 
 // client returns an HTTP client of the edge that trusts its certificate,

@@ -226,21 +226,20 @@ func testDrain(t *testing.T, e *edge, replicas [2]*proxy, ex *exchange, addrs *a
 // eventTimeout.
 func reconnect(t *testing.T, c *http.Client, u, edgeName string) *stream {
 	t.Helper()
-	deadline := time.Now().Add(eventTimeout)
-	for tries := 1; ; tries++ {
-		s, status, err := tryOpenStream(t, c, u)
-		if err == nil {
-			if tries > 1 {
-				t.Logf("through %s: ready after %d tries", edgeName, tries)
-			}
-			return s
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("reconnect through %s: %v (status %d) after %d tries", edgeName, err, status, tries)
-		}
-		// A page's EventSource waits too before it reconnects.
-		time.Sleep(100 * time.Millisecond)
+	var s *stream
+	tries := 0
+	// A page's EventSource waits too before it reconnects.
+	rabbittest.Poll(t, "reconnect through "+edgeName, eventTimeout, func() (bool, string) {
+		tries++
+		var status int
+		var err error
+		s, status, err = tryOpenStream(t, c, u)
+		return err == nil, fmt.Sprintf("%v (status %d) after %d tries", err, status, tries)
+	})
+	if tries > 1 {
+		t.Logf("through %s: ready after %d tries", edgeName, tries)
 	}
+	return s
 }
 
 // streamsOpen returns a replica's eventsproxy_streams_open, read from its
@@ -276,21 +275,19 @@ func directClient(t testing.TB, local string) *http.Client {
 	return &http.Client{Transport: tr}
 }
 
-// waitStreamsOpen waits until a replica holds n streams, failing the test
+// waitStreamsOpen waits until a replica holds n streams (a stream whose
+// client left ends on the server as soon as it notices), failing the test
 // after eventTimeout, with why's words if given.
 func waitStreamsOpen(t testing.TB, p *proxy, n int, why ...string) {
 	t.Helper()
-	deadline := time.Now().Add(eventTimeout)
-	for {
-		got := streamsOpen(t, p, "wait")
-		if got == n {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: replica %s holds %d streams after %v, want %d", strings.Join(why, " "), p.URL, got, eventTimeout, n)
-		}
-		time.Sleep(20 * time.Millisecond)
+	what := fmt.Sprintf("replica %s holds %d streams", p.URL, n)
+	if len(why) > 0 {
+		what = strings.Join(why, " ") + ": " + what
 	}
+	rabbittest.Poll(t, what, eventTimeout, func() (bool, string) {
+		got := streamsOpen(t, p, what)
+		return got == n, fmt.Sprintf("it holds %d", got)
+	})
 }
 
 // addrs hands out loopback addresses, one per simulated client: Linux

@@ -1,7 +1,8 @@
 // Package rabbittest provides helpers for integration tests against real
 // RabbitMQ: brokers of the tests' own, unique names, exchanges that clean up
-// after themselves, publishing with confirms, and the management API's view
-// of queues, bindings and connections.
+// after themselves, publishing with confirms, the management API's view
+// of queues, bindings and connections, and Poll, for state that announces
+// no change.
 //
 // A test binary's TestMain calls Main. In a build with -tags integration,
 // Main starts a RabbitMQ node of the binary's own from the installed

@@ -132,24 +132,18 @@ func (b Broker) Connections(tb testing.TB) []Connection {
 // test when none shows up.
 func (b Broker) CloseConnection(tb testing.TB, connectionName string, within time.Duration) {
 	tb.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		var names []string
+	var names []string
+	Poll(tb, fmt.Sprintf("a connection named %q listed by the management API", connectionName), within, func() (bool, string) {
+		names = names[:0]
 		for _, c := range b.Connections(tb) {
 			if c.ClientProperties.ConnectionName == connectionName {
 				names = append(names, c.Name)
 			}
 		}
-		if len(names) > 0 {
-			for _, name := range names {
-				b.deleteConnection(tb, name)
-			}
-			return
-		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("no connection named %q listed by the management API within %v", connectionName, within)
-		}
-		time.Sleep(100 * time.Millisecond) // the API offers nothing to wait on
+		return len(names) > 0, "none listed"
+	})
+	for _, name := range names {
+		b.deleteConnection(tb, name)
 	}
 }
 

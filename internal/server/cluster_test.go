@@ -153,22 +153,17 @@ func nodeLost(t *testing.T, nodes []*rabbittest.Node, list string, fail func(*ra
 func queueNode(t *testing.T, nodes []*rabbittest.Node, prefix string, not *rabbittest.Node) (*rabbittest.Node, string) {
 	t.Helper()
 	var seen []rabbittest.Queue
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	rabbittest.Poll(t, fmt.Sprintf("one queue under %s on a node other than %v", prefix, not), 60*time.Second, func() (bool, string) {
 		seen = nodes[0].Queues(t, prefix)
-		if len(seen) == 1 && (not == nil || seen[0].Node != not.Name) {
-			for _, n := range nodes {
-				if n.Name == seen[0].Node {
-					return n, seen[0].Name
-				}
-			}
-			t.Fatalf("queue %s on node %s, which is none of %d", seen[0].Name, seen[0].Node, len(nodes))
+		return len(seen) == 1 && (not == nil || seen[0].Node != not.Name), fmt.Sprintf("queues %v", seen)
+	})
+	for _, n := range nodes {
+		if n.Name == seen[0].Node {
+			return n, seen[0].Name
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("queues under %s: %v, want one on a node other than %v", prefix, seen, not)
-		}
-		time.Sleep(100 * time.Millisecond) // the API offers nothing to wait on
 	}
+	t.Fatalf("queue %s on node %s, which is none of %d", seen[0].Name, seen[0].Node, len(nodes))
+	return nil, ""
 }
 
 // assertNothingLeft checks that no node of nodes lists a queue under prefix,
@@ -180,8 +175,7 @@ func assertNothingLeft(t *testing.T, nodes []*rabbittest.Node, prefix string) {
 		prefix = "eventsproxy-test/"
 	}
 	for _, n := range nodes {
-		deadline := time.Now().Add(60 * time.Second)
-		for {
+		rabbittest.Poll(t, "node "+n.Name+" lists nothing left", 60*time.Second, func() (bool, string) {
 			var left []string
 			for _, q := range n.Queues(t, prefix) {
 				left = append(left, "queue "+q.Name+" on "+q.Node)
@@ -196,14 +190,8 @@ func assertNothingLeft(t *testing.T, nodes []*rabbittest.Node, prefix string) {
 					left = append(left, "connection "+c.ClientProperties.ConnectionName+" on "+c.Node)
 				}
 			}
-			if len(left) == 0 {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("node %s still lists %v", n.Name, left)
-			}
-			time.Sleep(100 * time.Millisecond) // the API offers nothing to wait on
-		}
+			return len(left) == 0, fmt.Sprintf("it lists %v", left)
+		})
 	}
 }
 
