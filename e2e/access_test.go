@@ -5,7 +5,6 @@ package e2e
 import (
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
@@ -76,20 +75,8 @@ func TestEventSourceClientToken(t *testing.T) {
 // cookie.
 func TestBrowserCookieCrossOrigin(t *testing.T) {
 	t.Parallel()
-	if _, err := os.Stat(chromiumPath); err != nil {
-		t.Fatalf("Chromium is missing (apt-get install chromium; .ci/run installs it): %v", err)
-	}
-	page, err := os.ReadFile(filepath.Join("testdata", "page.html"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pages := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		_, _ = w.Write(page)
-	}))
-	t.Cleanup(pages.Close)
-	_, pagePort, _ := net.SplitHostPort(pages.Listener.Addr().String())
-	pageOrigin := "http://localhost:" + pagePort
+	needChromium(t)
+	pageOrigin := servePage(t, "page.html")
 
 	ex := newExchange(t)
 	p := startProxy(t, "--token-secrets", accessSecret, "--token-cookie", "ep_token", "--cors-origin", pageOrigin)

@@ -24,6 +24,42 @@ const browserClient = "browser-client.mjs"
 // browser-client.mjs launches.
 const chromiumPath = "/usr/bin/chromium"
 
+// needChromium fails the test at once when Chromium is missing.
+func needChromium(t testing.TB) {
+	t.Helper()
+	if _, err := os.Stat(chromiumPath); err != nil {
+		t.Fatalf("Chromium is missing (apt-get install chromium; .ci/run installs it): %v", err)
+	}
+}
+
+// servePage serves testdata/file at / (and nothing else) from an origin of
+// the test's own, http://localhost:PORT, which it returns: the proxy is
+// served as 127.0.0.1, another origin (another site, even), so the browser
+// enforces CORS. It is registered to close at the end of the test before a
+// browser started afterwards, so it closes after the browser has gone:
+// Close waits for the browser's connections.
+func servePage(t testing.TB, file string) (origin string) {
+	t.Helper()
+	page, err := os.ReadFile(filepath.Join("testdata", file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pages := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		_, _ = w.Write(page)
+	}))
+	t.Cleanup(pages.Close)
+	_, port, err := net.SplitHostPort(pages.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return "http://localhost:" + port
+}
+
 func TestBrowserCrossOrigin(t *testing.T) {
 	t.Parallel()
 	ex := newExchange(t)
@@ -193,32 +229,8 @@ func TestStreamHeadersDirect(t *testing.T) {
 // origin. The screenshot goes to artifacts/<test name>.png.
 func startBrowser(t testing.TB, connect string) (c *client, pageOrigin string) {
 	t.Helper()
-	if _, err := os.Stat(chromiumPath); err != nil {
-		t.Fatalf("Chromium is missing (apt-get install chromium; .ci/run installs it): %v", err)
-	}
-	page, err := os.ReadFile(filepath.Join("testdata", "page.html"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pages := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/" {
-			http.NotFound(w, r)
-			return
-		}
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		_, _ = w.Write(page)
-	}))
-	// Registered before the client's cleanup, so it runs after the browser
-	// has gone: Close waits for the browser's connections.
-	t.Cleanup(pages.Close)
-
-	// The page is served as localhost and the proxy as 127.0.0.1: another
-	// origin (another site, even), so the browser enforces CORS.
-	_, port, err := net.SplitHostPort(pages.Listener.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	pageOrigin = "http://localhost:" + port
+	needChromium(t)
+	pageOrigin = servePage(t, "page.html")
 	c = startClient(t, browserClient, pageOrigin+"/?connect="+url.QueryEscape(connect),
 		"--screenshot", filepath.Join("artifacts", strings.ReplaceAll(t.Name(), "/", "_")+".png"))
 	return c, pageOrigin

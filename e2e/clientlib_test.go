@@ -4,11 +4,7 @@ package e2e
 
 import (
 	"encoding/json"
-	"net"
-	"net/http"
-	"net/http/httptest"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -41,23 +37,8 @@ type tabs struct {
 // the proxy's, so that importing the library needs CORS).
 func startTabs(t *testing.T) *tabs {
 	t.Helper()
-	if _, err := os.Stat(chromiumPath); err != nil {
-		t.Fatalf("Chromium is missing (apt-get install chromium; .ci/run installs it): %v", err)
-	}
-	page, err := os.ReadFile(filepath.Join("testdata", "clientlib.html"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pages := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		_, _ = w.Write(page)
-	}))
-	t.Cleanup(pages.Close)
-	_, port, err := net.SplitHostPort(pages.Listener.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	pageURL := "http://localhost:" + port + "/"
+	needChromium(t)
+	pageURL := servePage(t, "clientlib.html") + "/"
 	c := startClient(t, clientLibScript, pageURL,
 		"--screenshot", filepath.Join("artifacts", strings.ReplaceAll(t.Name(), "/", "_")))
 	return &tabs{c: c, pageURL: pageURL}

@@ -8,8 +8,6 @@ import (
 	"net/http"
 	"sync/atomic"
 	"testing"
-
-	"eventsproxy/internal/rabbittest"
 )
 
 // manyTabs is more streams than the six HTTP/1.1 connections a browser
@@ -23,12 +21,7 @@ const manyTabs = 12
 func TestManyStreamsOnOneConnection(t *testing.T) {
 	for _, kind := range edgeKinds {
 		t.Run(kind.name, func(t *testing.T) {
-			prefix := rabbittest.Unique("eventsproxy-e2e/") + "/"
-			var replicas [2]*proxy
-			for i := range replicas {
-				replicas[i] = startProxy(t, "--queue-prefix", prefix, "--trust-proxy")
-			}
-			e := startEdge(t, kind, replicas, false)
+			e := startEdge(t, kind, startReplicas(t), false)
 			ex := newExchange(t)
 			u := connectURL(t, e.URL, binding{Exchange: ex.Name, RoutingKeyPattern: "tabs.#"})
 

@@ -5,7 +5,6 @@ package e2e
 import (
 	"encoding/json"
 	"maps"
-	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -34,9 +33,7 @@ type inspector struct {
 // anything but an EventSource stream that it closed.
 func openInspector(t testing.TB, pageURL string, flags ...string) *inspector {
 	t.Helper()
-	if _, err := os.Stat(chromiumPath); err != nil {
-		t.Fatalf("Chromium is missing (apt-get install chromium; .ci/run installs it): %v", err)
-	}
+	needChromium(t)
 	in := &inspector{name: strings.ReplaceAll(t.Name(), "/", "_")}
 	// Registered before the client's cleanup, so it runs after the script
 	// has exited and printed all it saw.

@@ -40,14 +40,10 @@ const shutdownText = "The server is shutting down; please reconnect."
 func TestBehindProxies(t *testing.T) {
 	for _, kind := range edgeKinds {
 		t.Run(kind.name, func(t *testing.T) {
-			prefix := rabbittest.Unique("eventsproxy-e2e/") + "/"
-			var replicas [2]*proxy
-			for i := range replicas {
-				replicas[i] = startProxy(t, "--queue-prefix", prefix, "--trust-proxy", "--max-connections-per-ip", "1",
-					// No ping ends a stream whose client left behind a
-					// proxy that does not tell the replica.
-					"--ping-interval", "1m")
-			}
+			replicas := startReplicas(t, "--max-connections-per-ip", "1",
+				// No ping ends a stream whose client left behind a proxy
+				// that does not tell the replica.
+				"--ping-interval", "1m")
 			e := startEdge(t, kind, replicas, false)
 			plain := startEdge(t, kind, replicas, true)
 			ex := newExchange(t)
@@ -240,6 +236,19 @@ func reconnect(t *testing.T, c *http.Client, u, edgeName string) *stream {
 		t.Logf("through %s: ready after %d tries", edgeName, tries)
 	}
 	return s
+}
+
+// startReplicas starts two replicas of one deployment, as an edge proxy
+// spreads clients over them: a queue prefix of their own, --trust-proxy,
+// and flags.
+func startReplicas(t testing.TB, flags ...string) [2]*proxy {
+	t.Helper()
+	prefix := rabbittest.Unique("eventsproxy-e2e/") + "/"
+	var replicas [2]*proxy
+	for i := range replicas {
+		replicas[i] = startProxy(t, append([]string{"--queue-prefix", prefix, "--trust-proxy"}, flags...)...)
+	}
+	return replicas
 }
 
 // streamsOpen returns a replica's eventsproxy_streams_open, read from its

@@ -6,8 +6,6 @@ import (
 	"net/http/cookiejar"
 	"net/url"
 	"testing"
-
-	"eventsproxy/internal/rabbittest"
 )
 
 // stickyRounds is how many times a sticky test reconnects.
@@ -36,11 +34,7 @@ func testStickyByAddress(t *testing.T, e *edge, replicas [2]*proxy, ex *exchange
 func TestStickyByCookie(t *testing.T) {
 	for _, kind := range cookieEdgeKinds {
 		t.Run(kind.name, func(t *testing.T) {
-			prefix := rabbittest.Unique("eventsproxy-e2e/") + "/"
-			var replicas [2]*proxy
-			for i := range replicas {
-				replicas[i] = startProxy(t, "--queue-prefix", prefix, "--trust-proxy")
-			}
+			replicas := startReplicas(t)
 			e := startEdge(t, kind, replicas, false)
 			ex := newExchange(t)
 			u := connectURL(t, e.URL, binding{Exchange: ex.Name, RoutingKeyPattern: "cookie.#"})
