@@ -36,6 +36,9 @@ type Config struct {
 	// re-binding off, a negative rate lifts its cap (see rebind.go).
 	RebindPeriod time.Duration
 	RebindRate   float64
+	// Wide says when to bind an exchange wide and serve its patterns from
+	// that one binding (see WidePolicy); the zero value never does.
+	Wide WidePolicy
 	// Metrics receives the broker's figures; nil discards them.
 	Metrics *metrics.Metrics
 
@@ -192,6 +195,7 @@ func (b *Broker) serveOnce(ctx context.Context) error {
 	}
 	m := b.cfg.Metrics
 	s := startSession(limitBinds(conn, b.binds), Limits{b.cfg.ClientBuffer, b.cfg.ClientBufferBytes, b.cfg.MaxMessageBytes}, b.every, m, b.log)
+	s.setWidePolicy(b.cfg.Wide)
 	b.setCurrent(s)
 	b.markAttempted()
 	m.BrokerConnects.Inc()

@@ -41,6 +41,9 @@ type keyState struct {
 	phase   keyPhase
 	queued  bool // on one of the worker's queues (which is not a phase: a key in any phase may be)
 	waiters []chan<- error
+	// held says that the wide-binding policy keeps the key in use, with
+	// or without subscriptions: it is its exchange's wide key (wide.go).
+	held bool
 
 	// A key whose every message a bound wildcard key of the same exchange
 	// brings anyway needs no binding of its own: coveredBy is that key,
@@ -57,14 +60,20 @@ type keyState struct {
 	boundAt        time.Time
 }
 
+// inUse reports whether the key is wanted: by a subscription, or by the
+// wide-binding policy.
+func (ks *keyState) inUse() bool { return len(ks.subs) > 0 || ks.held }
+
 // wantsWork reports whether the broker's state differs from what the
-// subscriptions need, with no operation in flight to mend it.
+// subscriptions need, with no operation in flight to mend it: a key in use
+// and not covered wants a bind; a bound key that is not in use, or that a
+// wide key has come to cover, wants an unbind.
 func (ks *keyState) wantsWork() bool {
 	switch ks.phase {
 	case keyUnbound:
-		return len(ks.subs) > 0 && ks.coveredBy == nil
+		return ks.inUse() && ks.coveredBy == nil
 	case keyBound:
-		return len(ks.subs) == 0
+		return !ks.inUse() || ks.coveredBy != nil
 	}
 	return false // busy, or failed: retried only for a new waiter
 }
@@ -86,14 +95,14 @@ func (s *session) toLocked(ks *keyState, p keyPhase) {
 }
 
 // enqueueLocked puts ks on the worker's queue for what it needs by the
-// look of it now: a bind while it has subscriptions, else an unbind. next
-// checks again when it takes ks.
+// look of it now: a bind while it is unbound and in use, else an unbind.
+// next checks again when it takes ks.
 func (s *session) enqueueLocked(ks *keyState) {
 	if ks.queued {
 		return
 	}
 	ks.queued = true
-	if len(ks.subs) > 0 {
+	if ks.phase != keyBound && ks.inUse() {
 		s.binds = append(s.binds, ks)
 	} else {
 		s.unbinds = append(s.unbinds, ks)
@@ -114,8 +123,9 @@ func (s *session) findCoverLocked(ks *keyState) *keyState {
 		// ks is in the trie too, and a pattern covers itself: ks is no
 		// cover of its own. Nor is a key that is not bound (a covered
 		// one among them), one being unbound, or one without
-		// subscriptions, which is on its way out.
-		if k == ks || k.phase != keyBound || len(k.subs) == 0 {
+		// subscriptions, which is on its way out, nor one that a wide
+		// key has come to cover, which is on its way out too.
+		if k == ks || k.phase != keyBound || !k.inUse() || k.coveredBy != nil {
 			return true
 		}
 		cover = k
@@ -135,6 +145,13 @@ func (s *session) handover(cover *keyState) []*keyState {
 	defer s.mu.Unlock()
 	var toBind []*keyState
 	for ks := range cover.covering {
+		if ks.phase == keyBound {
+			// Still bound: a wide key had come to cover it, and its
+			// unbind is queued. It serves itself, then.
+			delete(cover.covering, ks)
+			ks.coveredBy = nil
+			continue
+		}
 		if other := s.findCoverLocked(ks); other != nil {
 			delete(cover.covering, ks)
 			ks.coveredBy = other
@@ -168,6 +185,7 @@ func (s *session) deleteLocked(ks *keyState) {
 		return
 	}
 	s.uncoverLocked(ks)
+	s.unholdLocked(ks)
 	delete(s.keys, ks.key)
 	trie := s.tries[ks.key.exchange]
 	trie.Delete(ks.pattern)

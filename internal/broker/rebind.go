@@ -157,7 +157,7 @@ func (s *session) rebind() {
 	// Its turn comes again a period after this bind was asked for.
 	s.rebinds.remove(ks)
 	s.rebinds.pushBack(ks, now)
-	idle := len(ks.subs) == 0 // on its way to an unbind
+	idle := !ks.inUse() || ks.coveredBy != nil // on its way to an unbind
 	s.mu.Unlock()
 	if idle {
 		return

@@ -23,10 +23,11 @@ type router struct {
 	// subscription once (see push).
 	seq uint64
 	// msg is the message being routed, for visit: the method value push,
-	// made once rather than per message. hit says that it matched a key.
-	msg   *Message
-	hit   bool
-	visit func(*keyState)
+	// made once rather than per message. hit says that it matched a key,
+	// wanted that it reached a subscription.
+	msg         *Message
+	hit, wanted bool
+	visit       func(*keyState)
 
 	// Unrouted messages since the last log line, and the spacing of those.
 	unrouted    int
@@ -58,12 +59,16 @@ func (r *router) route(m *Message) {
 	}
 	s.mu.Lock()
 	if trie := s.tries[m.Exchange]; trie != nil {
-		r.msg, r.hit = m, false
+		r.msg, r.hit, r.wanted = m, false, false
 		trie.Match(topic.SplitKey(m.RoutingKey), r.visit)
 		for _, k := range m.CC {
 			trie.Match(topic.SplitKey(k), r.visit)
 		}
 		r.msg = nil
+		s.noteRoutedLocked(m.Exchange, r.wanted)
+		if r.wanted {
+			s.metrics.MessagesWanted.Inc()
+		}
 		if r.hit {
 			s.mu.Unlock()
 			return
@@ -108,6 +113,7 @@ func (r *router) push(ks *keyState) {
 	r.hit = true
 	for sub := range ks.subs {
 		if sub.seq != r.seq {
+			r.wanted = true
 			sub.seq = r.seq
 			sub.push(r.msg)
 		}

@@ -30,6 +30,9 @@ type session struct {
 	bound   int                               // keys bound on the broker
 	rebinds rebindList                        // the keys in keyBound, bound longest ago first
 
+	wide      WidePolicy           // when to bind an exchange wide
+	widenings map[string]*widening // exchange → the policy's state there
+
 	// Keys that may need a bind (queued with subscriptions) or an unbind
 	// (queued without); next takes the binds first.
 	binds, unbinds []*keyState
@@ -58,8 +61,10 @@ func startSession(conn Conn, limits Limits, every intervals, m *metrics.Metrics,
 		metrics: m,
 		keys:    make(map[bindKey]*keyState),
 		tries:   make(map[string]*topic.Trie[*keyState]),
-		wake:    make(chan struct{}, 1),
-		done:    make(chan struct{}),
+
+		widenings: make(map[string]*widening),
+		wake:      make(chan struct{}, 1),
+		done:      make(chan struct{}),
 	}
 	s.router = newRouter(s)
 	s.wg.Add(2)
@@ -213,6 +218,7 @@ func (s *session) add(bs []binding.Binding) (sub *Subscription, answers <-chan e
 		ks.waiters = append(ks.waiters, ch)
 		pending++
 		s.enqueueLocked(ks)
+		s.noteBindLocked(ks)
 	}
 	if pending > 0 || freshened {
 		s.poke()
@@ -243,7 +249,7 @@ func (s *session) release(sub *Subscription) {
 	s.mu.Lock()
 	for _, ks := range sub.keys {
 		delete(ks.subs, sub)
-		if len(ks.subs) > 0 {
+		if ks.inUse() {
 			continue
 		}
 		if ks.phase == keyUnbound || ks.phase == keyFailed {

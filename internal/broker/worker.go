@@ -46,12 +46,12 @@ func (s *session) next() (ks *keyState, bind bool) {
 			ks = s.binds[0]
 			s.binds[0] = nil
 			s.binds = s.binds[1:]
-			if ks.wantsWork() && len(ks.subs) == 0 {
+			if ks.wantsWork() && ks.phase == keyBound {
 				s.unbinds = append(s.unbinds, ks) // still queued
 				continue
 			}
 			ks.queued = false
-			if ks.wantsWork() {
+			if ks.wantsWork() && !s.coverNowLocked(ks) {
 				s.toLocked(ks, keyBinding)
 				s.bindsInRow++
 				return ks, true
@@ -67,7 +67,10 @@ func (s *session) next() (ks *keyState, bind bool) {
 		ks.queued = false
 		s.bindsInRow = 0
 		if ks.wantsWork() {
-			if len(ks.subs) > 0 {
+			if ks.phase == keyUnbound {
+				if s.coverNowLocked(ks) {
+					continue
+				}
 				s.toLocked(ks, keyBinding)
 				return ks, true
 			}
@@ -81,6 +84,24 @@ func (s *session) next() (ks *keyState, bind bool) {
 	}
 	s.idle = nil
 	return nil, false
+}
+
+// coverNowLocked serves ks, which is about to be bound, from a cover that
+// the broker has bound since ks was queued (a wide key, say), if there is
+// one, and answers its waiters: no bind is needed.
+func (s *session) coverNowLocked(ks *keyState) bool {
+	cover := s.findCoverLocked(ks)
+	if cover == nil {
+		return false
+	}
+	ks.coveredBy = cover
+	cover.covering[ks] = struct{}{}
+	s.metrics.BindOps.WithLabelValues("bind", "covered").Inc()
+	for _, w := range ks.waiters {
+		w <- nil
+	}
+	ks.waiters = nil
+	return true
 }
 
 // bindLoop is the worker: it alone binds and unbinds, and brings the
@@ -98,6 +119,8 @@ func (s *session) bindLoop() {
 	rebind := time.NewTimer(time.Hour)
 	rebind.Stop()
 	defer rebind.Stop()
+	review := time.NewTicker(wideReviewEvery)
+	defer review.Stop()
 	for {
 		select {
 		case <-s.wake:
@@ -105,6 +128,8 @@ func (s *session) bindLoop() {
 			s.recheck()
 		case <-rebind.C:
 			s.rebind()
+		case <-review.C:
+			s.reviewWide()
 		case <-s.done:
 			return
 		}
@@ -178,9 +203,10 @@ func (s *session) settle(ks *keyState, bind bool, err error) {
 		}
 		ks.waiters = nil
 	}
+	s.settleWideLocked(ks, bind)
 	if ks.wantsWork() {
 		s.enqueueLocked(ks)
-	} else if len(ks.subs) == 0 && !ks.phase.onBroker() {
+	} else if !ks.inUse() && !ks.phase.onBroker() {
 		s.deleteLocked(ks)
 	}
 }

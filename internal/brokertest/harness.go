@@ -88,13 +88,20 @@ func Start(t testing.TB, d broker.Dialer, cfg broker.Config) *broker.Broker {
 // ends.
 func subscribe(t *testing.T, b *broker.Broker, bs ...binding.Binding) *broker.Subscription {
 	t.Helper()
+	return Subscribe(t, b, bs...)
+}
+
+// Subscribe subscribes b to bs within the suite's deadline, fails tb if
+// that fails, and closes the subscription when tb ends.
+func Subscribe(tb testing.TB, b *broker.Broker, bs ...binding.Binding) *broker.Subscription {
+	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	sub, err := b.Subscribe(ctx, bs)
 	if err != nil {
-		t.Fatalf("subscribe %v: %v", bs, err)
+		tb.Fatalf("subscribe %v: %v", bs, err)
 	}
-	t.Cleanup(sub.Close)
+	tb.Cleanup(sub.Close)
 	return sub
 }
 
@@ -102,10 +109,17 @@ func subscribe(t *testing.T, b *broker.Broker, bs ...binding.Binding) *broker.Su
 // for.
 func syncBroker(t *testing.T, b *broker.Broker) {
 	t.Helper()
+	Sync(t, b)
+}
+
+// Sync waits until b has done every binding change asked for, within the
+// suite's deadline, and fails tb if it has not.
+func Sync(tb testing.TB, b *broker.Broker) {
+	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	if err := b.Sync(ctx); err != nil {
-		t.Fatalf("sync: %v", err)
+		tb.Fatalf("sync: %v", err)
 	}
 }
 

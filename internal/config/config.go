@@ -94,6 +94,14 @@ type Config struct {
 	// period turns re-binding off, a zero rate lifts its cap.
 	RebindPeriod time.Duration
 	RebindRate   float64
+	// WideBindKeys is how many patterns of one exchange (held by its
+	// streams, or needing binds within a second) make the process bind
+	// that exchange wide (primary.# or #) and serve them in process;
+	// default broker.DefaultWideKeys, 0 never. WideBindMaxUnwanted is the
+	// messages per second a wide binding may bring for no stream before it
+	// is narrowed again; default broker.DefaultWideMaxUnwanted, 0 no limit.
+	WideBindKeys        int
+	WideBindMaxUnwanted float64
 	// ResumeWindow is how long a resumable stream lingers after its
 	// client left; 0 disables resume. ResumeMaxStreams caps the lingering
 	// streams, ResumeBytes the sent messages each keeps for replay.
@@ -313,6 +321,8 @@ func flagSet(cmd Command, c *Config, allowed *string, p *problems) (*flag.FlagSe
 	float(&c.BindRate, "bind-rate", "BIND_RATE", broker.DefaultBindRate, "broker binds and unbinds per second for all streams together; new streams wait for ready; 0 for no cap")
 	dur(&c.RebindPeriod, "rebind-period", "REBIND_PERIOD", broker.DefaultRebindPeriod, "each binding held is bound again this often, which restores one the broker lost; 0 turns it off")
 	float(&c.RebindRate, "rebind-rate", "REBIND_RATE", broker.DefaultRebindRate, "most re-binds per second (--rebind-period); 0 for no cap")
+	num(&c.WideBindKeys, "wide-bind-keys", "WIDE_BIND_KEYS", broker.DefaultWideKeys, "patterns of one exchange (held at once, or new within a second) at which it is bound wide (primary.# or #) and matched in process; 0 never")
+	float(&c.WideBindMaxUnwanted, "wide-bind-max-unwanted", "WIDE_BIND_MAX_UNWANTED", broker.DefaultWideMaxUnwanted, "messages per second a wide binding may bring for no stream before the exchange is narrowed again; 0 for no limit")
 	dur(&c.ReadyTimeout, "ready-timeout", "READY_TIMEOUT", api.DefaultReadyTimeout, "longest a stream waits for its bindings before it gets an error")
 	dur(&c.ResumeWindow, "resume-window", "RESUME_WINDOW", api.DefaultResumeWindow, "how long a resumable stream (resume=1) lingers for its client to reconnect; 0 disables resume")
 	num(&c.ResumeMaxStreams, "resume-max-streams", "RESUME_MAX_STREAMS", api.DefaultResumeMaxStreams, "most lingering resumable streams; beyond it the oldest goes")
@@ -509,6 +519,12 @@ func (c *Config) Validate(cmd Command) error {
 	}
 	if c.ConnectBurst < 1 {
 		bad("--connect-burst %d must be at least 1", c.ConnectBurst)
+	}
+	if c.WideBindKeys < 0 {
+		bad("--wide-bind-keys %d must not be negative", c.WideBindKeys)
+	}
+	if c.WideBindMaxUnwanted < 0 {
+		bad("--wide-bind-max-unwanted %v must not be negative", c.WideBindMaxUnwanted)
 	}
 	if c.BindRate < 0 {
 		bad("--bind-rate %v must not be negative", c.BindRate)

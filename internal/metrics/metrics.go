@@ -51,8 +51,11 @@ type Metrics struct {
 	QueuesHeld      prometheus.Gauge
 	BindingsHeld    prometheus.Gauge
 	BindOps         *prometheus.CounterVec
+	WideBindings    prometheus.Gauge
+	WideChanges     *prometheus.CounterVec
 
 	MessagesReceived  prometheus.Counter
+	MessagesWanted    prometheus.Counter
 	MessagesDelivered prometheus.Counter
 	MessagesDropped   prometheus.Counter
 	MessagesUnrouted  prometheus.Counter
@@ -102,9 +105,21 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "eventsproxy_broker_bind_operations_total",
 			Help: "Bind and unbind operations asked of the broker, by op (bind, unbind, rebind: the periodic bind of a binding held already) and result (ok, refused, error).",
 		}, []string{"op", "result"}),
+		WideBindings: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "eventsproxy_broker_wide_bindings",
+			Help: "Exchanges bound wide now: one binding (such as primary.# or #) serves their streams' patterns, matched in process.",
+		}),
+		WideChanges: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "eventsproxy_broker_wide_changes_total",
+			Help: "Exchanges bound wide (change=widen) and narrowed again (change=narrow).",
+		}, []string{"change"}),
 		MessagesReceived: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "eventsproxy_messages_received_total",
 			Help: "Messages taken from the broker.",
+		}),
+		MessagesWanted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "eventsproxy_messages_wanted_total",
+			Help: "Messages taken from the broker that reached at least one stream; the rest of eventsproxy_messages_received_total is what wide bindings (and routes the process cannot see) brought for no stream.",
 		}),
 		MessagesDelivered: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "eventsproxy_messages_delivered_total",
@@ -162,10 +177,13 @@ func New(reg prometheus.Registerer) *Metrics {
 			m.BindOps.WithLabelValues(op, result)
 		}
 	}
+	for _, change := range []string{"widen", "narrow"} {
+		m.WideChanges.WithLabelValues(change)
+	}
 	reg.MustRegister(
 		m.StreamsOpen, m.StreamsRefused, m.StreamsEnded,
-		m.BrokerConnected, m.BrokerConnects, m.QueuesHeld, m.BindingsHeld, m.BindOps,
-		m.MessagesReceived, m.MessagesDelivered, m.MessagesDropped, m.MessagesUnrouted, m.MessagesTooLarge, m.BufferedBytes,
+		m.BrokerConnected, m.BrokerConnects, m.QueuesHeld, m.BindingsHeld, m.BindOps, m.WideBindings, m.WideChanges,
+		m.MessagesReceived, m.MessagesWanted, m.MessagesDelivered, m.MessagesDropped, m.MessagesUnrouted, m.MessagesTooLarge, m.BufferedBytes,
 		m.Resumes, m.ResumeLingering, m.ResumePinnedBytes,
 		m.ReadySeconds, m.DeliveryLatencySeconds,
 	)

@@ -77,6 +77,7 @@ func Run(ctx context.Context, cfg *config.Config, d broker.Dialer, ln net.Listen
 		BindBurst:         int(max(1, cfg.BindRate)),
 		RebindPeriod:      rebindPeriod,
 		RebindRate:        rebindRate,
+		Wide:              broker.WidePolicy{Keys: cfg.WideBindKeys, MaxUnwanted: cfg.WideBindMaxUnwanted},
 		Metrics:           m,
 	}, log)
 	az, aerr := openAccess(cfg, log)
