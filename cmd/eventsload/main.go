@@ -1,7 +1,8 @@
 // Command eventsload puts an eventsproxy under load and measures it: idle
 // streams (S1), fan-out (S2), connect cycles (S3), single-stream throughput
-// against a plain AMQP consumer, the broker's bind ceiling, and Taskcluster
-// task pages coming and going (pulse). See docs/performance.md.
+// against a plain AMQP consumer, the broker's bind ceiling, Taskcluster task
+// pages coming and going (pulse), and resumable streams cut and resumed
+// (resume). See docs/performance.md.
 package main
 
 import (

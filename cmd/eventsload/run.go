@@ -21,6 +21,7 @@ Usage:
   eventsload throughput  [flags]  one stream, broker flat out, against a plain auto-ack consumer
   eventsload bindrate    [flags]  the broker's own bind+unbind pairs per second
   eventsload pulse       [flags]  Taskcluster task pages: seven bindings each, coming and going, under task traffic
+  eventsload resume      [flags]  resumable streams on a numbered flow, every connection cut and resumed
   eventsload serve-profiled --profile-dir DIR -- SERVE-FLAGS
                                   eventsproxy serve with profiles on SIGUSR1/SIGUSR2 (used by --profile)
 
@@ -52,6 +53,7 @@ func scenarios() map[string]*scenario {
 	var thr load.ThroughputConfig
 	var bind load.BindRateConfig
 	var pulse load.PulseConfig
+	var res load.ResumeConfig
 	return map[string]*scenario{
 		"idle": {
 			name: "idle (S1)",
@@ -181,6 +183,35 @@ func scenarios() map[string]*scenario {
 				cfg := pulse
 				cfg.Common = c
 				return load.Pulse(ctx, t, cfg)
+			},
+		},
+		"resume": {
+			name: "resume",
+			flags: func(fs *flag.FlagSet) {
+				fs.IntVar(&res.Streams, "streams", 1000, "resumable streams (resume=1) on the one binding")
+				fs.IntVar(&res.Parallel, "parallel", 50, "streams opening at a time")
+				fs.Float64Var(&res.Rate, "rate", 20, "numbered messages per second")
+				fs.IntVar(&res.Size, "size", 512, "payload bytes")
+				fs.DurationVar(&res.Duration, "duration", time.Minute, "how long messages flow and connections are cut")
+				fs.DurationVar(&res.CutEvery, "cut-every", 5*time.Second, "a connection lives this long on average (from half to one and a half times it) before the tool cuts it")
+				fs.DurationVar(&res.Reconnect, "reconnect", time.Second, "wait after a cut before reconnecting (EventSource waits the server's retry: 1 s)")
+				fs.BoolVar(&res.InQuery, "in-query", false, "send the last event id as the lastEventId query parameter instead of the Last-Event-ID header")
+				fs.DurationVar(&res.Drain, "drain", 10*time.Second, "longest wait for every stream's last message after the last publish")
+				fs.IntVar(&res.BufSize, "buffer", 16384, "read buffer per client stream, bytes")
+			},
+			params: func() string {
+				how := "Last-Event-ID"
+				if res.InQuery {
+					how = "lastEventId"
+				}
+				return fmt.Sprintf("%d resumable streams, %.0f msg/s × %d B for %v, each connection cut every %v or so and resumed with %s after %v",
+					res.Streams, res.Rate, res.Size, res.Duration, res.CutEvery, how, res.Reconnect)
+			},
+			streams: func() int { return res.Streams },
+			run: func(ctx context.Context, t load.Target, c load.Common) (load.Run, error) {
+				cfg := res
+				cfg.Common = c
+				return load.Resume(ctx, t, cfg)
 			},
 		},
 	}

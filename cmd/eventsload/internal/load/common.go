@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -40,6 +42,27 @@ func begin(t Target, amqpURL string, size int) (run Run, c *client, pub *Publish
 		return run, nil, nil, nil, err
 	}
 	return run, c, pub, func() { pub.Close(); c.close() }, nil
+}
+
+// forEach calls fn(i) for every i below n, from workers goroutines, and
+// returns once all calls have returned; once ctx is done it starts no more.
+func forEach(ctx context.Context, n, workers int, fn func(i int)) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range max(workers, 1) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				fn(i)
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 // startProfile starts the target's profile, if any.

@@ -8,8 +8,9 @@
 // its own), Fanout (S2, S2b and the soak: many streams on one binding,
 // messages at a rate), Cycles (S3: connect, ready, close), Throughput (one
 // stream against a plain AMQP consumer), BindRate (the broker's own
-// bind+unbind ceiling) and Pulse (Taskcluster task pages, seven bindings
-// of their own each, coming and going under task traffic).
+// bind+unbind ceiling), Pulse (Taskcluster task pages, seven bindings of
+// their own each, coming and going under task traffic) and Resume
+// (resumable streams whose connections are cut and resumed).
 //
 // It sits under cmd/eventsload, apart from the service's packages: only
 // the load tool may import it.

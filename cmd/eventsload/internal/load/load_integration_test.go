@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -23,11 +24,12 @@ import (
 var protocols = []string{"HTTP1", "HTTP2"}
 
 // startServer runs the service in-process on the real RabbitMQ until the
-// test ends, as `eventsproxy serve` would; for HTTP/2, over TLS.
-func startServer(t *testing.T, proto string) Target {
+// test ends, as `eventsproxy serve` would with flags; for HTTP/2, over TLS.
+func startServer(t *testing.T, proto string, flags ...string) Target {
 	t.Helper()
 	prefix := rabbittest.Unique("eventsload-test/") + "/"
 	args := []string{"--listen", "127.0.0.1:0", "--amqp-url", rabbittest.URL(), "--queue-prefix", prefix, "--max-connections", "0"}
+	args = append(args, flags...)
 	var tlsConf *tls.Config
 	if proto == "HTTP2" {
 		certFile, keyFile, pool := testcert.Write(t)
@@ -78,90 +80,140 @@ func metric(t *testing.T, r Run, name string) float64 {
 	return v
 }
 
-func TestCyclesSmoke(t *testing.T) {
+// forProtocols runs test once per protocol, each with a server of its own
+// and a context that ends after timeout.
+func forProtocols(t *testing.T, timeout time.Duration, test func(ctx context.Context, t *testing.T, target Target)) {
 	for _, proto := range protocols {
 		t.Run(proto, func(t *testing.T) {
 			target := startServer(t, proto)
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			ctx, cancel := context.WithTimeout(context.Background(), timeout)
 			defer cancel()
-			r, err := Cycles(ctx, target, CyclesConfig{Common: common(), Cycles: 50, Parallel: 5, BufSize: 4096})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got, failed := metric(t, r, "cycles"), metric(t, r, "failed"); got != 50 || failed != 0 {
-				t.Errorf("%v cycles, %v failed (%v); want 50 and 0", got, failed, r.Notes)
-			}
-			if metric(t, r, "ready p99") <= 0 {
-				t.Error("no ready latency recorded")
-			}
+			test(ctx, t, target)
 		})
 	}
+}
+
+func TestCyclesSmoke(t *testing.T) {
+	forProtocols(t, time.Minute, func(ctx context.Context, t *testing.T, target Target) {
+		r, err := Cycles(ctx, target, CyclesConfig{Common: common(), Cycles: 50, Parallel: 5, BufSize: 4096})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, failed := metric(t, r, "cycles"), metric(t, r, "failed"); got != 50 || failed != 0 {
+			t.Errorf("%v cycles, %v failed (%v); want 50 and 0", got, failed, r.Notes)
+		}
+		if metric(t, r, "ready p99") <= 0 {
+			t.Error("no ready latency recorded")
+		}
+	})
 }
 
 func TestFanoutSmoke(t *testing.T) {
-	for _, proto := range protocols {
-		t.Run(proto, func(t *testing.T) {
-			target := startServer(t, proto)
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-			r, err := Fanout(ctx, target, FanoutConfig{
-				Common: common(), Streams: 10, Parallel: 10, Rate: 50, Size: 512,
-				Duration: 2 * time.Second, Drain: 10 * time.Second, BufSize: 16384,
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			published, received := metric(t, r, "published"), metric(t, r, "received")
-			if published != 100 || received != 10*published {
-				t.Errorf("published %v, received %v; want 100 and 1000", published, received)
-			}
-			for _, name := range []string{"loss", "streams with loss", "dropped (overflow events)", "sequence gaps", "out of order"} {
-				if v := metric(t, r, name); v != 0 {
-					t.Errorf("%s = %v, want 0", name, v)
-				}
-			}
-			if q := metric(t, r, "broker queues of the server"); q != 1 {
-				t.Errorf("the server has %v broker queues, want 1", q)
-			}
-			if p99 := metric(t, r, "latency p99"); p99 <= 0 || p99 > 2000 {
-				t.Errorf("latency p99 %vms", p99)
-			}
+	forProtocols(t, time.Minute, func(ctx context.Context, t *testing.T, target Target) {
+		r, err := Fanout(ctx, target, FanoutConfig{
+			Common: common(), Streams: 10, Parallel: 10, Rate: 50, Size: 512,
+			Duration: 2 * time.Second, Drain: 10 * time.Second, BufSize: 16384,
 		})
-	}
+		if err != nil {
+			t.Fatal(err)
+		}
+		published, received := metric(t, r, "published"), metric(t, r, "received")
+		if published != 100 || received != 10*published {
+			t.Errorf("published %v, received %v; want 100 and 1000", published, received)
+		}
+		for _, name := range []string{"loss", "streams with loss", "dropped (overflow events)", "sequence gaps", "out of order"} {
+			if v := metric(t, r, name); v != 0 {
+				t.Errorf("%s = %v, want 0", name, v)
+			}
+		}
+		if q := metric(t, r, "broker queues of the server"); q != 1 {
+			t.Errorf("the server has %v broker queues, want 1", q)
+		}
+		if p99 := metric(t, r, "latency p99"); p99 <= 0 || p99 > 2000 {
+			t.Errorf("latency p99 %vms", p99)
+		}
+	})
 }
 
 func TestPulseSmoke(t *testing.T) {
-	for _, proto := range protocols {
-		t.Run(proto, func(t *testing.T) {
-			target := startServer(t, proto)
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-			defer cancel()
-			r, err := Pulse(ctx, target, PulseConfig{
-				Common: common(), Pages: 30, Churn: 10, Rate: 100, Watched: 0.5, GroupShare: 0.5,
-				Burst: 20, BurstEvery: time.Second, Duration: 3 * time.Second, Parallel: 10,
-				Drain: 30 * time.Second, BufSize: 4096,
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if ready, failed := metric(t, r, "ramp: pages ready"), metric(t, r, "failed to open"); ready != 30 || failed != 0 {
-				t.Errorf("%v pages ready, %v failed (%v); want 30 and 0", ready, failed, r.Notes)
-			}
-			owed, got := metric(t, r, "owed to pages (published while ready)"), metric(t, r, "received of those")
-			if owed == 0 || got != owed {
-				t.Errorf("pages were owed %v messages and got %v", owed, got)
-			}
-			for _, name := range []string{"loss", "duplicates or out of order", "streams ended early"} {
-				if v := metric(t, r, name); v != 0 {
-					t.Errorf("%s = %v, want 0", name, v)
-				}
-			}
-			for _, name := range []string{"page arrivals while churning", "ready p99", "latency p99",
-				"server: broker binds/s", "server: broker unbinds/s", "server: messages from the broker/s", "server: messages delivered/s"} {
-				if v := metric(t, r, name); v <= 0 {
-					t.Errorf("%s = %v, want more than 0", name, v)
-				}
-			}
+	forProtocols(t, 2*time.Minute, func(ctx context.Context, t *testing.T, target Target) {
+		r, err := Pulse(ctx, target, PulseConfig{
+			Common: common(), Pages: 30, Churn: 10, Rate: 100, Watched: 0.5, GroupShare: 0.5,
+			Burst: 20, BurstEvery: time.Second, Duration: 3 * time.Second, Parallel: 10,
+			Drain: 30 * time.Second, BufSize: 4096,
 		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ready, failed := metric(t, r, "ramp: pages ready"), metric(t, r, "failed to open"); ready != 30 || failed != 0 {
+			t.Errorf("%v pages ready, %v failed (%v); want 30 and 0", ready, failed, r.Notes)
+		}
+		owed, got := metric(t, r, "owed to pages (published while ready)"), metric(t, r, "received of those")
+		if owed == 0 || got != owed {
+			t.Errorf("pages were owed %v messages and got %v", owed, got)
+		}
+		for _, name := range []string{"loss", "duplicates or out of order", "streams ended early"} {
+			if v := metric(t, r, name); v != 0 {
+				t.Errorf("%s = %v, want 0", name, v)
+			}
+		}
+		for _, name := range []string{"page arrivals while churning", "ready p99", "latency p99",
+			"server: broker binds/s", "server: broker unbinds/s", "server: messages from the broker/s", "server: messages delivered/s"} {
+			if v := metric(t, r, name); v <= 0 {
+				t.Errorf("%s = %v, want more than 0", name, v)
+			}
+		}
+	})
+}
+
+func TestResumeSmoke(t *testing.T) {
+	forProtocols(t, 2*time.Minute, func(ctx context.Context, t *testing.T, target Target) {
+		r, err := Resume(ctx, target, ResumeConfig{
+			Common: common(), Streams: 20, Parallel: 10, Rate: 50, Size: 512,
+			Duration: 4 * time.Second, CutEvery: time.Second, Reconnect: 100 * time.Millisecond,
+			InQuery: strings.HasSuffix(t.Name(), "HTTP2"), Drain: 30 * time.Second, BufSize: 16384,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ready := metric(t, r, "streams ready"); ready != 20 {
+			t.Errorf("%v streams ready, want 20 (%v)", ready, r.Notes)
+		}
+		for _, name := range []string{"lost", "duplicates", "gap events", "reconnects that failed", "streams ended by the server", "server: resumes with gap"} {
+			if v := metric(t, r, name); v != 0 {
+				t.Errorf("%s = %v, want 0 (%v)", name, v, r.Notes)
+			}
+		}
+		reconnects := metric(t, r, "reconnects")
+		if reconnects == 0 || metric(t, r, "server: resumes ok") != reconnects {
+			t.Errorf("%v reconnects, %v resumed by the server", reconnects, metric(t, r, "server: resumes ok"))
+		}
+		if metric(t, r, "reconnect to first replayed message p99") <= 0 {
+			t.Error("no reconnect had a message to replay")
+		}
+		if n := metric(t, r, "server: lingering streams at the end"); n != 20 {
+			t.Errorf("%v streams linger at the end, want 20", n)
+		}
+	})
+}
+
+// A window shorter than the wait before reconnecting loses what was
+// published meanwhile, and the scenario sees it: gap events and loss.
+func TestResumeSeesGaps(t *testing.T) {
+	target := startServer(t, "HTTP1", "--resume-window", "50ms")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	r, err := Resume(ctx, target, ResumeConfig{
+		Common: common(), Streams: 5, Parallel: 5, Rate: 50, Size: 512,
+		Duration: 3 * time.Second, CutEvery: time.Second, Reconnect: 500 * time.Millisecond,
+		Drain: 5 * time.Second, BufSize: 16384,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reconnects := metric(t, r, "reconnects")
+	if reconnects == 0 || metric(t, r, "gap events") != reconnects || metric(t, r, "lost") == 0 {
+		t.Errorf("%v reconnects, %v gap events, %v lost; want gaps on every reconnect, and loss",
+			reconnects, metric(t, r, "gap events"), metric(t, r, "lost"))
 	}
 }

@@ -176,26 +176,13 @@ func Pulse(ctx context.Context, t Target, cfg PulseConfig) (Run, error) {
 	cfg.progress("opening %d task pages (%d bindings each, %d with their task group's too), %d at a time",
 		cfg.Pages, len(pulseTaskExchanges), int(float64(cfg.Pages)*cfg.GroupShare), cfg.Parallel)
 	rampStart := time.Now()
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range max(cfg.Parallel, 1) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for ctx.Err() == nil {
-				i := int(next.Add(1) - 1)
-				if i >= cfg.Pages {
-					return
-				}
-				rndMu.Lock()
-				pg := newPage()
-				rndMu.Unlock()
-				slots[i].Store(pg)
-				_, _ = open(pg)
-			}
-		}()
-	}
-	wg.Wait()
+	forEach(ctx, cfg.Pages, cfg.Parallel, func(i int) {
+		rndMu.Lock()
+		pg := newPage()
+		rndMu.Unlock()
+		slots[i].Store(pg)
+		_, _ = open(pg)
+	})
 	rampTook := time.Since(rampStart)
 	defer func() {
 		// Whatever is still open when the run fails.
