@@ -378,7 +378,8 @@ func publishPulse(ctx context.Context, pub *Publisher, cfg PulseConfig, rnd *ran
 				pg.mu.Unlock()
 			}
 			body = stampBody(body[:0], time.Now().UnixNano(), seq, m.Body)
-			if err := pub.publishTo(ctx, exchange(m.Exchange), strings.Join(words, "."), m.CC, body); err != nil {
+			// ctx ends the phase, not a publish under way.
+			if err := pub.publishTo(context.WithoutCancel(ctx), exchange(m.Exchange), strings.Join(words, "."), m.CC, body); err != nil {
 				return published, forPages, err
 			}
 		}
