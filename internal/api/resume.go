@@ -194,7 +194,7 @@ func (r *resumes) take(s string, bindings string, kick func(), wait <-chan struc
 			}
 			return nil, gapExpired
 		}
-		if subtle.ConstantTimeEq(int32(rs.tok.secret>>32), int32(tok.secret>>32))&subtle.ConstantTimeEq(int32(rs.tok.secret), int32(tok.secret)) != 1 || tok.seq > rs.seq && rs.parked == nil {
+		if subtle.ConstantTimeEq(int32(rs.tok.secret>>32), int32(tok.secret>>32))&subtle.ConstantTimeEq(int32(rs.tok.secret), int32(tok.secret)) != 1 || rs.parked == nil && tok.seq > rs.seq {
 			r.mu.Unlock()
 			return nil, gapUnknown
 		}
