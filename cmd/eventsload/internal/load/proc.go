@@ -107,24 +107,53 @@ func LoadAvg() string {
 	return strings.Join(f[:3], " ")
 }
 
-// findProcess returns the pid of the first process whose command name is
-// comm, or 0. It only reads /proc.
+// findProcess returns the pid of the oldest process whose command name is
+// comm, or 0: on a machine where tests start RabbitMQ nodes of their own
+// and stop them, the oldest beam.smp is the system's broker, which lives
+// through a run. It only reads /proc.
 func findProcess(comm string) int {
 	ents, err := os.ReadDir("/proc")
 	if err != nil {
 		return 0
 	}
+	found, oldest := 0, int64(-1)
 	for _, e := range ents {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil {
 			continue
 		}
 		b, err := os.ReadFile("/proc/" + e.Name() + "/comm")
-		if err == nil && strings.TrimSpace(string(b)) == comm {
-			return pid
+		if err != nil || strings.TrimSpace(string(b)) != comm {
+			continue
+		}
+		if start := startTime(pid); found == 0 || (start >= 0 && start < oldest) {
+			found, oldest = pid, start
 		}
 	}
-	return 0
+	return found
+}
+
+// startTime returns when process pid started, in clock ticks after boot
+// (field 22 of /proc/<pid>/stat), or -1.
+func startTime(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return -1
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return -1
+	}
+	// f[0] is field 3.
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 20 {
+		return -1
+	}
+	v, err := strconv.ParseInt(f[19], 10, 64)
+	if err != nil {
+		return -1
+	}
+	return v
 }
 
 // RaiseFileLimit raises this process's soft open-file limit to its hard
