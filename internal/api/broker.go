@@ -10,8 +10,10 @@ import (
 // Broker is what the API needs of the broker side. FromBroker makes one
 // of a *broker.Broker; tests use fakes.
 type Broker interface {
-	// Subscribe returns once every binding is in place on the broker.
-	Subscribe(ctx context.Context, bs []binding.Binding) (Subscription, error)
+	// Subscribe returns once every binding is in place on the broker. A
+	// subscription for a resumable stream survives a lost broker
+	// connection: it reports a gap (TakeGap) once its bindings are back.
+	Subscribe(ctx context.Context, bs []binding.Binding, resumable bool) (Subscription, error)
 	// Connected reports whether new subscriptions can be served.
 	Connected() bool
 }
@@ -29,6 +31,10 @@ type Subscription interface {
 	// otherwise; it says how many were dropped since the previous take.
 	// When messages are left, Notify receives a value again.
 	TakeUpTo(dst []*broker.Message, maxBytes int) (msgs []*broker.Message, dropped int)
+	// TakeGap reports, once, that messages may be missing before those
+	// TakeUpTo returns next; TakeUpTo returns none past a gap before
+	// TakeGap has reported it.
+	TakeGap() bool
 	// Done is closed when the subscription can deliver no more; Err then
 	// says why.
 	Done() <-chan struct{}
@@ -42,8 +48,12 @@ func FromBroker(b *broker.Broker) Broker { return brokerSeam{b} }
 
 type brokerSeam struct{ b *broker.Broker }
 
-func (s brokerSeam) Subscribe(ctx context.Context, bs []binding.Binding) (Subscription, error) {
-	sub, err := s.b.Subscribe(ctx, bs)
+func (s brokerSeam) Subscribe(ctx context.Context, bs []binding.Binding, resumable bool) (Subscription, error) {
+	subscribe := s.b.Subscribe
+	if resumable {
+		subscribe = s.b.SubscribeSurviving
+	}
+	sub, err := subscribe(ctx, bs)
 	if err != nil {
 		// Not a typed nil in an interface.
 		return nil, err

@@ -26,7 +26,7 @@ type fakeBroker struct {
 	called    chan []binding.Binding
 }
 
-func (f *fakeBroker) Subscribe(ctx context.Context, bs []binding.Binding) (api.Subscription, error) {
+func (f *fakeBroker) Subscribe(ctx context.Context, bs []binding.Binding, _ bool) (api.Subscription, error) {
 	if f.called != nil {
 		f.called <- bs
 	}

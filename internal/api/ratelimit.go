@@ -120,10 +120,10 @@ type readyBound struct {
 	timeout time.Duration
 }
 
-func (b readyBound) Subscribe(ctx context.Context, bs []binding.Binding) (Subscription, error) {
+func (b readyBound) Subscribe(ctx context.Context, bs []binding.Binding, resumable bool) (Subscription, error) {
 	sctx, cancel := context.WithTimeoutCause(ctx, b.timeout, errReadyTimeout)
 	defer cancel()
-	sub, err := b.Broker.Subscribe(sctx, bs)
+	sub, err := b.Broker.Subscribe(sctx, bs, resumable)
 	if err != nil && ctx.Err() == nil && errors.Is(context.Cause(sctx), errReadyTimeout) {
 		return nil, fmt.Errorf("%w after %v: %w", errReadyTimeout, b.timeout, broker.ErrUnavailable)
 	}

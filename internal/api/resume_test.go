@@ -8,6 +8,8 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"eventsproxy/internal/api"
 	"eventsproxy/internal/sse"
 )
@@ -233,5 +235,54 @@ func TestResumeEvicted(t *testing.T) {
 			t.Fatalf("got %q %s, want gap evicted", ev.Kind, ev.Data)
 		}
 		r.nextMessage(2)
+	})
+}
+
+// TestResumeBrokerGap: a resumable stream asks for a subscription that
+// survives a lost broker connection, and tells its client `gap` `broker`
+// where the subscription has its gap: after the messages from before it,
+// served or lingering; a stream without resume asks for one that ends.
+func TestResumeBrokerGap(t *testing.T) {
+	each(t, func(t *testing.T, proto string) {
+		e := newEnv(t, proto, api.Config{}, 100)
+		defer e.close()
+		plain := e.open(nil)
+		if plain.sub.resumable {
+			t.Fatal("a stream without resume asked for a surviving subscription")
+		}
+		plain.next()
+		c := e.openResume("")
+		sub := <-e.b.subs
+		if !sub.resumable {
+			t.Fatal("a resumable stream asked for a subscription that ends with the broker connection")
+		}
+		c.next()
+		sub.push(message(0, ""), message(1, ""))
+		sub.gap()
+		sub.push(message(2, ""))
+		c.nextMessage(0)
+		c.nextMessage(1)
+		if ev := c.next(); ev.Kind != "gap" || string(ev.Data) != `{"reason":"broker"}` || ev.ID == "-" || ev.ID == "" {
+			t.Fatalf("got %q %s id %q, want gap broker with a token", ev.Kind, ev.Data, ev.ID)
+		}
+		last := c.nextMessage(2)
+		// Lingering: the gap is told after the messages from before it.
+		c.close()
+		synctest.Wait()
+		sub.push(message(3, ""))
+		sub.gap()
+		sub.push(message(4, ""))
+		r := e.openResume(last)
+		if ev := r.next(); ev.Kind != "ready" {
+			t.Fatalf("got %q %s, want ready", ev.Kind, ev.Data)
+		}
+		r.nextMessage(3)
+		if ev := r.next(); ev.Kind != "gap" || string(ev.Data) != `{"reason":"broker"}` {
+			t.Fatalf("got %q %s, want gap broker", ev.Kind, ev.Data)
+		}
+		r.nextMessage(4)
+		if got := testutil.ToFloat64(e.m.Resumes.WithLabelValues("gap", "broker")); got != 2 {
+			t.Fatalf("eventsproxy_resumes_total{gap,broker} = %v, want 2", got)
+		}
 	})
 }

@@ -105,7 +105,7 @@ func (st *stream) open(ctx context.Context, r *http.Request) (Subscription, erro
 			h.cfg.Metrics.Resumes.WithLabelValues("gap", gap).Inc()
 		}
 	}
-	sub, err := h.broker.Subscribe(ctx, bs)
+	sub, err := h.broker.Subscribe(ctx, bs, st.resume)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, errClientGone
@@ -146,13 +146,8 @@ func (st *stream) resumed(rs *resumable, last string) (Subscription, error) {
 		return rs.sub, err
 	}
 	m.ReadySeconds.Observe(time.Since(st.start).Seconds())
-	select {
-	case <-rs.sub.Done():
-		// The broker connection was lost while the stream lingered.
-		m.Resumes.WithLabelValues("gap", gapBroker).Inc()
-		return rs.sub, rs.sub.Err()
-	default:
-	}
+	// A broker connection lost while the stream lingered is a gap in its
+	// subscription, which serve tells after the replay.
 	if !covered {
 		m.Resumes.WithLabelValues("gap", gapEvicted).Inc()
 		if err := st.send(kindGap, fmt.Appendf(nil, `{"reason":%q}`, gapEvicted)); err != nil {
@@ -227,6 +222,13 @@ func (st *stream) serve(ctx context.Context, sub Subscription) error {
 					gather.Stop()
 				case <-ctx.Done():
 					return errClientGone
+				}
+			}
+			if sub.TakeGap() {
+				// The broker connection was lost; the bindings are back.
+				h.cfg.Metrics.Resumes.WithLabelValues("gap", gapBroker).Inc()
+				if err := st.send(kindGap, fmt.Appendf(nil, `{"reason":%q}`, gapBroker)); err != nil {
+					return err
 				}
 			}
 			var dropped int

@@ -38,11 +38,17 @@ type fakeSub struct {
 	half   chan struct{}
 	done   chan struct{}
 
+	// resumable: asked for by a resumable stream (it may get a gap).
+	resumable bool
+
 	mu      sync.Mutex
 	buf     []*broker.Message
 	dropped int
 	err     error
 	closed  bool
+	// gapped: a gap after the first gapAt messages of buf.
+	gapped bool
+	gapAt  int
 }
 
 func newFakeSub(size int) *fakeSub {
@@ -56,6 +62,9 @@ func (s *fakeSub) push(msgs ...*broker.Message) {
 		if len(s.buf) == s.size {
 			s.buf = s.buf[1:]
 			s.dropped++
+			if s.gapped && s.gapAt > 0 {
+				s.gapAt--
+			}
 		}
 		s.buf = append(s.buf, m)
 	}
@@ -71,6 +80,30 @@ func (s *fakeSub) push(msgs ...*broker.Message) {
 		default:
 		}
 	}
+}
+
+// gap puts a gap after the buffered messages, as a surviving subscription
+// gets once its bindings are back after a lost broker connection.
+func (s *fakeSub) gap() {
+	s.mu.Lock()
+	if !s.gapped {
+		s.gapped, s.gapAt = true, len(s.buf)
+	}
+	s.mu.Unlock()
+	select {
+	case s.notify <- struct{}{}:
+	default:
+	}
+}
+
+func (s *fakeSub) TakeGap() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.gapped || s.gapAt > 0 {
+		return false
+	}
+	s.gapped = false
+	return true
 }
 
 // end ends the subscription as a lost broker connection does.
@@ -94,12 +127,19 @@ func (s *fakeSub) Err() error {
 func (s *fakeSub) TakeUpTo(dst []*broker.Message, maxBytes int) ([]*broker.Message, int) {
 	s.mu.Lock()
 	taken := 0
-	for len(s.buf) > 0 && (taken == 0 || taken+s.buf[0].Size() <= maxBytes) {
+	limit := len(s.buf)
+	if s.gapped {
+		limit = s.gapAt
+	}
+	for ; limit > 0 && (taken == 0 || taken+s.buf[0].Size() <= maxBytes); limit-- {
 		taken += s.buf[0].Size()
 		dst = append(dst, s.buf[0])
 		s.buf = s.buf[1:]
+		if s.gapped {
+			s.gapAt--
+		}
 	}
-	left := len(s.buf) > 0
+	left := len(s.buf) > 0 || s.gapped
 	dropped := s.dropped
 	s.dropped = 0
 	s.mu.Unlock()
@@ -130,8 +170,9 @@ type subBroker struct {
 	subs chan *fakeSub
 }
 
-func (b *subBroker) Subscribe(ctx context.Context, bs []binding.Binding) (api.Subscription, error) {
+func (b *subBroker) Subscribe(ctx context.Context, bs []binding.Binding, resumable bool) (api.Subscription, error) {
 	sub := newFakeSub(b.size)
+	sub.resumable = resumable
 	b.subs <- sub
 	return sub, nil
 }

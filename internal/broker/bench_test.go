@@ -47,7 +47,7 @@ func benchSession(b *testing.B) *session {
 
 func benchSubscribe(b *testing.B, s *session, bs ...binding.Binding) *Subscription {
 	b.Helper()
-	sub, err := s.subscribe(context.Background(), bs)
+	sub, err := s.subscribe(context.Background(), bs, false)
 	if err != nil {
 		b.Fatal(err)
 	}

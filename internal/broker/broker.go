@@ -141,25 +141,32 @@ func (b *Broker) markAttemptFailed(err error) {
 
 // Run connects to the broker and keeps a connection up until ctx is done,
 // reconnecting with capped exponential backoff and jitter. When a connection
-// is lost, every subscription it served is done. Run returns nil after ctx
-// is done and the connection is closed, which removes our queue and its
-// bindings from the broker. When the very first attempt is refused for
+// is lost, every subscription it served is done, but the surviving ones
+// (SubscribeSurviving), which the next connection serves. Run returns nil
+// after ctx is done and the connection is closed, which removes our queue
+// and its bindings from the broker; surviving subscriptions are done then,
+// with ErrClosed. When the very first attempt is refused for
 // the login (ErrLoginRefused), Run returns that error at once: the
 // configuration is wrong, and retrying would only hide it. A refusal
 // later, such as a password rotated under a running service, is retried
 // and logged at ERROR.
 func (b *Broker) Run(ctx context.Context) error {
+	var survivors []*Subscription
 	defer func() {
 		b.mu.Lock()
 		b.stopped = true
 		b.mu.Unlock()
 		b.markAttempted()
+		for _, sub := range survivors {
+			sub.fail(ErrClosed)
+		}
 	}()
 	backoff := b.cfg.MinBackoff
 	for {
 		started := time.Now()
 		first := !b.attemptedYet()
-		err := b.serveOnce(ctx)
+		var err error
+		survivors, err = b.serveOnce(ctx, survivors)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -174,7 +181,8 @@ func (b *Broker) Run(ctx context.Context) error {
 			// Not a passing fault: someone must fix the user or password.
 			b.log.Error("broker refused the login; retrying", "err", err, "in", wait.Round(time.Millisecond))
 		} else {
-			b.log.Warn("broker connection down; reconnecting", "err", err, "in", wait.Round(time.Millisecond))
+			b.log.Warn("broker connection down; reconnecting", "err", err, "in", wait.Round(time.Millisecond),
+				"surviving", len(survivors))
 		}
 		select {
 		case <-ctx.Done():
@@ -186,22 +194,25 @@ func (b *Broker) Run(ctx context.Context) error {
 }
 
 // serveOnce connects, serves one session until the connection is lost or
-// ctx is done, and tears it down.
-func (b *Broker) serveOnce(ctx context.Context) error {
+// ctx is done, and tears it down. The session adopts survivors, the
+// surviving subscriptions of the sessions before; serveOnce returns those
+// of this one (survivors again when it could not connect).
+func (b *Broker) serveOnce(ctx context.Context, survivors []*Subscription) ([]*Subscription, error) {
 	conn, err := b.dialer.Dial(ctx)
 	if err != nil {
 		b.markAttemptFailed(err)
-		return err
+		return survivors, err
 	}
 	m := b.cfg.Metrics
 	s := startSession(limitBinds(conn, b.binds), Limits{b.cfg.ClientBuffer, b.cfg.ClientBufferBytes, b.cfg.MaxMessageBytes}, b.every, m, b.log)
 	s.setWidePolicy(b.cfg.Wide)
+	s.adopt(survivors)
 	b.setCurrent(s)
 	b.markAttempted()
 	m.BrokerConnects.Inc()
 	m.BrokerConnected.Set(1)
 	m.QueuesHeld.Set(1)
-	b.log.Info("broker connected", "broker", b.dialer.String(), "queue", conn.Queue())
+	b.log.Info("broker connected", "broker", b.dialer.String(), "queue", conn.Queue(), "adopted", len(survivors))
 
 	select {
 	case <-ctx.Done():
@@ -211,11 +222,11 @@ func (b *Broker) serveOnce(ctx context.Context) error {
 	}
 	b.setCurrent(nil)
 	m.BrokerConnected.Set(0)
-	s.end(ErrConnectionLost)
+	survivors = s.end(ErrConnectionLost)
 	// The queue and its bindings went with the connection.
 	m.QueuesHeld.Set(0)
 	m.BindingsHeld.Set(0)
-	return err
+	return survivors, err
 }
 
 func (b *Broker) setCurrent(s *session) {
@@ -253,7 +264,22 @@ func (b *Broker) Subscribe(ctx context.Context, bs []binding.Binding) (*Subscrip
 	if err != nil {
 		return nil, err
 	}
-	return s.subscribe(ctx, bs)
+	return s.subscribe(ctx, bs, false)
+}
+
+// SubscribeSurviving is Subscribe for a subscription that outlives a lost
+// broker connection. Its Done is not closed when the connection goes: the
+// Broker's next connection binds its bindings again, and once they are
+// all confirmed the subscription reports a gap (TakeGap), after the
+// messages it still held, and then gets every message routed to it. Done
+// is closed for a binding refused or gone on a connection, and when Run
+// returns.
+func (b *Broker) SubscribeSurviving(ctx context.Context, bs []binding.Binding) (*Subscription, error) {
+	s, err := b.session()
+	if err != nil {
+		return nil, err
+	}
+	return s.subscribe(ctx, bs, true)
 }
 
 // Sync waits until every change of broker bindings that subscriptions asked

@@ -12,4 +12,9 @@
 //
 // A Subscription's buffer is bounded; the router never waits for a stream.
 // When a stream's buffer is full its oldest message is dropped and counted.
+//
+// When the connection is lost, its subscriptions are done, except those
+// made to survive it (SubscribeSurviving): the next connection binds their
+// bindings again, and once they are all confirmed each gets one gap, after
+// which it misses nothing (see survive.go).
 package broker

@@ -108,11 +108,13 @@ func (r *router) noteTooLarge(m *Message) {
 
 // push gives the current message to the subscriptions of ks that do not
 // have it yet: a message that matches several bindings, or several keys,
-// of one subscription reaches it once.
+// of one subscription reaches it once. A subscription whose bindings are
+// not all back after a lost connection gets nothing yet: its gap, once
+// they are, stands for what it misses until then.
 func (r *router) push(ks *keyState) {
 	r.hit = true
 	for sub := range ks.subs {
-		if sub.seq != r.seq {
+		if sub.seq != r.seq && !sub.rebinding {
 			r.wanted = true
 			sub.seq = r.seq
 			sub.push(r.msg)

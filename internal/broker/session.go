@@ -13,7 +13,8 @@ import (
 
 // session is one broker connection's life: its queue, the router that takes
 // deliveries from it and the worker that binds and unbinds. When the
-// connection goes, the session ends and every subscription of it is done.
+// connection goes, the session ends and every subscription of it is done,
+// but those that survive it: the next session adopts them (see adopt).
 type session struct {
 	log     *slog.Logger
 	conn    Conn
@@ -85,15 +86,29 @@ func startSession(conn Conn, limits Limits, every intervals, m *metrics.Metrics,
 }
 
 // end marks the session ended with cause, so that its subscriptions see
-// Done, closes the connection and waits for the router and the worker.
-func (s *session) end(cause error) {
+// Done, closes the connection and waits for the router and the worker. The
+// subscriptions that survive a lost connection (SubscribeSurviving) are not
+// done: end returns them, for the next session to adopt.
+func (s *session) end(cause error) (survivors []*Subscription) {
 	s.fail(cause)
 	// add refuses new subscriptions once the session has failed, so every
 	// one that may still be served is in the keys.
 	s.mu.Lock()
+	var seen map[*Subscription]struct{}
 	for _, ks := range s.keys {
 		for sub := range ks.subs {
-			sub.fail(nil)
+			if !sub.survive {
+				sub.fail(nil)
+				continue
+			}
+			if _, ok := seen[sub]; ok || sub.isDone() {
+				continue
+			}
+			if seen == nil {
+				seen = make(map[*Subscription]struct{})
+			}
+			seen[sub] = struct{}{}
+			survivors = append(survivors, sub)
 		}
 	}
 	s.mu.Unlock()
@@ -101,6 +116,7 @@ func (s *session) end(cause error) {
 		s.log.Warn("close broker connection", "err", err)
 	}
 	s.wg.Wait()
+	return survivors
 }
 
 // fail closes done with cause, once.
@@ -131,8 +147,9 @@ func (s *session) ended() bool {
 // subscribe registers a subscription for bs and waits until every binding
 // is confirmed by the broker. The subscription is in the router from the
 // start, so nothing routed after a binding's confirmation can be missed.
-func (s *session) subscribe(ctx context.Context, bs []binding.Binding) (*Subscription, error) {
-	sub, answers, pending, err := s.add(bs)
+// A subscription that survives outlives a lost connection (see end).
+func (s *session) subscribe(ctx context.Context, bs []binding.Binding, survive bool) (*Subscription, error) {
+	sub, answers, pending, err := s.addSub(bs, survive)
 	if err != nil {
 		return nil, err
 	}
@@ -149,6 +166,11 @@ func (s *session) subscribe(ctx context.Context, bs []binding.Binding) (*Subscri
 // them: only a key new to the session is compiled, and an invalid pattern
 // there changes nothing and returns a *BindError.
 func (s *session) add(bs []binding.Binding) (sub *Subscription, answers <-chan error, pending int, err error) {
+	return s.addSub(bs, false)
+}
+
+// addSub is add, for a subscription that survives a lost connection or not.
+func (s *session) addSub(bs []binding.Binding, survive bool) (sub *Subscription, answers <-chan error, pending int, err error) {
 	// The broker binds the normal form: it matches the same keys, and
 	// RabbitMQ's matching backtracks on every # of a run.
 	keys := make([]bindKey, len(bs))
@@ -156,6 +178,7 @@ func (s *session) add(bs []binding.Binding) (sub *Subscription, answers <-chan e
 		keys[i] = bindKey{b.Exchange, topic.Normalize(b.RoutingKeyPattern)}
 	}
 	sub = newSubscription(s)
+	sub.survive = survive
 	// One slot per binding: the worker answers each waiter of a key once,
 	// so it never blocks on a subscriber that has gone.
 	ch := make(chan error, len(bs))
@@ -180,6 +203,20 @@ func (s *session) add(bs []binding.Binding) (sub *Subscription, answers <-chan e
 		}
 		fresh[k] = p.Normal()
 	}
+	pending, wake := s.joinLocked(sub, keys, fresh, ch)
+	if wake {
+		s.poke()
+	}
+	return sub, ch, pending, nil
+}
+
+// joinLocked puts sub on keys, in the router at once, and queues the binds
+// that they lack; fresh holds the patterns of keys new to the session. The
+// worker answers on ch once for each key it binds: joinLocked returns how
+// many, and whether the worker has work to look at (those binds, or
+// re-binds of keys that it freshened). s.mu is held; the caller pokes the
+// worker.
+func (s *session) joinLocked(sub *Subscription, keys []bindKey, fresh map[bindKey]*topic.Pattern, ch chan<- error) (pending int, wake bool) {
 	freshened := false
 	for _, k := range keys {
 		ks := s.keys[k]
@@ -220,10 +257,7 @@ func (s *session) add(bs []binding.Binding) (sub *Subscription, answers <-chan e
 		s.enqueueLocked(ks)
 		s.noteBindLocked(ks)
 	}
-	if pending > 0 || freshened {
-		s.poke()
-	}
-	return sub, ch, pending, nil
+	return pending, pending > 0 || freshened
 }
 
 // await waits for pending answers of the worker, and returns the first

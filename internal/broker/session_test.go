@@ -122,7 +122,7 @@ func subscribeTest(t *testing.T, s *session, patterns ...string) *Subscription {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
-	sub, err := s.subscribe(ctx, bindings(patterns...))
+	sub, err := s.subscribe(ctx, bindings(patterns...), false)
 	if err != nil {
 		t.Fatalf("subscribe %q: %v", patterns, err)
 	}
@@ -162,7 +162,7 @@ func subscribeLater(t *testing.T, s *session, patterns ...string) func() *Subscr
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 		defer cancel()
-		sub, err := s.subscribe(ctx, bindings(patterns...))
+		sub, err := s.subscribe(ctx, bindings(patterns...), false)
 		ch <- result{sub, err}
 	}()
 	return func() *Subscription {

@@ -6,12 +6,24 @@ import "sync"
 // bindings, held on the broker while it lives, and a bounded buffer that the
 // router fills and the stream drains.
 //
-// Notify, Take, Done, Err and Close may be called from any goroutine; a
-// stream normally has one goroutine that selects on Notify and Done and calls
-// Take. Close must be called once the stream ends; it is idempotent.
+// Notify, Take, TakeGap, Done, Err and Close may be called from any
+// goroutine; a stream normally has one goroutine that selects on Notify and
+// Done and calls Take. Close must be called once the stream ends; it is
+// idempotent.
 type Subscription struct {
+	// s is the session that serves the subscription, and keys its keys
+	// there. A surviving subscription moves to the next session (adopt),
+	// which sets both under its own mu and sub.mu; else s.mu guards keys.
 	s    *session
 	keys []*keyState
+
+	// survive: the subscription outlives a lost connection
+	// (SubscribeSurviving). Set before it is in any session.
+	survive bool
+	// rebinding: adopted by a session whose bindings for it are not all
+	// confirmed yet; the router passes it by until they are. Guarded by
+	// the session's mu.
+	rebinding bool
 
 	// seq is the router's sequence number of the last message pushed here,
 	// so a message that matches several bindings is pushed once. Only the
@@ -39,6 +51,10 @@ type Subscription struct {
 	bytes   int        // their Size, summed
 	dropped int        // dropped since the last Take
 	closed  bool
+	// gapped: messages may be missing after the oldest gapAt messages of
+	// the ring (a lost connection); TakeGap reports it once they are taken.
+	gapped bool
+	gapAt  int
 }
 
 func newSubscription(s *session) *Subscription {
@@ -68,15 +84,25 @@ func (sub *Subscription) Done() <-chan struct{} { return sub.done }
 // Err returns why Done was closed, or nil while it is open: a *BindError
 // for a binding that is gone, else the session's error.
 func (sub *Subscription) Err() error {
-	select {
-	case <-sub.done:
-	default:
+	if !sub.isDone() {
 		return nil
 	}
 	if sub.failed != nil {
 		return sub.failed
 	}
-	return sub.s.error()
+	sub.mu.Lock()
+	s := sub.s
+	sub.mu.Unlock()
+	return s.error()
+}
+
+func (sub *Subscription) isDone() bool {
+	select {
+	case <-sub.done:
+		return true
+	default:
+		return false
+	}
 }
 
 // fail closes done, once; err is nil when the session ended.
@@ -136,6 +162,9 @@ func (sub *Subscription) dropOldest() {
 	sub.n--
 	sub.bytes -= m.Size()
 	sub.dropped++
+	if sub.gapped && sub.gapAt > 0 {
+		sub.gapAt--
+	}
 }
 
 // grow makes room for one more message in the full ring, doubling it up
@@ -163,13 +192,18 @@ func (sub *Subscription) Take(dst []*Message) (msgs []*Message, dropped int) {
 
 // TakeUpTo is Take for at most maxBytes of messages (see Message.Size), and
 // at least one: a stream that takes in pieces holds at most that much in
-// its write besides what its buffer holds. When messages are left, Notify
-// has a value again.
+// its write besides what its buffer holds. When messages are left, or a
+// gap, Notify has a value again. No message after a gap is taken before
+// TakeGap has reported it.
 func (sub *Subscription) TakeUpTo(dst []*Message, maxBytes int) (msgs []*Message, dropped int) {
 	sub.mu.Lock()
 	before := sub.bytes
 	taken := 0
-	for sub.n > 0 {
+	limit := sub.n
+	if sub.gapped {
+		limit = sub.gapAt
+	}
+	for ; limit > 0; limit-- {
 		m := sub.buf[sub.head]
 		size := m.Size()
 		if taken > 0 && taken+size > maxBytes {
@@ -181,9 +215,12 @@ func (sub *Subscription) TakeUpTo(dst []*Message, maxBytes int) (msgs []*Message
 		sub.head = (sub.head + 1) % len(sub.buf)
 		sub.n--
 		sub.bytes -= size
+		if sub.gapped {
+			sub.gapAt--
+		}
 	}
-	left := sub.n > 0
-	if !left {
+	left := sub.n > 0 || sub.gapped
+	if sub.n == 0 {
 		sub.head, sub.bytes = 0, 0
 		if len(sub.buf) > keptRing {
 			sub.buf = nil
@@ -201,6 +238,39 @@ func (sub *Subscription) TakeUpTo(dst []*Message, maxBytes int) (msgs []*Message
 	return dst, dropped
 }
 
+// TakeGap reports, once, that messages may be missing before the ones that
+// Take returns next, and returns false while there is no such gap, or
+// messages from before it are still to be taken. Only a surviving
+// subscription (SubscribeSurviving) has gaps: it gets one when the
+// connection that served it was lost, once its bindings are all back on
+// the next connection. A stream tells its client before the messages that
+// follow.
+func (sub *Subscription) TakeGap() bool {
+	sub.mu.Lock()
+	defer sub.mu.Unlock()
+	if !sub.gapped || sub.gapAt > 0 {
+		return false
+	}
+	sub.gapped = false
+	return true
+}
+
+// markGap puts a gap after the messages the ring holds now; one that is
+// there already, not yet taken, stands for both.
+func (sub *Subscription) markGap() {
+	sub.mu.Lock()
+	if sub.closed || sub.gapped {
+		sub.mu.Unlock()
+		return
+	}
+	sub.gapped, sub.gapAt = true, sub.n
+	sub.mu.Unlock()
+	select {
+	case sub.notify <- struct{}{}:
+	default:
+	}
+}
+
 // Close ends the subscription: the router stops pushing to it, its buffer is
 // released and its bindings are given back; a binding that no other
 // subscription uses is removed from the broker. Close does not wait for the
@@ -215,6 +285,7 @@ func (sub *Subscription) Close() {
 	sub.s.metrics.BufferedBytes.Sub(float64(sub.bytes))
 	sub.buf = nil
 	sub.n, sub.bytes = 0, 0
+	s := sub.s
 	sub.mu.Unlock()
-	sub.s.release(sub)
+	s.release(sub)
 }

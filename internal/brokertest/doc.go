@@ -11,5 +11,7 @@
 // only the subscription that asked; that churn never loses a message
 // published after a subscription is ready; and that a lost connection ends
 // its subscriptions with broker.ErrConnectionLost while the Broker
-// reconnects and serves new ones.
+// reconnects and serves new ones, but for surviving subscriptions, which
+// get their bindings back on the new connection, then a gap, then every
+// message published after it.
 package brokertest

@@ -95,9 +95,20 @@ func subscribe(t *testing.T, b *broker.Broker, bs ...binding.Binding) *broker.Su
 // that fails, and closes the subscription when tb ends.
 func Subscribe(tb testing.TB, b *broker.Broker, bs ...binding.Binding) *broker.Subscription {
 	tb.Helper()
+	return subscribeBy(tb, b.Subscribe, bs)
+}
+
+// subscribeSurviving is subscribe for a surviving subscription.
+func subscribeSurviving(t *testing.T, b *broker.Broker, bs ...binding.Binding) *broker.Subscription {
+	t.Helper()
+	return subscribeBy(t, b.SubscribeSurviving, bs)
+}
+
+func subscribeBy(tb testing.TB, subscribe func(context.Context, []binding.Binding) (*broker.Subscription, error), bs []binding.Binding) *broker.Subscription {
+	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	sub, err := b.Subscribe(ctx, bs)
+	sub, err := subscribe(ctx, bs)
 	if err != nil {
 		tb.Fatalf("subscribe %v: %v", bs, err)
 	}

@@ -51,6 +51,7 @@ func Run(t *testing.T, h Harness) {
 		})
 	})
 	t.Run("ConnectionLost", func(t *testing.T) { testConnectionLost(t, h) })
+	t.Run("SurvivesConnectionLost", func(t *testing.T) { testSurviving(t, h) })
 }
 
 // randomPattern returns a pattern of 0 to 4 words from a small alphabet with
@@ -335,6 +336,91 @@ func testConnectionLost(t *testing.T, h Harness) {
 	h.Publish(t, ex, "k", nil, endBody)
 	if got, dropped := takeUntilEnd(t, after); !slices.Equal(got, []int{1}) || dropped != 0 {
 		t.Fatalf("subscription after reconnecting got %v (dropped %d), want [1]", got, dropped)
+	}
+}
+
+// testSurviving checks that a surviving subscription outlives a lost
+// connection: it is not done, its bindings are on the new queue before it
+// reports its gap, nothing reaches it before the gap, and every matching
+// message published after the gap does, in order; a surviving subscription
+// closed meanwhile leaves no binding behind, while a plain one ends as
+// testConnectionLost says.
+func testSurviving(t *testing.T, h Harness) {
+	b := startBroker(t, h, broker.Config{MinBackoff: 50 * time.Millisecond, MaxBackoff: time.Second})
+	ex := h.NewExchange(t)
+	sub := subscribeSurviving(t, b, binding.Binding{Exchange: ex, RoutingKeyPattern: "a.#"}, binding.Binding{Exchange: ex, RoutingKeyPattern: "b.*"})
+	closed := subscribeSurviving(t, b, binding.Binding{Exchange: ex, RoutingKeyPattern: "c"})
+	plain := subscribe(t, b, binding.Binding{Exchange: ex, RoutingKeyPattern: "#"})
+	queue := b.QueueName()
+	// One message before the loss: the first after it is the new
+	// connection's first too, which must not pass for one it has.
+	h.Publish(t, ex, "a", nil, endBody)
+	if got, _ := takeUntilEnd(t, sub); len(got) != 0 {
+		t.Fatalf("before the loss: got %v", got)
+	}
+
+	h.Disconnect(t, b)
+	const outage = 30 * time.Second
+	select {
+	case <-plain.Done():
+	case <-time.After(outage):
+		t.Fatalf("plain subscription not done within %v of the disconnection", outage)
+	}
+	if err := plain.Err(); !errors.Is(err, broker.ErrConnectionLost) {
+		t.Fatalf("plain subscription ended with %v, want ErrConnectionLost", err)
+	}
+	plain.Close()
+	closed.Close()
+
+	awaitGap(t, sub, outage)
+	q := b.QueueName()
+	if q == "" || q == queue {
+		t.Fatalf("queue after the gap: %q, want a new one (was %q)", q, queue)
+	}
+	want := []string{"a.#", "b.*"}
+	if got := patterns(t, h.QueueBindings(t, q), ex); !slices.Contains(got, want[0]) || !slices.Contains(got, want[1]) {
+		t.Fatalf("bindings of the new queue at the gap: %q, want %q among them", got, want)
+	}
+	syncBroker(t, b)
+	if got := patterns(t, h.QueueBindings(t, q), ex); !slices.Equal(got, want) {
+		t.Fatalf("bindings of the new queue: %q, want %q", got, want)
+	}
+	h.Publish(t, ex, "b.x", nil, numberBody(t, 2))
+	h.Publish(t, ex, "c", nil, numberBody(t, 99))
+	h.Publish(t, ex, "a", nil, numberBody(t, 3))
+	h.Publish(t, ex, "a.y", []string{"b.z"}, numberBody(t, 4))
+	h.Publish(t, ex, "a", nil, endBody)
+	if got, dropped := takeUntilEnd(t, sub); !slices.Equal(got, []int{2, 3, 4}) || dropped != 0 {
+		t.Fatalf("after the gap: got %v (dropped %d), want [2 3 4]", got, dropped)
+	}
+	if sub.TakeGap() {
+		t.Fatal("a second gap for one lost connection")
+	}
+	if err := sub.Err(); err != nil {
+		t.Fatalf("surviving subscription: %v", err)
+	}
+}
+
+// awaitGap waits until sub reports a gap, and fails t when a message comes
+// first or no gap within d.
+func awaitGap(t *testing.T, sub *broker.Subscription, d time.Duration) {
+	t.Helper()
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	for {
+		select {
+		case <-sub.Notify():
+		case <-sub.Done():
+			t.Fatalf("surviving subscription done: %v", sub.Err())
+		case <-timer.C:
+			t.Fatalf("no gap within %v", d)
+		}
+		if sub.TakeGap() {
+			return
+		}
+		if msgs, _ := sub.Take(nil); len(msgs) > 0 {
+			t.Fatalf("a message before the gap: %s", msgs[0].Body)
+		}
 	}
 }
 

@@ -143,7 +143,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		}),
 		Resumes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "eventsproxy_resumes_total",
-			Help: "Reconnects with a token, by result (ok, gap) and reason (empty when ok; unknown, expired, bindings, evicted, broker).",
+			Help: "Reconnects with a token, by result (ok, gap) and reason (empty when ok; unknown, expired, bindings, evicted, broker); a resumable stream that went on across a lost broker connection counts as gap, broker.",
 		}, []string{"result", "reason"}),
 		ResumeLingering: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "eventsproxy_resume_lingering_streams",

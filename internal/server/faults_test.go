@@ -5,6 +5,7 @@ package server_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -161,28 +162,42 @@ func open(t *testing.T, base, exchange string) *stream {
 // openBinding opens a stream of one binding and waits for its ready.
 func openBinding(t *testing.T, base, exchange, pattern string) *stream {
 	t.Helper()
+	return openWith(t, base, exchange, pattern, "")
+}
+
+// openWith opens a stream of one binding with more of the query (such as
+// "&resume=1") and waits for its ready.
+func openWith(t *testing.T, base, exchange, pattern, query string) *stream {
+	t.Helper()
 	q, _ := json.Marshal(map[string]any{"bindings": []map[string]string{{"exchange": exchange, "routingKeyPattern": pattern}}})
-	resp, err := http.Get(base + "/api/events/v1/connect/?bindings=" + url.QueryEscape(string(q)))
+	resp, err := http.Get(base + "/api/events/v1/connect/?bindings=" + url.QueryEscape(string(q)) + query)
 	if err != nil {
 		t.Fatal(err)
 	}
+	if resp.StatusCode != http.StatusOK {
+		resp.Body.Close()
+		t.Fatalf("connect: %s", resp.Status)
+	}
 	t.Cleanup(func() { resp.Body.Close() })
 	s := &stream{resp: resp, events: make(chan timedEvent, 16)}
-	go func() {
-		defer close(s.events)
-		r := sse.NewReader(resp.Body)
-		for {
-			ev, err := r.Next()
-			if err != nil {
-				return
-			}
-			s.events <- timedEvent{ev, time.Now()}
-		}
-	}()
+	go s.read()
 	if ev := s.next(t, 30*time.Second); ev.Kind != "ready" {
 		t.Fatalf("first event %q %s", ev.Kind, ev.Data)
 	}
 	return s
+}
+
+// read reads the stream's events into s.events until the stream ends.
+func (s *stream) read() {
+	defer close(s.events)
+	r := sse.NewReader(s.resp.Body)
+	for {
+		ev, err := r.Next()
+		if err != nil {
+			return
+		}
+		s.events <- timedEvent{ev, time.Now()}
+	}
 }
 
 // next returns the stream's next event other than a ping, which the
@@ -301,4 +316,112 @@ func TestFaultBrokerRestart(t *testing.T) {
 	conn.Close()
 	conn2.Close()
 	goleak.VerifyNone(t, before)
+}
+
+// TestFaultBrokerRestartResumable stops and starts the RabbitMQ application
+// under resumable streams, plain ones, and a resumable stream whose client
+// has left: the plain streams get their error and end; the resumable ones
+// stay open and, once the broker is back and their bindings are bound on
+// the new queue, get `gap` `broker` and every message published after it;
+// the one that lingered, taken over by a reconnect with its token after
+// the restart, gets the same.
+func TestFaultBrokerRestartResumable(t *testing.T) {
+	r := start(t)
+	conn := r.node.Dial(t, "eventsproxy test publisher")
+	ch := rabbittest.Channel(t, conn)
+	// Durable, so that the exchange is there again after start_app; the
+	// node goes with the test.
+	ex := rabbittest.Unique("eventsproxy-test/durable/")
+	if err := ch.ExchangeDeclare(ex, "topic", true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	const n = 5
+	resumable := make([]*stream, n)
+	for i := range resumable {
+		resumable[i] = openWith(t, r.url, ex, "#", "&resume=1")
+	}
+	plain := make([]*stream, n)
+	for i := range plain {
+		plain[i] = open(t, r.url, ex)
+	}
+	// A resumable stream whose client leaves: it lingers, with its token.
+	q, _ := json.Marshal(map[string]any{"bindings": []map[string]string{{"exchange": ex, "routingKeyPattern": "#"}}})
+	query := "/api/events/v1/connect/?resume=1&bindings=" + url.QueryEscape(string(q))
+	left := openWith(t, r.url, ex, "#", "&resume=1")
+	rabbittest.Publish(t, ch, ex, "k", nil, []byte(`{"n":0}`))
+	var last string // the token of the message the client that left processed
+	for i, s := range append(append([]*stream{left}, resumable...), plain...) {
+		ev := s.next(t, 10*time.Second)
+		if ev.Kind != "message" {
+			t.Fatalf("stream %d before the restart: got %q %s, want message", i, ev.Kind, ev.Data)
+		}
+		if s == left {
+			last = ev.ID
+		}
+	}
+	left.resp.Body.Close()
+
+	took := timed(t, r.node.StopApp)
+	select {
+	case <-r.lost:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the server did not notice the broker going away")
+	}
+	for i, s := range plain {
+		if ev := s.next(t, 10*time.Second+took); ev.Kind != "error" {
+			t.Fatalf("plain stream %d: got %q %s, want error", i, ev.Kind, ev.Data)
+		}
+	}
+	<-r.connected // the first connection, at start
+	timed(t, r.node.StartApp)
+	select {
+	case <-r.connected:
+	case <-time.After(60 * time.Second):
+		t.Fatal("not connected again 60s after start_app")
+	}
+	for i, s := range resumable {
+		if ev := s.next(t, 60*time.Second); ev.Kind != "gap" || string(ev.Data) != `{"reason":"broker"}` {
+			t.Fatalf("resumable stream %d after the restart: got %q %s, want gap broker", i, ev.Kind, ev.Data)
+		}
+	}
+	// Every resumable stream has its gap, so its binding is on the new
+	// queue: what is published now reaches it.
+	if bs := r.node.QueueBindings(t, r.queue()); len(bs) == 0 {
+		t.Fatal("no binding on the new queue at the gaps")
+	}
+	req, _ := http.NewRequest(http.MethodGet, r.url+query, nil)
+	req.Header.Set("Last-Event-ID", last)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("takeover: %v %v", resp, err)
+	}
+	taken := &stream{resp: resp, events: make(chan timedEvent, 16)}
+	go taken.read()
+	if ev := taken.next(t, 10*time.Second); ev.Kind != "ready" {
+		t.Fatalf("takeover: got %q %s, want ready", ev.Kind, ev.Data)
+	}
+	if ev := taken.next(t, 60*time.Second); ev.Kind != "gap" || string(ev.Data) != `{"reason":"broker"}` {
+		t.Fatalf("takeover after the restart: got %q %s, want gap broker", ev.Kind, ev.Data)
+	}
+
+	conn2 := r.node.Dial(t, "eventsproxy test publisher 2")
+	ch2 := rabbittest.Channel(t, conn2)
+	for i := 1; i <= 3; i++ {
+		rabbittest.Publish(t, ch2, ex, "k", nil, []byte(fmt.Sprintf(`{"n":%d}`, i)))
+	}
+	for i, s := range append(resumable, taken) {
+		for want := 1; want <= 3; want++ {
+			ev := s.next(t, 10*time.Second)
+			var m struct{ Payload struct{ N int } }
+			if err := json.Unmarshal(ev.Data, &m); ev.Kind != "message" || err != nil || m.Payload.N != want {
+				t.Fatalf("resumable stream %d: got %q %s, want message %d", i, ev.Kind, ev.Data, want)
+			}
+		}
+	}
+	for _, s := range append(resumable, taken) {
+		s.resp.Body.Close()
+	}
+	r.stop(t)
+	conn.Close()
+	conn2.Close()
 }
