@@ -286,3 +286,28 @@ func TestResumeBrokerGap(t *testing.T) {
 		}
 	})
 }
+
+// TestResumeAfterAGatherCut: the client leaves while its stream waits for
+// more messages to gather into one write; the message that woke it is
+// still in the buffer, and the reconnect that takes the stream over gets
+// it without waiting for another.
+func TestResumeAfterAGatherCut(t *testing.T) {
+	each(t, func(t *testing.T, proto string) {
+		e := newEnv(t, proto, api.Config{}, 100)
+		defer e.close()
+		c := e.openResume("")
+		sub := <-e.b.subs
+		c.next()
+		sub.push(message(0, ""))
+		last := c.nextMessage(0)
+		// No time passes in the bubble: the stream gathers.
+		sub.push(message(1, ""))
+		c.close()
+		synctest.Wait()
+		r := e.openResume(last)
+		if ev := r.next(); ev.Kind != "ready" {
+			t.Fatalf("got %q %s, want ready", ev.Kind, ev.Data)
+		}
+		r.nextMessage(1)
+	})
+}

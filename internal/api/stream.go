@@ -188,9 +188,14 @@ func (st *stream) serve(ctx context.Context, sub Subscription) error {
 	defer ping.Stop()
 	expired, stopExpiry := expiry(st.principal)
 	defer stopExpiry()
-	var gather *time.Timer
-	var msgs []*broker.Message
-	backlog := false
+	d := deliverer{st: st, sub: sub}
+	if st.rs != nil {
+		// A stream taken over may hold messages whose wake-up the stream
+		// that served it before took as it let go.
+		if err := d.take(); err != nil {
+			return err
+		}
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -207,40 +212,58 @@ func (st *stream) serve(ctx context.Context, sub Subscription) error {
 				return err
 			}
 		case <-sub.Notify():
-			if !backlog && time.Since(st.written) < busyGap {
+			if !d.backlog && time.Since(st.written) < busyGap {
 				// Messages come faster than one per busyGap: let a few
 				// more gather, so that one write carries them.
-				if gather == nil {
-					gather = time.NewTimer(gatherFor)
+				if d.gather == nil {
+					d.gather = time.NewTimer(gatherFor)
 				} else {
-					gather.Reset(gatherFor)
+					d.gather.Reset(gatherFor)
 				}
 				select {
-				case <-gather.C:
+				case <-d.gather.C:
 				case <-sub.Half():
 					// A burst: take it before the buffer overflows.
-					gather.Stop()
+					d.gather.Stop()
 				case <-ctx.Done():
 					return errClientGone
 				}
 			}
-			if sub.TakeGap() {
-				// The broker connection was lost; the bindings are back.
-				h.cfg.Metrics.Resumes.WithLabelValues("gap", gapBroker).Inc()
-				if err := st.send(kindGap, fmt.Appendf(nil, `{"reason":%q}`, gapBroker)); err != nil {
-					return err
-				}
-			}
-			var dropped int
-			msgs, dropped = sub.TakeUpTo(msgs[:0], maxTake)
-			taken, err := st.sendMessages(msgs, dropped)
-			if err != nil {
+			if err := d.take(); err != nil {
 				return err
 			}
-			backlog = taken >= maxTake/2
-			clear(msgs)
 		}
 	}
+}
+
+// deliverer is serve's state between takes from the subscription.
+type deliverer struct {
+	st      *stream
+	sub     Subscription
+	gather  *time.Timer
+	msgs    []*broker.Message
+	backlog bool
+}
+
+// take sends the subscription's gap, if it has one, and its messages.
+func (d *deliverer) take() error {
+	st := d.st
+	if d.sub.TakeGap() {
+		// The broker connection was lost; the bindings are back.
+		st.h.cfg.Metrics.Resumes.WithLabelValues("gap", gapBroker).Inc()
+		if err := st.send(kindGap, fmt.Appendf(nil, `{"reason":%q}`, gapBroker)); err != nil {
+			return err
+		}
+	}
+	var dropped int
+	d.msgs, dropped = d.sub.TakeUpTo(d.msgs[:0], maxTake)
+	taken, err := st.sendMessages(d.msgs, dropped)
+	if err != nil {
+		return err
+	}
+	d.backlog = taken >= maxTake/2
+	clear(d.msgs)
+	return nil
 }
 
 // finish ends the stream for err: the client gets its `error` event, if
