@@ -31,7 +31,8 @@ start of the payload, in colour unless --no-color or NO_COLOR is set.
 
 Notes go to stderr: "listening: N bindings" once every binding is in place
 (anything published from then on is received), and a warning with the count
-when the server dropped messages because this client fell behind.
+when the server dropped messages because this client fell behind; with
+--resume, a note for each reconnection.
 
 Flags:
   --url URL                the service's base URL, e.g. http://127.0.0.1:8080
@@ -49,6 +50,11 @@ Flags:
   --count N                exit 0 after N messages (default 0: no limit)
   --timeout D              exit 4 unless the stream is ready within D
                            (default 30s; 0 waits for ever)
+  --resume                 ask for a resumable stream and reconnect by itself
+                           when it breaks once it was ready (a network
+                           failure, a server restart), from the last event
+                           received: nothing is missed, or a warning on stderr
+                           says "messages may be missing here (gap: REASON)"
 
 Exit codes:
   0  interrupted (Ctrl-C, SIGTERM), or --count messages received
@@ -98,8 +104,11 @@ type Options struct {
 	// Count ends Run after that many messages; zero means no limit.
 	Count int
 	// Timeout is how long Run waits for the stream's `ready` event, from
-	// the start of the request; zero waits for ever.
+	// the start of each request; zero waits for ever.
 	Timeout time.Duration
+	// Resume opts in to a resumable stream, which Run reconnects by itself
+	// (see Run).
+	Resume bool
 	// Client makes the request; nil means a client of Run's own that keeps
 	// no idle connections and honours the HTTP(S)_PROXY variables.
 	Client *http.Client
@@ -142,6 +151,7 @@ func Load(args []string, getenv func(string) string) (*Options, error) {
 	fs.BoolVar(&o.JSON, "json", false, "")
 	fs.BoolVar(&o.NoColor, "no-color", false, "")
 	fs.IntVar(&o.Count, "count", 0, "")
+	fs.BoolVar(&o.Resume, "resume", false, "")
 	fs.DurationVar(&o.Timeout, "timeout", DefaultTimeout, "")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {

@@ -9,6 +9,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"strconv"
 	"time"
 
 	"eventsproxy/internal/sse"
@@ -27,6 +28,13 @@ const maxErrorBody = 64 << 10
 // when no stream could be opened, ErrReadyTimeout when it was not ready
 // within opts.Timeout, or the error of a write to stdout.
 //
+// With opts.Resume, a stream that breaks once it was ready is opened again,
+// after a pause that grows from a second to half a minute while attempts
+// fail, with the id of the last event written (Last-Event-ID): the server
+// sends what the client missed, or a `gap`, which Run tells on stderr. Only
+// the first connection's failures, an `error` event, a refusal that a retry
+// cannot mend and a failed write end Run then.
+//
 // Run only reads opts, so it may be called concurrently with the same
 // Options. It does not close stdout or stderr, and leaves no connection
 // open behind it.
@@ -35,14 +43,93 @@ func Run(ctx context.Context, opts *Options, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	shown := displayURL(target)
+	if opts.Resume {
+		target += "&resume=1"
+	}
+	l := &listener{opts: opts, stderr: stderr, w: newWriter(opts, stdout), target: target, shown: displayURL(target)}
+	err = l.listen(ctx)
+	pause := minReconnect
+	for opts.Resume && l.ready && retryable(err) {
+		if l.readyAgain {
+			pause, l.readyAgain = minReconnect, false
+		}
+		wait := max(pause, retryAfter(err))
+		fmt.Fprintf(stderr, "note: %v; reconnecting in %v\n", err, wait)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+		pause = min(2*pause, maxReconnect)
+		err = l.listen(ctx)
+	}
+	return err
+}
 
+// The pause before a reconnection doubles from minReconnect (the `retry:`
+// a resumable stream gives EventSource) up to maxReconnect while attempts
+// fail.
+const (
+	minReconnect = time.Second
+	maxReconnect = 30 * time.Second
+)
+
+// listener is Run's state across the connections of one stream.
+type listener struct {
+	opts          *Options
+	stderr        io.Writer
+	w             *writer
+	target, shown string
+
+	// ready: some connection got `ready`; readyAgain: one did since the
+	// last reconnection pause.
+	ready, readyAgain bool
+	// lastID is the id of the last event handled, the token a
+	// reconnection sends; "" or "-" when there is none.
+	lastID   string
+	received int
+	tokens   bool // the server gave an event a token
+}
+
+// retryable reports whether a reconnection may mend err, the end of a
+// connection of a stream that was ready once.
+func retryable(err error) bool {
+	if err == nil || errors.Is(err, ErrStreamEnded) || errors.Is(err, ErrReadyTimeout) {
+		return err != nil
+	}
+	if cerr, ok := errors.AsType[*ConnectError](err); ok {
+		switch cerr.StatusCode {
+		case 0:
+			return cerr.Err != nil
+		case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+			return true
+		}
+	}
+	return false
+}
+
+// retryAfter returns the wait that a refusal's Retry-After asks for, or 0.
+func retryAfter(err error) time.Duration {
+	cerr, ok := errors.AsType[*ConnectError](err)
+	if !ok {
+		return 0
+	}
+	s, perr := strconv.Atoi(cerr.RetryAfter)
+	if perr != nil || s <= 0 {
+		return 0
+	}
+	return min(time.Duration(s)*time.Second, maxReconnect)
+}
+
+// listen serves one connection of the stream, as Run describes.
+func (l *listener) listen(ctx context.Context) error {
+	opts, stderr := l.opts, l.stderr
 	// The ready timer cancels the request with a cause of its own, so that
 	// a stream that is slow to bind and a server that does not answer at
 	// all both end as a timeout, told apart from an interrupt.
 	reqCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	timedOut := fmt.Errorf("%s did not send ready within %v (--timeout): %w", shown, opts.Timeout, ErrReadyTimeout)
+	timedOut := fmt.Errorf("%s did not send ready within %v (--timeout): %w", l.shown, opts.Timeout, ErrReadyTimeout)
 	var readyTimer *time.Timer
 	if opts.Timeout > 0 {
 		readyTimer = time.AfterFunc(opts.Timeout, func() { cancel(timedOut) })
@@ -59,10 +146,10 @@ func Run(ctx context.Context, opts *Options, stdout, stderr io.Writer) error {
 		return err
 	}
 
-	resp, err := open(reqCtx, opts, target)
+	resp, err := open(reqCtx, opts, l.target, l.token())
 	if err != nil {
 		if cerr, ok := errors.AsType[*ConnectError](err); ok {
-			cerr.URL = shown
+			cerr.URL = l.shown
 			if cerr.Err == nil {
 				return cerr // an answer came, whatever the context did since
 			}
@@ -71,9 +158,8 @@ func Run(ctx context.Context, opts *Options, stdout, stderr io.Writer) error {
 	}
 	defer resp.Body.Close()
 
-	w := newWriter(opts, stdout)
 	r := sse.NewReader(resp.Body)
-	ready, received := false, 0
+	ready := false
 	for {
 		ev, err := r.Next()
 		if err != nil {
@@ -93,33 +179,61 @@ func Run(ctx context.Context, opts *Options, stdout, stderr io.Writer) error {
 				// cancelled already.
 				return ended(timedOut)
 			}
-			fmt.Fprintf(stderr, "listening: %d %s\n", len(opts.Bindings), plural(len(opts.Bindings), "binding", "bindings"))
+			n := len(opts.Bindings)
+			switch {
+			case !l.ready:
+				fmt.Fprintf(stderr, "listening: %d %s\n", n, plural(n, "binding", "bindings"))
+			case l.tokens:
+				fmt.Fprintf(stderr, "listening again: %d %s\n", n, plural(n, "binding", "bindings"))
+			default:
+				fmt.Fprintf(stderr, "warning: listening again without a token (the server does not resume streams): messages may be missing here\n")
+			}
+			l.ready, l.readyAgain = true, true
 		case "message":
-			if err := w.message(ev.Data); err != nil {
+			if err := l.w.message(ev.Data); err != nil {
 				if ctx.Err() != nil {
 					return nil
 				}
 				return fmt.Errorf("write output: %w", err)
 			}
-			received++
-			if opts.Count > 0 && received >= opts.Count {
+			l.received++
+			if opts.Count > 0 && l.received >= opts.Count {
 				return nil
 			}
 		case "overflow":
 			fmt.Fprintf(stderr, "warning: %s\n", overflowText(ev.Data))
+		case "gap":
+			fmt.Fprintf(stderr, "warning: %s\n", gapText(ev.Data))
 		case "error":
 			return &ServerError{Text: errorText(ev.Data)}
 		}
 		// `ping` and kinds a later server may add are ignored.
+		// The event is handled: a reconnection goes on after it.
+		if ev.ID != "" {
+			l.lastID = ev.ID
+			l.tokens = l.tokens || ev.ID != "-"
+		}
 	}
+}
+
+// token returns the Last-Event-ID of the next connection, or "".
+func (l *listener) token() string {
+	if l.lastID == "-" {
+		return ""
+	}
+	return l.lastID
 }
 
 // open sends the request and checks that the answer is an event stream.
 // Its errors are *ConnectError, without their URL.
-func open(ctx context.Context, opts *Options, target string) (*http.Response, error) {
+// A lastID that is not "" goes as Last-Event-ID.
+func open(ctx context.Context, opts *Options, target, lastID string) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
 	if err != nil {
 		return nil, &ConnectError{Err: err}
+	}
+	if lastID != "" {
+		req.Header.Set("Last-Event-ID", lastID)
 	}
 	req.Header.Set("Accept", "text/event-stream")
 	req.Header.Set("Cache-Control", "no-cache")
@@ -201,6 +315,18 @@ func overflowText(data []byte) string {
 	}
 	return fmt.Sprintf("the server dropped %d %s because this client fell behind",
 		v.Dropped, plural(v.Dropped, "message", "messages"))
+}
+
+// gapText returns the warning for a `gap` event's data, {"reason": "..."}.
+func gapText(data []byte) string {
+	var v struct {
+		Reason string `json:"reason"`
+	}
+	reason := clean(string(data), 200)
+	if json.Unmarshal(data, &v) == nil && v.Reason != "" {
+		reason = clean(v.Reason, 100)
+	}
+	return "messages may be missing here (gap: " + reason + ")"
 }
 
 // displayURL returns target without its query (the long, encoded

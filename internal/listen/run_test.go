@@ -523,3 +523,125 @@ func TestRunSendsToken(t *testing.T) {
 		t.Errorf("the token went into the URL: %s", r.URL)
 	}
 }
+
+// scripted is a transport that answers each request with the next of its
+// answers, in the synctest bubble, and keeps the requests.
+type scripted struct {
+	mu      sync.Mutex
+	answers []func(req *http.Request) *http.Response
+	reqs    []*http.Request
+}
+
+func (s *scripted) RoundTrip(req *http.Request) (*http.Response, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.reqs = append(s.reqs, req)
+	if len(s.answers) == 0 {
+		return nil, errors.New("no more answers")
+	}
+	a := s.answers[0]
+	s.answers = s.answers[1:]
+	return a(req), nil
+}
+
+// answerStream answers with an event stream of wire, which ends after it
+// unless hold is set.
+func answerStream(wire string, hold bool) func(req *http.Request) *http.Response {
+	return func(req *http.Request) *http.Response {
+		resp := fakeStream{write: func(pw *io.PipeWriter) {
+			_, _ = io.WriteString(pw, wire)
+			if !hold {
+				pw.Close()
+			}
+		}}
+		r, _ := resp.RoundTrip(req)
+		return r
+	}
+}
+
+// answerStatus answers with a JSON refusal.
+func answerStatus(code int, retryAfter string) func(req *http.Request) *http.Response {
+	return func(req *http.Request) *http.Response {
+		return &http.Response{StatusCode: code, Status: http.StatusText(code), Request: req,
+			Header: http.Header{"Retry-After": {retryAfter}, "Content-Type": {"application/json"}},
+			Body:   io.NopCloser(strings.NewReader(`{"message":"later"}`))}
+	}
+}
+
+// TestRunResume: with --resume, a stream that breaks after ready is opened
+// again with the id of the last event handled, after a pause that grows
+// and honours Retry-After; a gap is a warning on stderr, and the messages
+// go on.
+func TestRunResume(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		s := &scripted{answers: []func(*http.Request) *http.Response{
+			answerStream("retry: 1000\nevent: ready\ndata: {}\nid: t0\n\nevent: message\ndata: "+msg1+"\nid: t1\n\n", false),
+			answerStatus(http.StatusServiceUnavailable, "2"),
+			answerStream("event: ready\ndata: {}\nid: t1\n\nevent: gap\ndata: {\"reason\":\"broker\"}\nid: t1\n\nevent: message\ndata: "+msg2+"\nid: t2\n\n", true),
+		}}
+		var stdout, stderr bytes.Buffer
+		opts := &Options{URL: "http://h", Bindings: testBindings, Resume: true, Count: 2, Timeout: 30 * time.Second,
+			Client: &http.Client{Transport: s}}
+		start := time.Now()
+		if err := Run(context.Background(), opts, &stdout, &stderr); err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		if got := stdout.String(); got != msg1+"\n"+msg2+"\n" {
+			t.Errorf("stdout %q", got)
+		}
+		if d := time.Since(start); d != 3*time.Second {
+			t.Errorf("took %v, want 3s: a pause of 1s, then of 2s (doubled, and Retry-After)", d)
+		}
+		for _, want := range []string{
+			"listening: 1 binding\n",
+			"note: " + ErrStreamEnded.Error() + ": the server closed it without an error event; reconnecting in 1s\n",
+			"note: http://h/api/events/v1/connect/ answered Service Unavailable: later (retry after 2 s); reconnecting in 2s\n",
+			"listening again: 1 binding\n",
+			"warning: messages may be missing here (gap: broker)\n",
+		} {
+			if !strings.Contains(stderr.String(), want) {
+				t.Errorf("stderr %q lacks %q", stderr.String(), want)
+			}
+		}
+		if len(s.reqs) != 3 {
+			t.Fatalf("%d requests, want 3", len(s.reqs))
+		}
+		for i, r := range s.reqs {
+			want := map[bool]string{true: "", false: "t1"}[i == 0]
+			if got := r.Header.Get("Last-Event-ID"); got != want || r.URL.Query().Get("resume") != "1" {
+				t.Errorf("request %d: Last-Event-ID %q resume %q, want %q and 1", i, got, r.URL.Query().Get("resume"), want)
+			}
+		}
+	})
+}
+
+// TestRunResumeEnds: with --resume, what a reconnection cannot mend still
+// ends Run: a first connection that fails, and an `error` event.
+func TestRunResumeEnds(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name     string
+		answers  []func(*http.Request) *http.Response
+		wantCode int
+	}{
+		{"first connection refused", []func(*http.Request) *http.Response{answerStatus(http.StatusServiceUnavailable, "1")}, ExitConnect},
+		{"error event", []func(*http.Request) *http.Response{
+			answerStream("event: ready\ndata: {}\nid: t0\n\nevent: error\ndata: \"Exchange \\\"x\\\" does not exist.\"\nid: t0\n\n", false)}, ExitFailed},
+		{"refused after a break", []func(*http.Request) *http.Response{
+			answerStream("event: ready\ndata: {}\nid: t0\n\n", false), answerStatus(http.StatusForbidden, "")}, ExitConnect},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) {
+				opts := &Options{URL: "http://h", Bindings: testBindings, Resume: true,
+					Client: &http.Client{Transport: &scripted{answers: tt.answers}}}
+				err := Run(context.Background(), opts, io.Discard, io.Discard)
+				if code := ExitCode(err); code != tt.wantCode {
+					t.Errorf("exit code %d (error %v), want %d", code, err, tt.wantCode)
+				}
+			})
+		})
+	}
+}
