@@ -351,7 +351,7 @@ func TestFaultBrokerRestartResumable(t *testing.T) {
 	rabbittest.Publish(t, ch, ex, "k", nil, []byte(`{"n":0}`))
 	var last string // the token of the message the client that left processed
 	for i, s := range append(append([]*stream{left}, resumable...), plain...) {
-		ev := s.next(t, 10*time.Second)
+		ev := s.next(t, 30*time.Second)
 		if ev.Kind != "message" {
 			t.Fatalf("stream %d before the restart: got %q %s, want message", i, ev.Kind, ev.Data)
 		}
@@ -368,7 +368,7 @@ func TestFaultBrokerRestartResumable(t *testing.T) {
 		t.Fatal("the server did not notice the broker going away")
 	}
 	for i, s := range plain {
-		if ev := s.next(t, 10*time.Second+took); ev.Kind != "error" {
+		if ev := s.next(t, 30*time.Second+took); ev.Kind != "error" {
 			t.Fatalf("plain stream %d: got %q %s, want error", i, ev.Kind, ev.Data)
 		}
 	}
@@ -397,7 +397,7 @@ func TestFaultBrokerRestartResumable(t *testing.T) {
 	}
 	taken := &stream{resp: resp, events: make(chan timedEvent, 16)}
 	go taken.read()
-	if ev := taken.next(t, 10*time.Second); ev.Kind != "ready" {
+	if ev := taken.next(t, 30*time.Second); ev.Kind != "ready" {
 		t.Fatalf("takeover: got %q %s, want ready", ev.Kind, ev.Data)
 	}
 	if ev := taken.next(t, 60*time.Second); ev.Kind != "gap" || string(ev.Data) != `{"reason":"broker"}` {
@@ -411,7 +411,7 @@ func TestFaultBrokerRestartResumable(t *testing.T) {
 	}
 	for i, s := range append(resumable, taken) {
 		for want := 1; want <= 3; want++ {
-			ev := s.next(t, 10*time.Second)
+			ev := s.next(t, 30*time.Second)
 			var m struct{ Payload struct{ N int } }
 			if err := json.Unmarshal(ev.Data, &m); ev.Kind != "message" || err != nil || m.Payload.N != want {
 				t.Fatalf("resumable stream %d: got %q %s, want message %d", i, ev.Kind, ev.Data, want)
