@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"fmt"
 	"net/url"
 	"strings"
 	"testing"
@@ -66,19 +67,28 @@ func newExchange(t testing.TB) *exchange {
 // confirmed it, so that it has been routed before the test looks for it.
 func (e *exchange) publish(t testing.TB, key string, msg amqp.Publishing) {
 	t.Helper()
+	if err := e.tryPublish(key, msg); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// tryPublish is publish for a goroutine other than the test's: it returns
+// what went wrong. One goroutine at a time may publish.
+func (e *exchange) tryPublish(key string, msg amqp.Publishing) error {
 	ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
 	defer cancel()
 	confirm, err := e.ch.PublishWithDeferredConfirmWithContext(ctx, e.Name, key, false, false, msg)
 	if err != nil {
-		t.Fatalf("publish to %q with key %q: %v", e.Name, key, err)
+		return fmt.Errorf("publish to %q with key %q: %w", e.Name, key, err)
 	}
 	acked, err := confirm.WaitContext(ctx)
 	if err != nil {
-		t.Fatalf("wait for the broker to confirm the publish to %q: %v", e.Name, err)
+		return fmt.Errorf("wait for the broker to confirm the publish to %q: %w", e.Name, err)
 	}
 	if !acked {
-		t.Fatalf("the broker refused (nack) the publish to %q", e.Name)
+		return fmt.Errorf("the broker refused (nack) the publish to %q", e.Name)
 	}
+	return nil
 }
 
 // jsonMessage is a message with a JSON body and the given CC routing keys,

@@ -10,7 +10,7 @@
 //   {"type":"response","url":"...","status":200,"headers":{...}}
 //   {"type":"open","readyState":1}                      reported by the page
 //   {"type":"ready","data":{},"lastEventId":"-"}        likewise message, ping,
-//                                                       overflow and the
+//                                                       overflow, gap and the
 //                                                       server-sent error event
 //   {"type":"connection-error","readyState":2}          an Event without data
 //   {"type":"pageerror","message":"..."}                and console errors,

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"reflect"
 	"strconv"
@@ -79,6 +80,13 @@ type client struct {
 // the test it tells the script to stop and fails the test unless it exits 0.
 func startClient(t testing.TB, script string, args ...string) *client {
 	t.Helper()
+	return startClientEnv(t, nil, script, args...)
+}
+
+// startClientEnv is startClient with env (NAME=VALUE) added to the
+// script's environment.
+func startClientEnv(t testing.TB, env []string, script string, args ...string) *client {
+	t.Helper()
 	args = append([]string{script, "--timeout", strconv.Itoa(int(clientDeadline.Seconds()))}, args...)
 	c := &client{
 		script:  script,
@@ -86,6 +94,9 @@ func startClient(t testing.TB, script string, args ...string) *client {
 		stderr:  newLineLog(false),
 		changed: make(chan struct{}, 1),
 		exited:  make(chan struct{}),
+	}
+	if env != nil {
+		c.cmd.Env = append(os.Environ(), env...)
 	}
 	c.cmd.Stderr = c.stderr
 	stdin, err := c.cmd.StdinPipe()

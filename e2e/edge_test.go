@@ -37,6 +37,8 @@ type edge struct {
 	URL string
 
 	pool *x509.CertPool
+	// cert is the file of the certificate it serves, which pool trusts.
+	cert string
 }
 
 // edgeKind says how to run one proxy from its block in docs/operations.md.
@@ -239,7 +241,7 @@ func startEdge(t testing.TB, kind edgeKind, replicas [2]*proxy, plain bool) *edg
 		}
 	})
 
-	e := &edge{Name: kind.name, URL: "https://" + s.listen, pool: pool}
+	e := &edge{Name: kind.name, URL: "https://" + s.listen, pool: pool, cert: cert}
 	if plain {
 		e.Name, e.URL = kind.name+" (plain HTTP)", "http://"+s.listen
 	}

@@ -8,7 +8,7 @@
 //   {"type":"response","attempt":1,"status":200,"headers":{...}}
 //   {"type":"open","readyState":1}
 //   {"type":"ready","data":{},"lastEventId":"-"}       likewise message, ping,
-//                                                      overflow and the
+//                                                      overflow, gap and the
 //                                                      server-sent error event
 //   {"type":"connection-error","readyState":0,"code":null,"message":null}
 //   {"type":"exit","reason":"...","readyState":2}      last line
@@ -66,7 +66,7 @@ const stop = onStop(timeoutSeconds, (reason, code) => {
 
 es.addEventListener('open', () => print({ type: 'open', readyState: es.readyState }));
 
-for (const kind of ['ready', 'message', 'ping', 'overflow']) {
+for (const kind of ['ready', 'message', 'ping', 'overflow', 'gap']) {
   es.addEventListener(kind, (e) => print(parseData(kind, e.data, { lastEventId: e.lastEventId })));
 }
 
