@@ -113,6 +113,7 @@ var exampleChecks = []exampleCheck{
 	{match: "console.log('bound; nothing published from now on is missed')", output: "bound; nothing published"},
 	{match: "https://events.example.com/api/events/v1/connect/", output: "bound: nothing published"},
 	{match: "import { EventsClient } from", output: "bound: nothing published"},
+	{match: "let queued = null;", output: "shown: a.b"},
 	{match: "import { EventSource } from 'eventsource';", output: "routingKey: 'a.b'"},
 	{match: "def events(base_url, bindings):", output: "a.b ['index.x']"},
 }
