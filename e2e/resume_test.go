@@ -117,11 +117,7 @@ func testResume(t *testing.T, startTimeout time.Duration, start func(t *testing.
 // message, in order, once, and no gap.
 func TestResumeBehindNginx(t *testing.T) {
 	t.Parallel()
-	prefix := rabbittest.Unique("eventsproxy-e2e/") + "/"
-	var replicas [2]*proxy
-	for i := range replicas {
-		replicas[i] = startProxy(t, append([]string{"--queue-prefix", prefix, "--trust-proxy"}, resumeFlags...)...)
-	}
+	replicas := startReplicas(t, resumeFlags...)
 	e := startEdge(t, edgeKinds[0], replicas, false)
 	if e.Name != "nginx" {
 		t.Fatalf("the first edge kind is %s, want nginx", e.Name)
@@ -310,7 +306,10 @@ func checkReconnections(t testing.TB, c *client, cuts int) {
 		}
 		return ids
 	}
-	waitUntil(t, fmt.Sprintf("%s makes a request per cut (%d) and one", c.script, cuts), func() bool { return len(requests()) >= cuts+1 })
+	rabbittest.Poll(t, fmt.Sprintf("%s makes a request per cut (%d) and one", c.script, cuts), eventTimeout, func() (bool, string) {
+		n := len(requests())
+		return n >= cuts+1, fmt.Sprintf("%d requests", n)
+	})
 	for i, id := range requests()[1:] {
 		if id == "" || id == "-" {
 			t.Errorf("%s: reconnection %d carried Last-Event-ID %q, want a token", c.script, i+1, id)
@@ -322,8 +321,9 @@ func checkReconnections(t testing.TB, c *client, cuts int) {
 // and answered no reconnection with gap.
 func checkResumes(t testing.TB, p *proxy, cuts int) {
 	t.Helper()
-	waitUntil(t, fmt.Sprintf("replica %s resumes the %d cut streams", p.URL, cuts), func() bool {
-		return metricValue(t, p, `eventsproxy_resumes_total{reason="",result="ok"}`) >= float64(cuts)
+	rabbittest.Poll(t, fmt.Sprintf("replica %s resumes the %d cut streams", p.URL, cuts), eventTimeout, func() (bool, string) {
+		ok := metricValue(t, p, `eventsproxy_resumes_total{reason="",result="ok"}`)
+		return ok >= float64(cuts), fmt.Sprintf("%v resumed", ok)
 	})
 	for _, line := range metricLines(t, p) {
 		if strings.HasPrefix(line, "eventsproxy_resumes_total{") && strings.Contains(line, `result="gap"`) {
@@ -361,23 +361,11 @@ func waitEvent(t testing.TB, c *client, want string) {
 // closed, so that is when the window of the last one has passed.
 func waitExpired(t testing.TB, p *proxy) {
 	t.Helper()
-	waitUntil(t, "replica "+p.URL+" holds no stream, open or lingering", func() bool {
-		return streamsOpen(t, p, "expiry") == 0 && metricValue(t, p, "eventsproxy_resume_lingering_streams") == 0
+	rabbittest.Poll(t, "replica "+p.URL+" holds no stream, open or lingering", eventTimeout, func() (bool, string) {
+		open := metricValue(t, p, "eventsproxy_streams_open")
+		lingering := metricValue(t, p, "eventsproxy_resume_lingering_streams")
+		return open == 0 && lingering == 0, fmt.Sprintf("%v open, %v lingering", open, lingering)
 	})
-}
-
-// waitUntil waits until cond holds, failing the test after eventTimeout.
-// What it waits for is a replica's metrics, which say nothing when they
-// change: it looks every 20 ms.
-func waitUntil(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(eventTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, eventTimeout)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // metricValue returns the value of one series (name and labels, as
