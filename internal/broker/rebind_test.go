@@ -124,3 +124,27 @@ func TestRebindFreshened(t *testing.T) {
 		}
 	})
 }
+
+// TestRebindFreshenWhileBehind: while the periodic re-binds are behind
+// (the oldest is due already), a new stream on a stale key does not jump
+// the queue, so that streams coming to some keys cannot starve the rest.
+func TestRebindFreshenWhileBehind(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newOpConn()
+		s := startSession(c, Limits{ClientBuffer: 10}.withDefaults(), intervals{rebind: 10 * time.Second, rebindGap: 5 * time.Second}, metrics.Discard(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+		defer s.end(ErrClosed)
+		subscribeTest(t, s, "a")
+		subscribeTest(t, s, "b")
+		subscribeTest(t, s, "c")
+		synctest.Wait()
+		n := len(c.opsSince(0))
+		time.Sleep(10*time.Second + time.Millisecond) // a is re-bound; b and c are due, and wait for the gap
+		synctest.Wait()
+		subscribeTest(t, s, "c")
+		time.Sleep(11 * time.Second)
+		synctest.Wait()
+		if got, want := c.opsSince(n), []string{"bind a", "bind b", "bind c"}; !slices.Equal(got, want) {
+			t.Fatalf("ops %q, want %q", got, want)
+		}
+	})
+}
