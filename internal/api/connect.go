@@ -33,7 +33,10 @@ func (h *Handler) connect(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	addr, ok := h.admit(w, r)
+	// A resumable stream's reconnect may take over a stream that waits
+	// out the broker's absence, with its bindings; refused with a 503, an
+	// EventSource would give up for good.
+	addr, ok := h.admit(w, r, resume && lastEventID(r) != "")
 	if !ok {
 		principal.Release()
 		return
@@ -101,15 +104,17 @@ func (st *stream) release(sub Subscription, err error) {
 
 // admit refuses the request, and returns false, when the service cannot
 // take another stream, or this client another one; else it takes a slot
-// for the client's address, which the stream's end gives back.
-func (h *Handler) admit(w http.ResponseWriter, r *http.Request) (addr string, ok bool) {
+// for the client's address, which the stream's end gives back. A request
+// that may go on without the broker (resuming) is admitted while the
+// broker connection is down.
+func (h *Handler) admit(w http.ResponseWriter, r *http.Request, resuming bool) (addr string, ok bool) {
 	m := h.cfg.Metrics
 	if h.shuttingDown() {
 		m.StreamsRefused.WithLabelValues(metrics.RefusedShuttingDown).Inc()
 		refuse(w, http.StatusServiceUnavailable, "ShuttingDown", textShutdown, 1)
 		return "", false
 	}
-	if !h.broker.Connected() {
+	if !resuming && !h.broker.Connected() {
 		m.StreamsRefused.WithLabelValues(metrics.RefusedBrokerUnavailable).Inc()
 		refuse(w, http.StatusServiceUnavailable, "ServiceUnavailable", textUnavailable, 5)
 		return "", false

@@ -311,3 +311,48 @@ func TestResumeAfterAGatherCut(t *testing.T) {
 		r.nextMessage(1)
 	})
 }
+
+// TestResumeWhileTheBrokerIsDown: while the broker connection is down, a
+// reconnect with a token is admitted: it takes its lingering stream over,
+// which gets `gap` `broker` once the broker is back; one whose stream is
+// gone gets the outage's error, which an EventSource reconnects after
+// (where a 503 would make it give up); a new stream still gets 503.
+func TestResumeWhileTheBrokerIsDown(t *testing.T) {
+	each(t, func(t *testing.T, proto string) {
+		e := newEnv(t, proto, api.Config{}, 100)
+		defer e.close()
+		c := e.openResume("")
+		sub := <-e.b.subs
+		c.next()
+		sub.push(message(0, ""))
+		last := c.nextMessage(0)
+		c.close()
+		synctest.Wait()
+		e.b.down.Store(true)
+		q := `{"bindings":[{"exchange":"ex","routingKeyPattern":"#"}]}`
+		if resp, err := (&http.Client{Transport: e.tr}).Get(connectURL("http://proxy", q) + "&resume=1"); err != nil || resp.StatusCode != http.StatusServiceUnavailable {
+			t.Fatalf("a new stream with the broker down: %v %v, want 503", resp, err)
+		} else {
+			resp.Body.Close()
+		}
+		r := e.openResume(last)
+		if ev := r.next(); ev.Kind != "ready" {
+			t.Fatalf("got %q %s, want ready", ev.Kind, ev.Data)
+		}
+		sub.gap()
+		sub.push(message(1, ""))
+		if ev := r.next(); ev.Kind != "gap" || string(ev.Data) != `{"reason":"broker"}` {
+			t.Fatalf("got %q %s, want gap broker", ev.Kind, ev.Data)
+		}
+		r.nextMessage(1)
+		// A token from another process: no stream to take over, and no
+		// broker to subscribe with.
+		other := newEnv(t, proto, api.Config{}, 100)
+		defer other.close()
+		other.b.down.Store(true)
+		o := other.openResume(last)
+		if ev := o.next(); ev.Kind != "error" || string(ev.Data) != `"The service is temporarily unavailable; please reconnect later."` {
+			t.Fatalf("got %q %s, want the outage's error", ev.Kind, ev.Data)
+		}
+	})
+}

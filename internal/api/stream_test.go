@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -168,16 +169,20 @@ func (s *fakeSub) isClosed() bool {
 type subBroker struct {
 	size int
 	subs chan *fakeSub
+	down atomic.Bool // the broker connection is down: Subscribe fails
 }
 
 func (b *subBroker) Subscribe(ctx context.Context, bs []binding.Binding, resumable bool) (api.Subscription, error) {
+	if b.down.Load() {
+		return nil, broker.ErrUnavailable
+	}
 	sub := newFakeSub(b.size)
 	sub.resumable = resumable
 	b.subs <- sub
 	return sub, nil
 }
 
-func (b *subBroker) Connected() bool { return true }
+func (b *subBroker) Connected() bool { return !b.down.Load() }
 
 // pipeListener accepts the server ends of in-memory connections.
 type pipeListener struct {

@@ -323,8 +323,8 @@ func TestFaultBrokerRestart(t *testing.T) {
 // has left: the plain streams get their error and end; the resumable ones
 // stay open and, once the broker is back and their bindings are bound on
 // the new queue, get `gap` `broker` and every message published after it;
-// the one that lingered, taken over by a reconnect with its token after
-// the restart, gets the same.
+// two that lingered, taken over by a reconnect with their tokens, one
+// during the outage and one after the restart, get the same.
 func TestFaultBrokerRestartResumable(t *testing.T) {
 	r := start(t)
 	conn := r.node.Dial(t, "eventsproxy test publisher")
@@ -344,22 +344,25 @@ func TestFaultBrokerRestartResumable(t *testing.T) {
 	for i := range plain {
 		plain[i] = open(t, r.url, ex)
 	}
-	// A resumable stream whose client leaves: it lingers, with its token.
+	// Resumable streams whose clients leave: they linger, with their
+	// tokens.
 	q, _ := json.Marshal(map[string]any{"bindings": []map[string]string{{"exchange": ex, "routingKeyPattern": "#"}}})
-	query := "/api/events/v1/connect/?resume=1&bindings=" + url.QueryEscape(string(q))
-	left := openWith(t, r.url, ex, "#", "&resume=1")
+	query := r.url + "/api/events/v1/connect/?resume=1&bindings=" + url.QueryEscape(string(q))
+	left := []*stream{openWith(t, r.url, ex, "#", "&resume=1"), openWith(t, r.url, ex, "#", "&resume=1")}
 	rabbittest.Publish(t, ch, ex, "k", nil, []byte(`{"n":0}`))
-	var last string // the token of the message the client that left processed
-	for i, s := range append(append([]*stream{left}, resumable...), plain...) {
+	var last []string // the tokens of the message the clients that left processed
+	for i, s := range append(append(left[:2:2], resumable...), plain...) {
 		ev := s.next(t, 30*time.Second)
 		if ev.Kind != "message" {
 			t.Fatalf("stream %d before the restart: got %q %s, want message", i, ev.Kind, ev.Data)
 		}
-		if s == left {
-			last = ev.ID
+		if i < len(left) {
+			last = append(last, ev.ID)
 		}
 	}
-	left.resp.Body.Close()
+	for _, s := range left {
+		s.resp.Body.Close()
+	}
 
 	took := timed(t, r.node.StopApp)
 	select {
@@ -372,6 +375,8 @@ func TestFaultBrokerRestartResumable(t *testing.T) {
 			t.Fatalf("plain stream %d: got %q %s, want error", i, ev.Kind, ev.Data)
 		}
 	}
+	// Taken over while the broker is away: admitted, not refused.
+	during := takeOver(t, query, last[0])
 	<-r.connected // the first connection, at start
 	timed(t, r.node.StartApp)
 	select {
@@ -389,19 +394,11 @@ func TestFaultBrokerRestartResumable(t *testing.T) {
 	if bs := r.node.QueueBindings(t, r.queue()); len(bs) == 0 {
 		t.Fatal("no binding on the new queue at the gaps")
 	}
-	req, _ := http.NewRequest(http.MethodGet, r.url+query, nil)
-	req.Header.Set("Last-Event-ID", last)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("takeover: %v %v", resp, err)
-	}
-	taken := &stream{resp: resp, events: make(chan timedEvent, 16)}
-	go taken.read()
-	if ev := taken.next(t, 30*time.Second); ev.Kind != "ready" {
-		t.Fatalf("takeover: got %q %s, want ready", ev.Kind, ev.Data)
-	}
-	if ev := taken.next(t, 60*time.Second); ev.Kind != "gap" || string(ev.Data) != `{"reason":"broker"}` {
-		t.Fatalf("takeover after the restart: got %q %s, want gap broker", ev.Kind, ev.Data)
+	after := takeOver(t, query, last[1])
+	for i, s := range []*stream{during, after} {
+		if ev := s.next(t, 60*time.Second); ev.Kind != "gap" || string(ev.Data) != `{"reason":"broker"}` {
+			t.Fatalf("takeover %d: got %q %s, want gap broker", i, ev.Kind, ev.Data)
+		}
 	}
 
 	conn2 := r.node.Dial(t, "eventsproxy test publisher 2")
@@ -409,7 +406,7 @@ func TestFaultBrokerRestartResumable(t *testing.T) {
 	for i := 1; i <= 3; i++ {
 		rabbittest.Publish(t, ch2, ex, "k", nil, []byte(fmt.Sprintf(`{"n":%d}`, i)))
 	}
-	for i, s := range append(resumable, taken) {
+	for i, s := range append(resumable, during, after) {
 		for want := 1; want <= 3; want++ {
 			ev := s.next(t, 30*time.Second)
 			var m struct{ Payload struct{ N int } }
@@ -418,10 +415,29 @@ func TestFaultBrokerRestartResumable(t *testing.T) {
 			}
 		}
 	}
-	for _, s := range append(resumable, taken) {
+	for _, s := range append(resumable, during, after) {
 		s.resp.Body.Close()
 	}
 	r.stop(t)
 	conn.Close()
 	conn2.Close()
+}
+
+// takeOver reconnects to the resumable stream of connect URL u with token
+// and waits for its ready.
+func takeOver(t *testing.T, u, token string) *stream {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, u, nil)
+	req.Header.Set("Last-Event-ID", token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("takeover: %v %v", resp, err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	s := &stream{resp: resp, events: make(chan timedEvent, 16)}
+	go s.read()
+	if ev := s.next(t, 30*time.Second); ev.Kind != "ready" {
+		t.Fatalf("takeover: got %q %s, want ready", ev.Kind, ev.Data)
+	}
+	return s
 }
