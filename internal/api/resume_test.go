@@ -45,6 +45,20 @@ func (e *env) openResume(last string) *pipeClient {
 	return c
 }
 
+// lingering opens a resumable stream whose client leaves once it has
+// processed message 0, and returns its subscription and that message's id.
+func (e *env) lingering() (*fakeSub, string) {
+	e.t.Helper()
+	c := e.openResume("")
+	sub := <-e.b.subs
+	c.next()
+	sub.push(message(0, ""))
+	last := c.nextMessage(0)
+	c.close()
+	synctest.Wait()
+	return sub, last
+}
+
 // nextMessage returns the next event, which must be message n, and its id.
 func (c *pipeClient) nextMessage(n int) string {
 	c.t.Helper()
@@ -101,12 +115,7 @@ func TestResumeGaps(t *testing.T) {
 		defer e.close()
 		other := newEnv(t, proto, api.Config{}, 100)
 		defer other.close()
-		c := e.openResume("")
-		sub := <-e.b.subs
-		c.next()
-		sub.push(message(0, ""))
-		last := c.nextMessage(0)
-		c.close()
+		sub, last := e.lingering()
 		// The token means nothing to another process.
 		r := other.openResume(last)
 		<-other.b.subs
@@ -159,13 +168,7 @@ func TestResumeOtherBindingsAndShutdown(t *testing.T) {
 	each(t, func(t *testing.T, proto string) {
 		e := newEnv(t, proto, api.Config{}, 100)
 		defer e.close()
-		c := e.openResume("")
-		sub := <-e.b.subs
-		c.next()
-		sub.push(message(0, ""))
-		last := c.nextMessage(0)
-		c.close()
-		synctest.Wait()
+		sub, last := e.lingering()
 		// The same token with other bindings: gap, and the old
 		// subscription is given back.
 		ctx, cancel := context.WithCancel(context.Background())
@@ -321,13 +324,7 @@ func TestResumeWhileTheBrokerIsDown(t *testing.T) {
 	each(t, func(t *testing.T, proto string) {
 		e := newEnv(t, proto, api.Config{}, 100)
 		defer e.close()
-		c := e.openResume("")
-		sub := <-e.b.subs
-		c.next()
-		sub.push(message(0, ""))
-		last := c.nextMessage(0)
-		c.close()
-		synctest.Wait()
+		sub, last := e.lingering()
 		e.b.down.Store(true)
 		q := `{"bindings":[{"exchange":"ex","routingKeyPattern":"#"}]}`
 		if resp, err := (&http.Client{Transport: e.tr}).Get(connectURL("http://proxy", q) + "&resume=1"); err != nil || resp.StatusCode != http.StatusServiceUnavailable {
