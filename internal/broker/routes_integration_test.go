@@ -104,26 +104,14 @@ func TestCCByteArraysAreNotRoutes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := pub.Confirm(false); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	conf, err := pub.PublishWithDeferredConfirmWithContext(ctx, ex, "a.1", false, false, amqp.Publishing{
+	rabbittest.PublishMessage(t, pub, ex, "a.1", amqp.Publishing{
 		Headers: amqp.Table{"CC": []interface{}{[]byte("route.bytes"), "route.string"}},
 		Body:    []byte(`1`),
 	})
-	if err == nil {
-		conf.Wait()
-		conf, err = pub.PublishWithDeferredConfirmWithContext(ctx, ex, "a.2", false, false, amqp.Publishing{
-			Headers: amqp.Table{"CC": []interface{}{[]byte("route.bytes")}},
-			Body:    []byte(`2`),
-		})
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	conf.Wait()
+	rabbittest.PublishMessage(t, pub, ex, "a.2", amqp.Publishing{
+		Headers: amqp.Table{"CC": []interface{}{[]byte("route.bytes")}},
+		Body:    []byte(`2`),
+	})
 	rabbittest.Publish(t, pub, ex, "route.end", nil, []byte(`3`))
 
 	var p, c []*broker.Message
@@ -165,19 +153,10 @@ func TestUnroutedMessagesCounted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := pub.Confirm(false); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	conf, err := pub.PublishWithDeferredConfirmWithContext(ctx, ex, "z", false, false, amqp.Publishing{
+	rabbittest.PublishMessage(t, pub, ex, "z", amqp.Publishing{
 		Headers: amqp.Table{"BCC": []interface{}{"a.bcc"}},
 		Body:    []byte(`1`),
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	conf.Wait()
 	rabbittest.Publish(t, pub, upstream, "a.upstream", nil, []byte(`2`))
 	rabbittest.Publish(t, pub, ex, "a.end", nil, []byte(`3`))
 	var p []*broker.Message

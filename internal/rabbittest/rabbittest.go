@@ -187,24 +187,50 @@ func (b Broker) Exchange(tb testing.TB, ch *amqp.Channel, prefix string) string 
 // confirm-mode channel and waits for the broker's confirmation.
 func Publish(tb testing.TB, ch *amqp.Channel, exchange, key string, cc []string, body []byte) {
 	tb.Helper()
-	msg := amqp.Publishing{Body: body, ContentType: "application/json"}
-	if cc != nil {
-		arr := make([]interface{}, len(cc))
-		for i, k := range cc {
-			arr[i] = k
-		}
-		msg.Headers = amqp.Table{"CC": arr}
+	PublishMessage(tb, ch, exchange, key, amqp.Publishing{Body: body, ContentType: "application/json", Headers: CCHeader(cc)})
+}
+
+// PublishMessage publishes msg to exchange with routing key on a
+// confirm-mode channel and returns once the broker has confirmed it, so
+// that it has been routed before the test looks for it. A refusal (nack)
+// fails the test.
+func PublishMessage(tb testing.TB, ch *amqp.Channel, exchange, key string, msg amqp.Publishing) {
+	tb.Helper()
+	if err := TryPublish(ch, exchange, key, msg); err != nil {
+		tb.Fatal(err)
 	}
+}
+
+// TryPublish is PublishMessage for a goroutine other than the test's: it
+// returns what went wrong. One goroutine at a time may publish on ch.
+func TryPublish(ch *amqp.Channel, exchange, key string, msg amqp.Publishing) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	conf, err := ch.PublishWithDeferredConfirmWithContext(ctx, exchange, key, false, false, msg)
 	if err != nil {
-		tb.Fatalf("publish to %q: %v", exchange, err)
+		return fmt.Errorf("publish to %q with key %q: %w", exchange, key, err)
 	}
 	ok, err := conf.WaitContext(ctx)
-	if err != nil || !ok {
-		tb.Fatalf("publish to %q not confirmed: ok=%v err=%v", exchange, ok, err)
+	if err != nil {
+		return fmt.Errorf("wait for the broker to confirm the publish to %q: %w", exchange, err)
 	}
+	if !ok {
+		return fmt.Errorf("the broker refused (nack) the publish to %q", exchange)
+	}
+	return nil
+}
+
+// CCHeader is the CC header for routing keys, an AMQP array of strings, as
+// Taskcluster sends it; nil for none.
+func CCHeader(cc []string) amqp.Table {
+	if len(cc) == 0 {
+		return nil
+	}
+	keys := make([]any, len(cc))
+	for i, k := range cc {
+		keys[i] = k
+	}
+	return amqp.Table{"CC": keys}
 }
 
 // String describes b for test messages, without credentials.
