@@ -3,7 +3,6 @@
 package api_test
 
 import (
-	"context"
 	"crypto"
 	"io"
 	"log/slog"
@@ -17,7 +16,6 @@ import (
 	"eventsproxy/internal/binding"
 	"eventsproxy/internal/broker"
 	"eventsproxy/internal/rabbittest"
-	"eventsproxy/internal/sse"
 )
 
 // TestAccessOnRabbitMQ: streams whose tokens are signed with an HMAC
@@ -60,8 +58,8 @@ func TestAccessOnRabbitMQ(t *testing.T) {
 	for i, s := range signers {
 		t.Run(s.name, func(t *testing.T) {
 			key := "primary.s" + string(rune('a'+i))
-			c := openWithHeader(t, p.URL, []binding.Binding{{Exchange: ex, RoutingKeyPattern: key + ".#"}},
-				http.Header{"Authorization": {"Bearer " + s.tok()}})
+			c := openWith(t, p.URL, []binding.Binding{{Exchange: ex, RoutingKeyPattern: key + ".#"}},
+				http.Header{"Authorization": {"Bearer " + s.tok()}}, nil)
 			c.expect("ready")
 			rabbittest.Publish(t, ch, ex, "secondary.x", nil, []byte(`{}`))
 			rabbittest.Publish(t, ch, ex, key+".x", nil, []byte(`{}`))
@@ -72,10 +70,10 @@ func TestAccessOnRabbitMQ(t *testing.T) {
 	}
 
 	t.Run("beyond the grants", func(t *testing.T) {
-		c := openWithHeader(t, p.URL, []binding.Binding{
+		c := openWith(t, p.URL, []binding.Binding{
 			{Exchange: ex, RoutingKeyPattern: "primary.#"},
 			{Exchange: other, RoutingKeyPattern: "primary.#"},
-		}, http.Header{"Authorization": {"Bearer " + signers[0].tok()}})
+		}, http.Header{"Authorization": {"Bearer " + signers[0].tok()}}, nil)
 		ev := c.expect("error")
 		if !strings.Contains(string(ev.Data), other) {
 			t.Fatalf("error %s does not name the binding", ev.Data)
@@ -99,40 +97,4 @@ func TestAccessOnRabbitMQ(t *testing.T) {
 			t.Fatalf("%s %v", resp.Status, resp.Header)
 		}
 	})
-}
-
-// openWithHeader connects a client with bindings and the given header; it
-// reads events into c.events until the test ends.
-func openWithHeader(t *testing.T, base string, bs []binding.Binding, hdr http.Header) *client {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, connectURL(base, bindingsQuery(t, bs)), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header = hdr
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		cancel()
-		t.Fatalf("connect: %s", resp.Status)
-	}
-	c := &client{t: t, resp: resp, cancel: cancel, events: make(chan sse.Event, 64), errc: make(chan error, 1)}
-	go func() {
-		defer close(c.events)
-		r := sse.NewReader(resp.Body)
-		for {
-			ev, err := r.Next()
-			if err != nil {
-				c.errc <- err
-				return
-			}
-			c.events <- ev
-		}
-	}()
-	t.Cleanup(c.close)
-	return c
 }

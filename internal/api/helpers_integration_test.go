@@ -88,10 +88,19 @@ func bindingsQuery(t testing.TB, bs []binding.Binding) string {
 // paused, in which case the client reads nothing until resume is closed.
 func open(t testing.TB, base string, bs []binding.Binding, resume <-chan struct{}) *client {
 	t.Helper()
+	return openWith(t, base, bs, nil, resume)
+}
+
+// openWith is open with hdr as the request's header (nil: none).
+func openWith(t testing.TB, base string, bs []binding.Binding, hdr http.Header, resume <-chan struct{}) *client {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, connectURL(base, bindingsQuery(t, bs)), nil)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if hdr != nil {
+		req.Header = hdr
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
