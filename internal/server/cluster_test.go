@@ -3,7 +3,6 @@
 package server_test
 
 import (
-	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -92,20 +91,8 @@ func nodeLost(t *testing.T, nodes []*rabbittest.Node, list string, fail func(*ra
 	case <-time.After(took + 30*time.Second):
 		t.Fatalf("the service did not notice node %s going away", a.Name)
 	}
-	var slowest time.Duration
-	for i, s := range streams {
-		ev := s.next(t, 30*time.Second)
-		if ev.Kind != "error" {
-			t.Fatalf("stream %d: got %q %s, want error", i, ev.Kind, ev.Data)
-		}
-		var text string
-		if err := json.Unmarshal(ev.Data, &text); err != nil || text != "The service is temporarily unavailable; please reconnect later." {
-			t.Fatalf("stream %d: error text %s", i, ev.Data)
-		}
-		slowest = max(slowest, ev.at.Sub(lostAt))
-		if _, ok := <-s.events; ok {
-			t.Fatalf("stream %d: an event after the error", i)
-		}
+	slowest := expectUnavailable(t, streams, lostAt)
+	for _, s := range streams {
 		s.resp.Body.Close()
 	}
 

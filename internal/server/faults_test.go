@@ -232,6 +232,28 @@ func status(t *testing.T, u string) (int, http.Header) {
 	return resp.StatusCode, resp.Header
 }
 
+// expectUnavailable checks that each of streams gets the error of a lost
+// broker connection, then ends, and returns the longest time from since to
+// such an error.
+func expectUnavailable(t *testing.T, streams []*stream, since time.Time) (slowest time.Duration) {
+	t.Helper()
+	for i, s := range streams {
+		ev := s.next(t, 30*time.Second)
+		if ev.Kind != "error" {
+			t.Fatalf("stream %d: got %q %s, want error", i, ev.Kind, ev.Data)
+		}
+		var text string
+		if err := json.Unmarshal(ev.Data, &text); err != nil || text != "The service is temporarily unavailable; please reconnect later." {
+			t.Fatalf("stream %d: error text %s", i, ev.Data)
+		}
+		slowest = max(slowest, ev.at.Sub(since))
+		if _, ok := <-s.events; ok {
+			t.Fatalf("stream %d: an event after the error", i)
+		}
+	}
+	return slowest
+}
+
 // TestFaultBrokerRestart stops the RabbitMQ application under open streams
 // and starts it again: every stream gets an error and ends, the service
 // refuses new streams and reports 503 on /__heartbeat__ while the broker is
@@ -255,23 +277,7 @@ func TestFaultBrokerRestart(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("the server did not notice the broker going away within 30s")
 	}
-	var slowest time.Duration
-	for i, s := range streams {
-		ev := s.next(t, 30*time.Second)
-		if ev.Kind != "error" {
-			t.Fatalf("stream %d: got %q %s, want error", i, ev.Kind, ev.Data)
-		}
-		var text string
-		if err := json.Unmarshal(ev.Data, &text); err != nil || text != "The service is temporarily unavailable; please reconnect later." {
-			t.Fatalf("stream %d: error text %s", i, ev.Data)
-		}
-		if d := ev.at.Sub(lost); d > slowest {
-			slowest = d
-		}
-		if _, ok := <-s.events; ok {
-			t.Fatalf("stream %d: an event after the error", i)
-		}
-	}
+	slowest := expectUnavailable(t, streams, lost)
 	t.Logf("all %d streams got their error within %v of the server seeing the connection close (stop_app took %v)", n, slowest.Round(time.Microsecond), took.Round(time.Millisecond))
 
 	if code, _ := status(t, r.url+"/__heartbeat__"); code != http.StatusServiceUnavailable {
