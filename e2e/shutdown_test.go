@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"testing"
 
+	"eventsproxy/internal/broker"
 	"eventsproxy/internal/rabbittest"
 	"eventsproxy/internal/sse"
 )
@@ -18,8 +19,8 @@ func TestSIGTERMDrains(t *testing.T) {
 	prefix := rabbittest.Unique("eventsproxy-e2e/") + "/"
 	p := startProxy(t, "--queue-prefix", prefix)
 	ex := newExchange(t)
-	if qs := rabbittest.Queues(t, prefix); len(qs) != 1 {
-		t.Fatalf("queues of the proxy: %d, want 1", len(qs))
+	if qs := rabbittest.Queues(t, prefix); len(qs) != broker.QueuesPerConnection {
+		t.Fatalf("queues of the proxy: %d, want %d", len(qs), broker.QueuesPerConnection)
 	}
 
 	const n = 5

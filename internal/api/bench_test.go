@@ -95,7 +95,7 @@ func BenchmarkSendMessages(b *testing.B) {
 			b.SetBytes(int64(len(msgs[0].Data())))
 			benchStream(b, func(st *stream) {
 				for i := 0; i < b.N; i += batch {
-					if _, err := st.sendMessages(msgs[:min(batch, b.N-i)], 0); err != nil {
+					if _, err := st.sendMessages(msgs[:min(batch, b.N-i)], 0, false); err != nil {
 						b.Error(err)
 						return
 					}

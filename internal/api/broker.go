@@ -35,6 +35,10 @@ type Subscription interface {
 	// TakeUpTo returns next; TakeUpTo returns none past a gap before
 	// TakeGap has reported it.
 	TakeGap() bool
+	// Uncounted reports, and forgets, whether messages may have been lost
+	// since the previous call beyond those counted as dropped, in a
+	// number nobody knows.
+	Uncounted() bool
 	// Done is closed when the subscription can deliver no more; Err then
 	// says why.
 	Done() <-chan struct{}

@@ -97,8 +97,8 @@ func TestChurnLeavesNothingBehind(t *testing.T) {
 
 	waitNoBindings(t, p, queue)
 	prefix := queue[:len(queue)-16]
-	if qs := rabbittest.Queues(t, prefix); len(qs) != 1 {
-		t.Fatalf("queues of this process after churn: %d, want 1", len(qs))
+	if qs := rabbittest.Queues(t, prefix); len(qs) != broker.QueuesPerConnection {
+		t.Fatalf("queues of this process after churn: %d, want %d", len(qs), broker.QueuesPerConnection)
 	}
 	// Stream goroutines end once their handlers see the client gone;
 	// VerifyNone retries for a while before it reports any.

@@ -53,8 +53,8 @@ func TestTwoReplicasShareOneBroker(t *testing.T) {
 	for i, p := range replicas {
 		queue := p.Broker.QueueName()
 		prefix := queue[:strings.LastIndex(queue, "/")+1]
-		if qs := rabbittest.Queues(t, prefix); len(qs) != 1 {
-			t.Fatalf("replica %d holds %d queues, want 1", i, len(qs))
+		if qs := rabbittest.Queues(t, prefix); len(qs) != broker.QueuesPerConnection {
+			t.Fatalf("replica %d holds %d queues, want %d", i, len(qs), broker.QueuesPerConnection)
 		}
 	}
 }

@@ -257,7 +257,7 @@ func (d *deliverer) take() error {
 	}
 	var dropped int
 	d.msgs, dropped = d.sub.TakeUpTo(d.msgs[:0], maxTake)
-	taken, err := st.sendMessages(d.msgs, dropped)
+	taken, err := st.sendMessages(d.msgs, dropped, d.sub.Uncounted())
 	if err != nil {
 		return err
 	}
@@ -293,10 +293,10 @@ func (st *stream) finish(err error) {
 		"bindings", st.bindings, "delivered", st.delivered, "dropped", st.dropped)
 }
 
-// sendMessages writes an `overflow` event when messages were dropped, then
-// the messages, in one write. It returns the messages' broker.Message.Size,
-// summed.
-func (st *stream) sendMessages(msgs []*broker.Message, dropped int) (taken int, err error) {
+// sendMessages writes an `overflow` event when messages were dropped, or
+// may have been in a number nobody knows (uncounted), then the messages,
+// in one write. It returns the messages' broker.Message.Size, summed.
+func (st *stream) sendMessages(msgs []*broker.Message, dropped int, uncounted bool) (taken int, err error) {
 	m := st.h.cfg.Metrics
 	size := 64 // the overflow event
 	for _, msg := range msgs {
@@ -304,7 +304,12 @@ func (st *stream) sendMessages(msgs []*broker.Message, dropped int) (taken int, 
 		taken += msg.Size()
 	}
 	st.begin(size)
-	if dropped > 0 {
+	switch {
+	case uncounted:
+		st.dropped += dropped
+		m.MessagesDropped.Add(float64(dropped))
+		st.buf = st.appendEvent(st.buf, kindOverflow, fmt.Appendf(nil, `{"dropped":%d,"uncounted":true}`, dropped))
+	case dropped > 0:
 		st.dropped += dropped
 		m.MessagesDropped.Add(float64(dropped))
 		st.buf = st.appendEvent(st.buf, kindOverflow, fmt.Appendf(nil, `{"dropped":%d}`, dropped))

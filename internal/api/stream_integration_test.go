@@ -240,8 +240,8 @@ func TestManyClientsEachGetTheirOwn(t *testing.T) {
 	if len(failures) > 0 {
 		t.Fatalf("%d failures, first: %s", len(failures), failures[0])
 	}
-	if qs := rabbittest.Queues(t, strings.TrimSuffix(queue, queue[strings.LastIndex(queue, "/")+1:])); len(qs) != 1 {
-		t.Fatalf("broker queues of this process: %d, want 1", len(qs))
+	if qs := rabbittest.Queues(t, strings.TrimSuffix(queue, queue[strings.LastIndex(queue, "/")+1:])); len(qs) != broker.QueuesPerConnection {
+		t.Fatalf("broker queues of this process: %d, want %d", len(qs), broker.QueuesPerConnection)
 	}
 	for _, c := range cs {
 		c.close()
@@ -407,8 +407,8 @@ func TestThousandStreamsOneQueue(t *testing.T) {
 	report("20 at a time", readies[sequential:])
 	queue := p.Broker.QueueName()
 	prefix := queue[:strings.LastIndex(queue, "/")+1]
-	if qs := rabbittest.Queues(t, prefix); len(qs) != 1 {
-		t.Fatalf("broker queues of this process: %d, want 1", len(qs))
+	if qs := rabbittest.Queues(t, prefix); len(qs) != broker.QueuesPerConnection {
+		t.Fatalf("broker queues of this process: %d, want %d", len(qs), broker.QueuesPerConnection)
 	}
 	if got := len(rabbittest.QueueBindings(t, queue)); got != clients {
 		t.Fatalf("broker bindings: %d, want %d", got, clients)

@@ -42,11 +42,12 @@ type fakeSub struct {
 	// resumable: asked for by a resumable stream (it may get a gap).
 	resumable bool
 
-	mu      sync.Mutex
-	buf     []*broker.Message
-	dropped int
-	err     error
-	closed  bool
+	mu        sync.Mutex
+	buf       []*broker.Message
+	dropped   int
+	uncounted bool
+	err       error
+	closed    bool
 	// gapped: a gap after the first gapAt messages of buf.
 	gapped bool
 	gapAt  int
@@ -118,6 +119,27 @@ func (s *fakeSub) end(err error) {
 func (s *fakeSub) Notify() <-chan struct{} { return s.notify }
 func (s *fakeSub) Half() <-chan struct{}   { return s.half }
 func (s *fakeSub) Done() <-chan struct{}   { return s.done }
+
+func (s *fakeSub) Uncounted() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	u := s.uncounted
+	s.uncounted = false
+	return u
+}
+
+// lose marks a loss nobody could count, as the router does, with dropped
+// counted besides.
+func (s *fakeSub) lose(dropped int) {
+	s.mu.Lock()
+	s.uncounted = true
+	s.dropped += dropped
+	s.mu.Unlock()
+	select {
+	case s.notify <- struct{}{}:
+	default:
+	}
+}
 
 func (s *fakeSub) Err() error {
 	s.mu.Lock()
@@ -447,6 +469,26 @@ func TestStreamOrderAndOverflow(t *testing.T) {
 		if got := testutil.ToFloat64(e.m.MessagesDelivered); got != 48 {
 			t.Fatalf("messages delivered: %v, want 48", got)
 		}
+	})
+}
+
+// TestStreamUncountedOverflow checks the wire form of a loss that nobody
+// could count: an overflow that says so, with what was counted, alone or
+// before the messages taken with it.
+func TestStreamUncountedOverflow(t *testing.T) {
+	each(t, func(t *testing.T, proto string) {
+		e := newEnv(t, proto, api.Config{}, 3)
+		defer e.close()
+		c := e.open(nil)
+		c.expect("ready", "{}")
+		c.sub.lose(0)
+		c.expect("overflow", `{"dropped":0,"uncounted":true}`)
+		c.sub.lose(2)
+		c.sub.push(message(0, ""))
+		c.expect("overflow", `{"dropped":2,"uncounted":true}`)
+		c.expectMessages(0, 1)
+		c.sub.push(message(1, ""))
+		c.expectMessages(1, 2)
 	})
 }
 

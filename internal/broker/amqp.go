@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -36,6 +37,10 @@ type AMQPConfig struct {
 	QueueMaxLength int
 	// QueueMaxBytes caps the bytes waiting in our queue. Zero: no cap.
 	QueueMaxBytes int
+	// DroppedMaxLength and DroppedMaxBytes cap the queue of the messages
+	// that the broker dropped from our queue (see Dial); defaults
+	// QueueMaxLength and QueueMaxBytes.
+	DroppedMaxLength, DroppedMaxBytes int
 }
 
 // maxBacklog is how many deliveries may wait in the AMQP client for the
@@ -61,8 +66,8 @@ type amqpDialer struct {
 func (d *amqpDialer) String() string { return d.nodes.String() }
 
 // Dial connects to one of the broker's nodes, declares our queue
-// (exclusive, auto-delete, with its length limits), starts consuming it,
-// and opens the control channel. With several nodes it tries each once,
+// (exclusive, auto-delete, with its length limits) and its side queues
+// (see setUp), starts consuming them, and opens the control channel. With several nodes it tries each once,
 // starting with the one after the node of the last connection, so a node
 // that was just lost is tried last; the caller's backoff spaces rounds.
 func (d *amqpDialer) Dial(ctx context.Context) (Conn, error) {
@@ -174,11 +179,13 @@ func tlsConfigFor(uri amqp.URI) (*tls.Config, error) {
 }
 
 type amqpConn struct {
-	conn       *amqp.Connection
-	flow       *amqpflow.Conn
-	closed     chan *amqp.Error
-	queue      string
-	deliveries <-chan amqp.Delivery
+	conn   *amqp.Connection
+	flow   *amqpflow.Conn
+	closed chan *amqp.Error
+	queue  string
+	// The deliveries of our queue, of its dropped queue and of its lost
+	// queue (see setUp).
+	deliveries, dropped, lost <-chan amqp.Delivery
 
 	ctrlMu sync.Mutex // held by Bind and Unbind, so ctrl can be replaced
 	ctrl   *amqp.Channel
@@ -186,27 +193,72 @@ type amqpConn struct {
 	types exchangeTypes // exchanges known to be topic exchanges
 }
 
+// The suffixes of the names of our queue's two side queues.
+const (
+	droppedSuffix = "/dropped"
+	lostSuffix    = "/lost"
+)
+
+// QueuesPerConnection is how many queues an AMQP connection holds on the
+// broker: its queue and the two side queues named after it (see setUp).
+const QueuesPerConnection = 3
+
+// IsSideQueue reports whether name is that of one of the side queues that
+// a connection holds beside its queue.
+func IsSideQueue(name string) bool {
+	return strings.HasSuffix(name, droppedSuffix) || strings.HasSuffix(name, lostSuffix)
+}
+
+// setUp declares our queue and its two side queues, all exclusive and
+// auto-delete, and consumes them. RabbitMQ drops messages from the head of
+// our queue when it is full (its length limits, or an operator policy's)
+// and when they expire (a policy's message TTL); it dead-letters each, by
+// the default exchange, to the dropped queue, which keeps the original
+// exchange and routing keys in the x-death header: the router counts the
+// drop for every stream that would have had the message. The dropped
+// queue is capped too; what it drops in turn goes to the lost queue, which
+// keeps the newest one: a message there says that drops went uncounted.
+// The default exchange needs no permission, and the names share our
+// queue's prefix, so nothing else is asked of the broker.
 func (c *amqpConn) setUp(cfg *AMQPConfig) error {
 	consume, err := c.conn.Channel()
 	if err != nil {
 		return err
 	}
-	args := amqp.Table{}
-	if cfg.QueueMaxLength > 0 {
-		args["x-max-length"] = int64(cfg.QueueMaxLength)
-	}
-	if cfg.QueueMaxBytes > 0 {
-		args["x-max-length-bytes"] = int64(cfg.QueueMaxBytes)
-	}
-	q, err := consume.QueueDeclare(randomname.New(cfg.QueuePrefix), false, true, true, false, args)
+	name := randomname.New(cfg.QueuePrefix)
+	lost, err := consume.QueueDeclare(name+lostSuffix, false, true, true, false, amqp.Table{"x-max-length": int64(1)})
 	if err != nil {
 		return err
 	}
-	// Auto-ack: our queue is exclusive and goes with the connection, so
+	args := amqp.Table{"x-dead-letter-exchange": "", "x-dead-letter-routing-key": lost.Name}
+	maxLength, maxBytes := cfg.DroppedMaxLength, cfg.DroppedMaxBytes
+	if maxLength == 0 {
+		maxLength = cfg.QueueMaxLength
+	}
+	if maxBytes == 0 {
+		maxBytes = cfg.QueueMaxBytes
+	}
+	capQueue(args, maxLength, maxBytes)
+	dropped, err := consume.QueueDeclare(name+droppedSuffix, false, true, true, false, args)
+	if err != nil {
+		return err
+	}
+	args = amqp.Table{"x-dead-letter-exchange": "", "x-dead-letter-routing-key": dropped.Name}
+	capQueue(args, cfg.QueueMaxLength, cfg.QueueMaxBytes)
+	q, err := consume.QueueDeclare(name, false, true, true, false, args)
+	if err != nil {
+		return err
+	}
+	// Auto-ack: our queues are exclusive and go with the connection, so
 	// an ack would guard nothing; amqpflow bounds what waits in the
 	// process.
-	c.deliveries, err = consume.Consume(q.Name, "", true, true, false, false, nil)
-	if err != nil {
+	if c.lost, err = consume.Consume(lost.Name, "", true, true, false, false, nil); err != nil {
+		return err
+	}
+	if c.dropped, err = consume.Consume(dropped.Name, "", true, true, false, false, nil); err != nil {
+		return err
+	}
+	if c.deliveries, err = consume.Consume(q.Name, "", true, true, false, false, nil); err != nil {
 		return err
 	}
 	c.queue = q.Name
@@ -214,6 +266,16 @@ func (c *amqpConn) setUp(cfg *AMQPConfig) error {
 	// that asked, and that must never be the one that consumes.
 	c.ctrl, err = c.conn.Channel()
 	return err
+}
+
+// capQueue adds the length limits to a queue's arguments; zero is no cap.
+func capQueue(args amqp.Table, maxLength, maxBytes int) {
+	if maxLength > 0 {
+		args["x-max-length"] = int64(maxLength)
+	}
+	if maxBytes > 0 {
+		args["x-max-length-bytes"] = int64(maxBytes)
+	}
 }
 
 func (c *amqpConn) Queue() string { return c.queue }
@@ -276,10 +338,25 @@ func classify(err error) error {
 	return err
 }
 
-// Consume drains the deliveries until the channel closes.
+// Consume drains the deliveries of the three queues until the channel
+// closes. The side queues go first: a drop is counted before any message
+// that is there to take beside it, so that a stream hears of it as early
+// as the process can tell.
 func (c *amqpConn) Consume(handle func(*Message)) error {
-	for d := range c.deliveries {
-		handle(messageFromDelivery(&d, time.Now()))
+	for {
+		d, from, ok := c.next()
+		if !ok {
+			break
+		}
+		now := time.Now()
+		switch from {
+		case c.lost:
+			handle(&Message{Received: now, drop: dropUncounted})
+		case c.dropped:
+			handle(deadLetter(&d, c.queue, now))
+		default:
+			handle(messageFromDelivery(&d, now))
+		}
 		c.flow.Took()
 	}
 	select {
@@ -289,13 +366,37 @@ func (c *amqpConn) Consume(handle func(*Message)) error {
 		}
 	default:
 		if !c.conn.IsClosed() {
-			// The broker cancelled our consumer (queue deleted): this
+			// The broker cancelled a consumer (a queue deleted): this
 			// connection cannot serve anyone any more.
 			_ = c.Close()
 			return fmt.Errorf("%w: consumer cancelled by the broker", ErrConnectionLost)
 		}
 	}
 	return ErrConnectionLost
+}
+
+// next returns the next delivery, from the lost queue if one waits there,
+// else from the dropped queue, else from whichever has one first; ok is
+// false once a consumer is gone.
+func (c *amqpConn) next() (d amqp.Delivery, from <-chan amqp.Delivery, ok bool) {
+	select {
+	case d, ok = <-c.lost:
+		return d, c.lost, ok
+	default:
+	}
+	select {
+	case d, ok = <-c.dropped:
+		return d, c.dropped, ok
+	default:
+	}
+	select {
+	case d, ok = <-c.lost:
+		return d, c.lost, ok
+	case d, ok = <-c.dropped:
+		return d, c.dropped, ok
+	case d, ok = <-c.deliveries:
+		return d, c.deliveries, ok
+	}
 }
 
 // Close closes the connection. Its reads stop waiting for the router

@@ -112,7 +112,7 @@ func reference(t *testing.T, conn *amqp.Connection, bs []binding.Binding) func()
 }
 
 // TestAMQPQueueShape checks the queue that the RabbitMQ Dialer declares:
-// exclusive, with the length limits asked for, and gone with its
+// exclusive, with the length limits asked for, with its side queues, and gone with its
 // connection.
 func TestAMQPQueueShape(t *testing.T) {
 	d := broker.AMQP(broker.AMQPConfig{
@@ -141,16 +141,34 @@ func TestAMQPQueueShape(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = closeConn() })
 
+	// The queue, and the side queues for what the broker drops from it
+	// (the dropped queue capped like the queue, the lost one at one
+	// message), all exclusive.
+	args := map[string]map[string]any{
+		c.Queue(): {"x-max-length": float64(10), "x-max-length-bytes": float64(1000),
+			"x-dead-letter-exchange": "", "x-dead-letter-routing-key": c.Queue() + "/dropped"},
+		c.Queue() + "/dropped": {"x-max-length": float64(10), "x-max-length-bytes": float64(1000),
+			"x-dead-letter-exchange": "", "x-dead-letter-routing-key": c.Queue() + "/lost"},
+		c.Queue() + "/lost": {"x-max-length": float64(1)},
+	}
 	qs := rabbittest.Queues(t, c.Queue())
-	if len(qs) != 1 || !qs[0].Exclusive {
-		t.Fatalf("want one exclusive queue %q, got %+v", c.Queue(), qs)
+	if len(qs) != len(args) {
+		t.Fatalf("want %d queues, got %+v", len(args), qs)
 	}
-	// JSON numbers decode as float64.
-	if got := qs[0].Arguments["x-max-length"]; got != float64(10) {
-		t.Errorf("x-max-length %v, want 10", got)
-	}
-	if got := qs[0].Arguments["x-max-length-bytes"]; got != float64(1000) {
-		t.Errorf("x-max-length-bytes %v, want 1000", got)
+	for _, q := range qs {
+		want, ok := args[q.Name]
+		if !ok || !q.Exclusive {
+			t.Fatalf("queue %+v: want an exclusive queue of %v", q, args)
+		}
+		// JSON numbers decode as float64.
+		for k, v := range want {
+			if got := q.Arguments[k]; got != v {
+				t.Errorf("queue %s: %s %v, want %v", q.Name, k, got, v)
+			}
+		}
+		if len(q.Arguments) != len(want) {
+			t.Errorf("queue %s: arguments %v, want %v", q.Name, q.Arguments, want)
+		}
 	}
 
 	if err := closeConn(); err != nil {

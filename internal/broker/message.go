@@ -27,6 +27,10 @@ type Message struct {
 	// Received is when the process took the message from the broker.
 	Received time.Time
 
+	// drop is not zero for a message that the broker dropped from our
+	// queue: it is counted, not delivered (see deadLetter).
+	drop dropKind
+
 	// encoded once: framed is the data with the caller's head and tail
 	// around it (see Framed), data the JSON object inside it.
 	once         sync.Once
@@ -44,6 +48,50 @@ func messageFromDelivery(d *amqp.Delivery, now time.Time) *Message {
 		Body:        d.Body,
 		Received:    now,
 	}
+}
+
+// dropKind says whether a Message stands for messages that the broker
+// dropped from our queue.
+type dropKind uint8
+
+const (
+	dropNone      dropKind = iota // a message to deliver
+	dropCounted                   // one dropped message, routed as Exchange, RoutingKey and CC say
+	dropUncounted                 // messages dropped whose number or routing nobody knows
+)
+
+// deadLetter returns what the dead-lettered copy d says of a message that
+// the broker dropped from queue: the exchange and routing keys it came by,
+// which RabbitMQ keeps in the x-death entry for queue (the routing key
+// first, then the string entries of CC; the copy itself goes by the
+// default exchange, without its CC header). Without that entry the drop
+// cannot be routed, and counts as uncounted.
+func deadLetter(d *amqp.Delivery, queue string, now time.Time) *Message {
+	deaths, _ := d.Headers["x-death"].([]interface{})
+	for _, e := range deaths {
+		death, _ := e.(amqp.Table)
+		if q, _ := death["queue"].(string); q != queue {
+			continue
+		}
+		exchange, ok := death["exchange"].(string)
+		keys, _ := death["routing-keys"].([]interface{})
+		if !ok || len(keys) == 0 {
+			break
+		}
+		m := &Message{Exchange: exchange, Received: now, drop: dropCounted}
+		for i, k := range keys {
+			s, ok := k.(string)
+			switch {
+			case !ok:
+			case i == 0:
+				m.RoutingKey = s
+			default:
+				m.CC = append(m.CC, s)
+			}
+		}
+		return m
+	}
+	return &Message{Received: now, drop: dropUncounted}
 }
 
 // ccKeys returns the long-string entries of the CC header, the ones

@@ -3,7 +3,9 @@ package broker
 import (
 	"bytes"
 	"encoding/json"
+	"slices"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -110,5 +112,36 @@ func TestCCKeys(t *testing.T) {
 	}
 	if got := ccKeys(amqp.Table{"CC": "route.a"}); len(got) != 0 {
 		t.Fatalf("ccKeys of a string header = %q, want none", got)
+	}
+}
+
+// TestDeadLetter checks what a dead-lettered copy says of the message the
+// broker dropped from our queue, in the shape RabbitMQ 3.10 gives it: the
+// entry for our queue names the original exchange and routing keys (the
+// routing key, then CC's strings); without that entry the drop is
+// uncounted.
+func TestDeadLetter(t *testing.T) {
+	now := time.Now()
+	death := func(queue string, keys ...interface{}) amqp.Table {
+		return amqp.Table{"count": int64(1), "exchange": "ex", "queue": queue, "reason": "maxlen", "routing-keys": keys}
+	}
+	d := &amqp.Delivery{Exchange: "", RoutingKey: "q/dropped", Body: []byte("x"), Headers: amqp.Table{
+		"x-death": []interface{}{death("elsewhere", "other"), death("q", "primary.a", "cc.one", "cc.two")},
+	}}
+	m := deadLetter(d, "q", now)
+	if m.drop != dropCounted || m.Exchange != "ex" || m.RoutingKey != "primary.a" || !slices.Equal(m.CC, []string{"cc.one", "cc.two"}) || m.Body != nil {
+		t.Errorf("got %+v", m)
+	}
+	for name, h := range map[string]amqp.Table{
+		"no header":    nil,
+		"other queue":  {"x-death": []interface{}{death("elsewhere", "k")}},
+		"no keys":      {"x-death": []interface{}{death("q")}},
+		"not an array": {"x-death": "q"},
+		"not a table":  {"x-death": []interface{}{"q"}},
+		"no exchange":  {"x-death": []interface{}{amqp.Table{"queue": "q", "routing-keys": []interface{}{"k"}}}},
+	} {
+		if m := deadLetter(&amqp.Delivery{Headers: h}, "q", now); m.drop != dropUncounted {
+			t.Errorf("%s: got %+v, want an uncounted drop", name, m)
+		}
 	}
 }

@@ -28,6 +28,8 @@ type router struct {
 	msg         *Message
 	hit, wanted bool
 	visit       func(*keyState)
+	// count is the method value countDrop, for drops.
+	count func(*keyState)
 
 	// Unrouted messages since the last log line, and the spacing of those.
 	unrouted    int
@@ -36,12 +38,17 @@ type router struct {
 	// the spacing of those.
 	tooLarge    int
 	tooLargeLog *rate.Limiter
+	// Messages dropped by the broker since the last log line, uncounted
+	// losses among them, and the spacing of those lines.
+	brokerDrops, uncounted int
+	dropLog                *rate.Limiter
 }
 
 func newRouter(s *session) *router {
 	r := &router{s: s, unroutedLog: rate.NewLimiter(rate.Every(unroutedLogEvery), 1),
-		tooLargeLog: rate.NewLimiter(rate.Every(time.Second), 1)}
-	r.visit = r.push
+		tooLargeLog: rate.NewLimiter(rate.Every(time.Second), 1),
+		dropLog:     rate.NewLimiter(rate.Every(unroutedLogEvery), 1)}
+	r.visit, r.count = r.push, r.countDrop
 	return r
 }
 
@@ -50,8 +57,12 @@ func newRouter(s *session) *router {
 // it never waits for a subscription.
 func (r *router) route(m *Message) {
 	s := r.s
-	s.metrics.MessagesReceived.Inc()
 	r.seq++
+	if m.drop != dropNone {
+		r.routeDrop(m)
+		return
+	}
+	s.metrics.MessagesReceived.Inc()
 	if len(m.Body) > s.limits.MaxMessageBytes {
 		// Routed all the same: each subscription it matches counts it as
 		// dropped, and its stream says so.
@@ -76,6 +87,53 @@ func (r *router) route(m *Message) {
 	}
 	s.mu.Unlock()
 	r.noteUnrouted(m)
+}
+
+// routeDrop counts a message that the broker dropped from our queue in
+// the subscriptions that would have had it, or an uncounted loss in every
+// subscription.
+func (r *router) routeDrop(m *Message) {
+	s := r.s
+	r.brokerDrops++
+	s.mu.Lock()
+	if m.drop == dropUncounted {
+		s.metrics.BrokerDropsUncounted.Inc()
+		r.uncounted++
+		for _, ks := range s.keys {
+			for sub := range ks.subs {
+				if sub.seq != r.seq {
+					sub.seq = r.seq
+					sub.loseUncounted()
+				}
+			}
+		}
+	} else {
+		s.metrics.MessagesBrokerDropped.Inc()
+		if trie := s.tries[m.Exchange]; trie != nil {
+			trie.Match(topic.SplitKey(m.RoutingKey), r.count)
+			for _, k := range m.CC {
+				trie.Match(topic.SplitKey(k), r.count)
+			}
+		}
+	}
+	s.mu.Unlock()
+	if !r.dropLog.Allow() {
+		return
+	}
+	s.log.Warn("the broker dropped messages from the queue (full, or expired): the process fell behind; streams are told with overflow events",
+		"dropped", r.brokerDrops, "uncounted", r.uncounted)
+	r.brokerDrops, r.uncounted = 0, 0
+}
+
+// countDrop counts the dropped message being routed in the subscriptions
+// of ks that have not counted it yet.
+func (r *router) countDrop(ks *keyState) {
+	for sub := range ks.subs {
+		if sub.seq != r.seq {
+			sub.seq = r.seq
+			sub.countDrop()
+		}
+	}
 }
 
 // noteUnrouted counts a message that matched none of our keys, though the

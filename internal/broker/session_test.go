@@ -533,3 +533,42 @@ func TestAddInvalidChangesNothing(t *testing.T) {
 		t.Fatalf("keys after a refused add: %v", s.keys)
 	}
 }
+
+// TestBrokerDropsCounted checks what the router does with the record of a
+// message that the broker dropped: each subscription that would have had
+// it counts it once (by its routing key or a CC key, through a covered
+// binding too), one it does not match counts nothing, and a loss nobody
+// could count reaches every subscription.
+func TestBrokerDropsCounted(t *testing.T) {
+	s := testSession(t, newOpConn())
+	a := subscribeTest(t, s, "a.#", "a.b")
+	ab := subscribeTest(t, s, "a.b") // covered by a.#
+	cc := subscribeTest(t, s, "cc.*")
+	other := subscribeTest(t, s, "z")
+	s.router.route(&Message{Exchange: testExchange, RoutingKey: "a.b", CC: []string{"cc.x", "a.c"}, drop: dropCounted})
+	s.router.route(&Message{Exchange: "elsewhere", RoutingKey: "a.b", drop: dropCounted})
+	for _, c := range []struct {
+		name    string
+		sub     *Subscription
+		dropped int
+	}{{"a.#", a, 1}, {"a.b", ab, 1}, {"cc.*", cc, 1}, {"z", other, 0}} {
+		msgs, dropped := c.sub.Take(nil)
+		if len(msgs) != 0 || dropped != c.dropped || c.sub.Uncounted() {
+			t.Errorf("%s: took %d messages, %d dropped, want 0 and %d, counted", c.name, len(msgs), dropped, c.dropped)
+		}
+	}
+	s.router.route(&Message{drop: dropUncounted})
+	for _, sub := range []*Subscription{a, ab, cc, other} {
+		select {
+		case <-sub.Notify():
+		default:
+			t.Error("not woken for an uncounted loss")
+		}
+		if msgs, dropped := sub.Take(nil); len(msgs) != 0 || dropped != 0 || !sub.Uncounted() {
+			t.Errorf("took %d messages, %d dropped, want an uncounted loss alone", len(msgs), dropped)
+		}
+		if sub.Uncounted() {
+			t.Error("Uncounted did not forget")
+		}
+	}
+}

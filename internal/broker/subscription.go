@@ -55,6 +55,9 @@ type Subscription struct {
 	// the ring (a lost connection); TakeGap reports it once they are taken.
 	gapped bool
 	gapAt  int
+	// uncounted says that messages may have been lost since the last
+	// Uncounted, in a number nobody knows (see Uncounted).
+	uncounted bool
 }
 
 func newSubscription(s *session) *Subscription {
@@ -288,4 +291,47 @@ func (sub *Subscription) Close() {
 	s := sub.s
 	sub.mu.Unlock()
 	s.release(sub)
+}
+
+// countDrop counts a message that the broker dropped before the router
+// had it, and wakes the reader, so that the stream says so before its next
+// message. Only the router calls it.
+func (sub *Subscription) countDrop() {
+	sub.mu.Lock()
+	if !sub.closed {
+		sub.dropped++
+	}
+	sub.mu.Unlock()
+	sub.wake()
+}
+
+// loseUncounted records that the broker lost messages that may have been
+// the subscription's, in a number nobody knows, and wakes the reader. Only
+// the router calls it.
+func (sub *Subscription) loseUncounted() {
+	sub.mu.Lock()
+	sub.uncounted = !sub.closed
+	sub.mu.Unlock()
+	sub.wake()
+}
+
+func (sub *Subscription) wake() {
+	select {
+	case sub.notify <- struct{}{}:
+	default:
+	}
+}
+
+// Uncounted reports, and forgets, whether the broker lost messages that
+// may have been the subscription's since the previous call, in a number
+// nobody knows: beyond what Take counts as dropped. It happens when the
+// broker drops messages faster than the process can learn of it (see
+// AMQPConfig.DroppedMaxLength). A stream that reads Notify calls it after
+// each Take, and tells its client before sending the messages taken.
+func (sub *Subscription) Uncounted() bool {
+	sub.mu.Lock()
+	defer sub.mu.Unlock()
+	u := sub.uncounted
+	sub.uncounted = false
+	return u
 }

@@ -62,6 +62,9 @@ type Metrics struct {
 	MessagesTooLarge  prometheus.Counter
 	BufferedBytes     prometheus.Gauge
 
+	MessagesBrokerDropped prometheus.Counter
+	BrokerDropsUncounted  prometheus.Counter
+
 	Resumes           *prometheus.CounterVec
 	ResumeLingering   prometheus.Gauge
 	ResumePinnedBytes prometheus.Gauge
@@ -95,7 +98,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		}),
 		QueuesHeld: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "eventsproxy_broker_queues",
-			Help: "Queues this process holds on the broker (1 while connected).",
+			Help: "Queues this process holds on the broker (1 while connected; on RabbitMQ its two side queues go with it).",
 		}),
 		BindingsHeld: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "eventsproxy_broker_bindings",
@@ -127,7 +130,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		}),
 		MessagesDropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "eventsproxy_messages_dropped_total",
-			Help: "Messages dropped from full stream buffers (the streams were told with an overflow event).",
+			Help: "Messages that streams lost, counted once per stream: dropped from full stream buffers, over --max-message-bytes, or dropped by the broker (the streams were told with an overflow event).",
 		}),
 		MessagesUnrouted: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "eventsproxy_messages_unrouted_total",
@@ -136,6 +139,14 @@ func New(reg prometheus.Registerer) *Metrics {
 		MessagesTooLarge: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "eventsproxy_messages_too_large_total",
 			Help: "Messages over --max-message-bytes, dropped (each stream they matched was told with an overflow event).",
+		}),
+		MessagesBrokerDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "eventsproxy_broker_messages_dropped_total",
+			Help: "Messages the broker dropped from the process's queue before the process took them (the queue was full, or they expired), learnt from their dead-lettered copies; each stream they matched was told with an overflow event.",
+		}),
+		BrokerDropsUncounted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "eventsproxy_broker_drops_uncounted_total",
+			Help: "Times the broker lost messages that the process could not count (its queue of dropped messages overflowed too, or a dropped message did not say how it was routed); every stream was told with an overflow event marked uncounted.",
 		}),
 		BufferedBytes: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "eventsproxy_stream_buffered_bytes",
@@ -184,6 +195,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		m.StreamsOpen, m.StreamsRefused, m.StreamsEnded,
 		m.BrokerConnected, m.BrokerConnects, m.QueuesHeld, m.BindingsHeld, m.BindOps, m.WideBindings, m.WideChanges,
 		m.MessagesReceived, m.MessagesWanted, m.MessagesDelivered, m.MessagesDropped, m.MessagesUnrouted, m.MessagesTooLarge, m.BufferedBytes,
+		m.MessagesBrokerDropped, m.BrokerDropsUncounted,
 		m.Resumes, m.ResumeLingering, m.ResumePinnedBytes,
 		m.ReadySeconds, m.DeliveryLatencySeconds,
 	)

@@ -10,6 +10,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"eventsproxy/internal/broker"
 	"eventsproxy/internal/rabbittest"
 )
 
@@ -134,14 +135,14 @@ func nodeLost(t *testing.T, nodes []*rabbittest.Node, list string, fail func(*ra
 	return a
 }
 
-// queueNode returns the node that holds the one queue whose name starts with
+// queueNode returns the node that holds the one queue (side queues aside) whose name starts with
 // prefix, and its name, as the management API of nodes lists it; it waits
 // for a queue held by another node than not (nil: any).
 func queueNode(t *testing.T, nodes []*rabbittest.Node, prefix string, not *rabbittest.Node) (*rabbittest.Node, string) {
 	t.Helper()
 	var seen []rabbittest.Queue
 	rabbittest.Poll(t, fmt.Sprintf("one queue under %s on a node other than %v", prefix, not), 60*time.Second, func() (bool, string) {
-		seen = nodes[0].Queues(t, prefix)
+		seen = mainQueues(nodes[0].Queues(t, prefix))
 		return len(seen) == 1 && (not == nil || seen[0].Node != not.Name), fmt.Sprintf("queues %v", seen)
 	})
 	for _, n := range nodes {
@@ -187,6 +188,18 @@ func without(nodes []*rabbittest.Node, n *rabbittest.Node) []*rabbittest.Node {
 	for _, m := range nodes {
 		if m != n {
 			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// mainQueues returns the queues of qs that are not the side queues that a
+// broker connection holds beside its queue.
+func mainQueues(qs []rabbittest.Queue) []rabbittest.Queue {
+	var out []rabbittest.Queue
+	for _, q := range qs {
+		if !broker.IsSideQueue(q.Name) {
+			out = append(out, q)
 		}
 	}
 	return out

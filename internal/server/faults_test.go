@@ -88,9 +88,9 @@ func start(t *testing.T) *running {
 	r := startOn(t, node.URL)
 	r.node = node
 	r.queue = func() string {
-		qs := node.Queues(t, r.prefix)
+		qs := mainQueues(node.Queues(t, r.prefix))
 		if len(qs) != 1 {
-			t.Fatalf("queues of this process: %d, want 1", len(qs))
+			t.Fatalf("queues of this process (besides side queues): %d, want 1", len(qs))
 		}
 		return qs[0].Name
 	}

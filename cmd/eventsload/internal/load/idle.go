@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"eventsproxy/internal/broker"
 	"eventsproxy/internal/randomname"
 )
 
@@ -148,7 +149,7 @@ func Idle(ctx context.Context, t Target, cfg IdleConfig) (Run, error) {
 		run.addMs("verify: latency p50", tl.latency.Quantile(0.50))
 		run.addMs("verify: latency p99", tl.latency.Quantile(0.99))
 	}
-	if n := cfg.Mgmt.Queues(t.QueuePrefix); n >= 0 && n != 1 {
+	if n := cfg.Mgmt.Queues(t.QueuePrefix); n >= 0 && n != broker.QueuesPerConnection {
 		run.note("the server has %d broker queues", n)
 	}
 	return run, nil
