@@ -3,8 +3,6 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"reflect"
 	"strings"
 	"testing"
@@ -126,18 +124,7 @@ func TestPublishUsage(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var stdout, stderr bytes.Buffer
-			code := run(context.Background(), append([]string{"publish"}, tt.args...), tt.getenv, nil, &stdout, &stderr)
-			if code != tt.code {
-				t.Fatalf("exit code %d, want %d; stderr %q", code, tt.code, stderr.String())
-			}
-			out := stdout.String()
-			if tt.code != 0 {
-				out = stderr.String()
-			}
-			if !strings.Contains(out, tt.out) {
-				t.Errorf("output %q does not contain %q", out, tt.out)
-			}
+			out := checkRun(t, append([]string{"publish"}, tt.args...), tt.getenv, tt.code, tt.out)
 			if strings.Contains(out, "s3cret") {
 				t.Errorf("output %q shows the password", out)
 			}

@@ -57,18 +57,7 @@ func TestVersionUsage(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			var stdout, stderr bytes.Buffer
-			code := run(context.Background(), tt.args, noEnvironment, nil, &stdout, &stderr)
-			if code != tt.code {
-				t.Fatalf("exit code %d, want %d; stderr %q", code, tt.code, stderr.String())
-			}
-			out := stdout.String()
-			if tt.code != 0 {
-				out = stderr.String()
-			}
-			if !strings.Contains(out, tt.out) {
-				t.Errorf("output %q does not contain %q", out, tt.out)
-			}
+			checkRun(t, tt.args, noEnvironment, tt.code, tt.out)
 		})
 	}
 }
