@@ -71,6 +71,7 @@ func Cycles(ctx context.Context, t Target, cfg CyclesConfig) (Run, error) {
 	var wg sync.WaitGroup
 	cfg.progress("%d cycles, %d at a time", cfg.Cycles, cfg.Parallel)
 	cfg.startProfile(t, &run)
+	m0, _ := scrapeCounters(t)
 	u0 := sampleUsage(t.PID, bpid)
 	start := time.Now()
 	for range max(cfg.Parallel, 1) {
@@ -98,6 +99,7 @@ func Cycles(ctx context.Context, t Target, cfg CyclesConfig) (Run, error) {
 	wg.Wait()
 	took := time.Since(start)
 	u1 := sampleUsage(t.PID, bpid)
+	m1, _ := scrapeCounters(t)
 	cfg.stopProfile(t, &run, 0)
 	if err := ctx.Err(); err != nil {
 		return run, err
@@ -109,6 +111,7 @@ func Cycles(ctx context.Context, t Target, cfg CyclesConfig) (Run, error) {
 	run.addMs("ready p99", tl.ready.Quantile(0.99))
 	run.addMs("ready max", tl.ready.Max())
 	run.addUsage(u0, u1, t.PID > 0)
+	run.addBrokerCost(m0, m1, took)
 	if e := tl.firstError(); e != "" {
 		run.note("first failure: %s", e)
 	}

@@ -100,6 +100,25 @@ func (cs counters) sum(name, label string) float64 {
 	return total
 }
 
+// addBrokerCost adds what the server's broker side cost over took, from
+// its counters before (m0) and after (m1): the binds and unbinds the
+// broker did (a pattern served from a covering or wide binding costs
+// none), the messages the broker sent the process, and those of them that
+// reached at least one stream.
+func (r *Run) addBrokerCost(m0, m1 counters, took time.Duration) {
+	if len(m0) == 0 || len(m1) == 0 {
+		return
+	}
+	rate := func(name, label string) float64 { return (m1.sum(name, label) - m0.sum(name, label)) / took.Seconds() }
+	const ops = "eventsproxy_broker_bind_operations_total"
+	// op="bind" counts the patterns served by a cover too, as result="covered".
+	binds := rate(ops, `op="bind"`) - rate(ops, `result="covered"`) + rate(ops, `op="unbind"`)
+	r.add("server: broker binds+unbinds/s", "/s", binds)
+	r.add("server: messages from the broker/s", "/s", rate("eventsproxy_messages_received_total", ""))
+	r.add("server: messages wanted by a stream/s", "/s", rate("eventsproxy_messages_wanted_total", ""))
+	r.add("server: wide bindings at end", "", m1.sum("eventsproxy_broker_wide_bindings", ""))
+}
+
 // histogramQuantile estimates the q-quantile of cumulative buckets by
 // linear interpolation inside the bucket that holds it, as Prometheus's
 // histogram_quantile does.
