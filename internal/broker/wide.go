@@ -38,12 +38,13 @@ type WidePolicy struct {
 }
 
 // DefaultWideKeys and DefaultWideMaxUnwanted are the policy that `serve`
-// uses by default: widen at 64 patterns, about what the broker binds in
-// 60 ms, and narrow when more than 2,000 messages a second reach the
+// uses by default: widen at 16 patterns, about what the broker binds in
+// 16 ms (so that a flood of new patterns pays for few binds before it is
+// served in process), and narrow when more than 2,000 messages a second reach the
 // process for nobody, which costs it about what a thousand binds and
 // unbinds a second cost the broker (docs/performance.md).
 const (
-	DefaultWideKeys        = 64
+	DefaultWideKeys        = 16
 	DefaultWideMaxUnwanted = 2000
 )
 
