@@ -20,6 +20,7 @@ type Conn struct {
 	backlog int             // deliveries arrived and not taken
 	waiting bool            // Read waits for the backlog to drain
 	open    bool            // read without waiting from now on
+	lent    int             // Lend calls not yet Returned: read without waiting
 	onWait  chan<- struct{} // if set, told (without blocking) when Read starts waiting
 
 	scan frameScanner // only the reading goroutine uses it
@@ -52,7 +53,7 @@ func (f *Conn) Backlog() int {
 // deliveries read.
 func (f *Conn) Read(p []byte) (int, error) {
 	f.mu.Lock()
-	for !f.open && f.backlog >= f.max {
+	for !f.open && f.lent == 0 && f.backlog >= f.max {
 		f.waiting = true
 		if f.onWait != nil {
 			select {
@@ -80,6 +81,24 @@ func (f *Conn) Took() {
 	if f.waiting && f.backlog <= f.max/2 {
 		f.drained.Signal()
 	}
+	f.mu.Unlock()
+}
+
+// Lend makes f read without waiting until Return: the consumer is about to
+// wait for the broker's answer to a request, which may arrive behind more
+// deliveries than the bound. What arrives meanwhile is counted as usual,
+// and the bound holds again once Return is called.
+func (f *Conn) Lend() {
+	f.mu.Lock()
+	f.lent++
+	f.drained.Broadcast()
+	f.mu.Unlock()
+}
+
+// Return ends a Lend.
+func (f *Conn) Return() {
+	f.mu.Lock()
+	f.lent--
 	f.mu.Unlock()
 }
 

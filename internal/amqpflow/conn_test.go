@@ -157,15 +157,7 @@ func TestConnStopsReading(t *testing.T) {
 	}()
 	// net.Pipe's writes return once read: deliveries 1 to 10 are read,
 	// then the reader waits and the 11th write with it.
-	written := make(chan int, 100)
-	go func() {
-		for i := range 3 * max {
-			if _, err := server.Write(delivery("x")); err != nil {
-				return
-			}
-			written <- i + 1
-		}
-	}()
+	written := writeDeliveries(server, 3*max)
 	for range max {
 		<-written
 	}
@@ -204,4 +196,58 @@ func TestConnStopsReading(t *testing.T) {
 	_ = server.Close()
 	for range read {
 	}
+}
+
+// TestConnLends checks that a Lend lets the reader go on past the bound,
+// counting what it reads, and that after Return the bound holds again.
+func TestConnLends(t *testing.T) {
+	t.Parallel()
+	const max = 4
+	server, client := net.Pipe()
+	f := New(client, max)
+	defer f.Close()
+	waits := notifyWaits(f)
+	go func() {
+		buf := make([]byte, 64<<10)
+		for {
+			if _, err := f.Read(buf); err != nil {
+				return
+			}
+		}
+	}()
+	written := writeDeliveries(server, 100)
+	for range max {
+		<-written
+	}
+	expectWait(t, waits, "the reader waits for the backlog")
+	f.Lend()
+	for range 2 * max {
+		select {
+		case <-written:
+		case <-time.After(10 * time.Second):
+			t.Fatal("writes wait though the bound is lent")
+		}
+	}
+	f.Return()
+	// The next read finds the backlog over the bound.
+	expectWait(t, waits, "the reader waits again after Return")
+	if b := f.Backlog(); b < 3*max {
+		t.Fatalf("backlog %d, want the %d read while lent counted", b, 3*max)
+	}
+	_ = server.Close()
+}
+
+// writeDeliveries writes n deliveries to c, one at a time, and says the
+// number of each once written.
+func writeDeliveries(c net.Conn, n int) <-chan int {
+	written := make(chan int, n)
+	go func() {
+		for i := range n {
+			if _, err := c.Write(delivery("x")); err != nil {
+				return
+			}
+			written <- i + 1
+		}
+	}()
+	return written
 }

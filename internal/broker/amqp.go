@@ -183,9 +183,13 @@ type amqpConn struct {
 	flow   *amqpflow.Conn
 	closed chan *amqp.Error
 	queue  string
-	// The deliveries of our queue, of its dropped queue and of its lost
-	// queue (see setUp).
-	deliveries, dropped, lost <-chan amqp.Delivery
+	// The deliveries of our queue and of its lost queue (see setUp).
+	deliveries, lost <-chan amqp.Delivery
+	// consume is the channel that consumes them and gets what the dropped
+	// queue holds; only the consuming goroutine uses it after setUp.
+	consume *amqp.Channel
+	dropped string // the dropped queue's name
+	batch   []amqp.Delivery
 
 	ctrlMu sync.Mutex // held by Bind and Unbind, so ctrl can be replaced
 	ctrl   *amqp.Channel
@@ -215,8 +219,8 @@ func IsSideQueue(name string) bool {
 // and when they expire (a policy's message TTL); it dead-letters each, by
 // the default exchange, to the dropped queue, which keeps the original
 // exchange and routing keys in the x-death header: the router counts the
-// drop for every stream that would have had the message. The dropped
-// queue is capped too; what it drops in turn goes to the lost queue, which
+// drop for every stream that would have had the message (see Consume for
+// when). The dropped queue is capped too; what it drops in turn goes to the lost queue, which
 // keeps the newest one: a message there says that drops went uncounted.
 // The default exchange needs no permission, and the names share our
 // queue's prefix, so nothing else is asked of the broker.
@@ -255,13 +259,10 @@ func (c *amqpConn) setUp(cfg *AMQPConfig) error {
 	if c.lost, err = consume.Consume(lost.Name, "", true, true, false, false, nil); err != nil {
 		return err
 	}
-	if c.dropped, err = consume.Consume(dropped.Name, "", true, true, false, false, nil); err != nil {
-		return err
-	}
 	if c.deliveries, err = consume.Consume(q.Name, "", true, true, false, false, nil); err != nil {
 		return err
 	}
-	c.queue = q.Name
+	c.queue, c.dropped, c.consume = q.Name, dropped.Name, consume
 	// Binds go on a channel of their own: a failed bind closes the channel
 	// that asked, and that must never be the one that consumes.
 	c.ctrl, err = c.conn.Channel()
@@ -338,26 +339,37 @@ func classify(err error) error {
 	return err
 }
 
-// Consume drains the deliveries of the three queues until the channel
-// closes. The side queues go first: a drop is counted before any message
-// that is there to take beside it, so that a stream hears of it as early
-// as the process can tell.
+// maxBatch bounds the deliveries that Consume takes before it routes them.
+const maxBatch = 256
+
+// Consume routes the deliveries of our queue, in batches: before each
+// batch it takes what the dropped queue holds (basic.get until it is
+// empty), so that a stream counts every drop of a message that came
+// before a message of the batch before it gets that message. That holds
+// because RabbitMQ dead-letters a message it drops before it delivers the
+// next one, and the two queues live on one node, in processes that take
+// their requests in order: a basic.get sent after a delivery arrived finds
+// every copy dead-lettered before that delivery was sent. What the lost
+// queue brings, an uncounted loss, is routed as soon as it comes.
 func (c *amqpConn) Consume(handle func(*Message)) error {
-	for {
-		d, from, ok := c.next()
-		if !ok {
+	var err error
+	for err == nil {
+		var ok bool
+		if ok, err = c.takeBatch(handle); !ok {
 			break
 		}
-		now := time.Now()
-		switch from {
-		case c.lost:
-			handle(&Message{Received: now, drop: dropUncounted})
-		case c.dropped:
-			handle(deadLetter(&d, c.queue, now))
-		default:
-			handle(messageFromDelivery(&d, now))
+		if err == nil {
+			err = c.takeDropped(handle)
 		}
-		c.flow.Took()
+		now := time.Now()
+		for i := range c.batch {
+			handle(messageFromDelivery(&c.batch[i], now))
+			c.batch[i] = amqp.Delivery{}
+		}
+	}
+	if err != nil && !c.conn.IsClosed() {
+		_ = c.Close()
+		return fmt.Errorf("%w: %v", ErrConnectionLost, err)
 	}
 	select {
 	case aerr, ok := <-c.closed:
@@ -375,27 +387,57 @@ func (c *amqpConn) Consume(handle func(*Message)) error {
 	return ErrConnectionLost
 }
 
-// next returns the next delivery, from the lost queue if one waits there,
-// else from the dropped queue, else from whichever has one first; ok is
-// false once a consumer is gone.
-func (c *amqpConn) next() (d amqp.Delivery, from <-chan amqp.Delivery, ok bool) {
-	select {
-	case d, ok = <-c.lost:
-		return d, c.lost, ok
-	default:
+// takeBatch waits for deliveries of our queue and puts them in c.batch, up
+// to maxBatch of those that wait; an uncounted loss from the lost queue is
+// routed meanwhile. ok is false once a consumer is gone.
+func (c *amqpConn) takeBatch(handle func(*Message)) (ok bool, err error) {
+	c.batch = c.batch[:0]
+	for len(c.batch) == 0 {
+		select {
+		case _, ok := <-c.lost:
+			if !ok {
+				return false, nil
+			}
+			c.flow.Took()
+			handle(&Message{Received: time.Now(), drop: dropUncounted})
+		case d, ok := <-c.deliveries:
+			if !ok {
+				return false, nil
+			}
+			c.flow.Took()
+			c.batch = append(c.batch, d)
+		}
 	}
-	select {
-	case d, ok = <-c.dropped:
-		return d, c.dropped, ok
-	default:
+	for len(c.batch) < maxBatch {
+		select {
+		case d, ok := <-c.deliveries:
+			if !ok {
+				return false, nil
+			}
+			c.flow.Took()
+			c.batch = append(c.batch, d)
+		default:
+			return true, nil
+		}
 	}
-	select {
-	case d, ok = <-c.lost:
-		return d, c.lost, ok
-	case d, ok = <-c.dropped:
-		return d, c.dropped, ok
-	case d, ok = <-c.deliveries:
-		return d, c.deliveries, ok
+	return true, nil
+}
+
+// takeDropped routes what the dropped queue holds. The broker's answers
+// may come behind more deliveries than amqpflow lets wait, so reading goes
+// on meanwhile.
+func (c *amqpConn) takeDropped(handle func(*Message)) error {
+	c.flow.Lend()
+	defer c.flow.Return()
+	for {
+		d, ok, err := c.consume.Get(c.dropped, true)
+		if err != nil {
+			return fmt.Errorf("get from %s: %w", c.dropped, err)
+		}
+		if !ok {
+			return nil
+		}
+		handle(deadLetter(&d, c.queue, time.Now()))
 	}
 }
 
