@@ -196,7 +196,7 @@ func scenarios() map[string]*scenario {
 				fs.DurationVar(&res.CutEvery, "cut-every", 5*time.Second, "a connection lives this long on average (from half to one and a half times it) before the tool cuts it")
 				fs.DurationVar(&res.Reconnect, "reconnect", time.Second, "wait after a cut before reconnecting (EventSource waits the server's retry: 1 s)")
 				fs.BoolVar(&res.InQuery, "in-query", false, "send the last event id as the lastEventId query parameter instead of the Last-Event-ID header")
-				fs.DurationVar(&res.Drain, "drain", 10*time.Second, "longest wait for every stream's last message after the last publish")
+				fs.DurationVar(&res.Drain, "drain", 30*time.Second, "longest wait for every stream's last message after the last publish")
 				fs.IntVar(&res.BufSize, "buffer", 16384, "read buffer per client stream, bytes")
 			},
 			params: func() string {

@@ -49,7 +49,7 @@ type resumer struct {
 	// reconnected is set from a reconnect's request until its first new
 	// message: whether that message was replayed.
 	reconnected                   bool
-	dups, lost, gaps              int64
+	dups, lost, gaps, dropped     int64
 	reconnects, failed, nothingUp int64
 	endedEarly                    int64
 }
@@ -164,9 +164,11 @@ func Resume(ctx context.Context, t Target, cfg ResumeConfig) (Run, error) {
 	rssLinger := rssKB(t.PID)
 	m2, _ := scrapeCounters(t)
 
-	var lost, dups, gaps, reconnects, failed, nothing, ended int64
+	var lost, late, dropped, dups, gaps, reconnects, failed, nothing, ended int64
 	for _, r := range open {
-		lost += r.lost + max(published-1-r.lastSeq.Load(), 0)
+		lost += r.lost
+		late += max(published-1-r.lastSeq.Load(), 0)
+		dropped += r.dropped
 		dups += r.dups
 		gaps += r.gaps
 		reconnects += r.reconnects
@@ -179,7 +181,8 @@ func Resume(ctx context.Context, t Target, cfg ResumeConfig) (Run, error) {
 		v    int64
 	}{
 		{"published", published}, {"expected deliveries", published * int64(len(open))},
-		{"lost", lost}, {"duplicates", dups}, {"gap events", gaps},
+		{"lost", lost + late}, {"lost: skipped in the sequence", lost}, {"lost: announced by overflow events", dropped},
+		{"lost: not there by the end of the drain", late}, {"duplicates", dups}, {"gap events", gaps},
 		{"reconnects", reconnects}, {"reconnects that failed", failed},
 		{"streams ended by the server", ended}, {"reconnects with nothing to replay", nothing},
 	} {
@@ -203,6 +206,7 @@ func Resume(ctx context.Context, t Target, cfg ResumeConfig) (Run, error) {
 	if len(m1) > 0 {
 		run.add("server: resumes ok", "", m1.sum("eventsproxy_resumes_total", `result="ok"`)-m0.sum("eventsproxy_resumes_total", `result="ok"`))
 		run.add("server: resumes with gap", "", m1.sum("eventsproxy_resumes_total", `result="gap"`)-m0.sum("eventsproxy_resumes_total", `result="gap"`))
+		run.add("server: messages dropped (overflow)", "", m1.sum("eventsproxy_messages_dropped_total", "")-m0.sum("eventsproxy_messages_dropped_total", ""))
 		run.add("server: lingering streams at the end", "", m2.sum("eventsproxy_resume_lingering_streams", ""))
 		run.add("server: bytes pinned by lingering streams", "KiB", m2.sum("eventsproxy_resume_pinned_bytes", "")/1024)
 	}
@@ -248,6 +252,8 @@ func (r *resumer) onEvent(ev *event, rt *resumeTally) {
 		}
 	case kindGap:
 		r.gaps++
+	case kindOverflow:
+		r.dropped += ev.dropped
 	case kindError:
 		st.errText = string(ev.data)
 	}
