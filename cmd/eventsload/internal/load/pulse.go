@@ -304,8 +304,12 @@ func Pulse(ctx context.Context, t Target, cfg PulseConfig) (Run, error) {
 	}
 	if len(m1) > 0 {
 		rate := func(name, label string) float64 { return (m1.sum(name, label) - m0.sum(name, label)) / phase }
-		run.add("server: broker binds/s", "/s", rate("eventsproxy_broker_bind_operations_total", `op="bind"`))
-		run.add("server: broker unbinds/s", "/s", rate("eventsproxy_broker_bind_operations_total", `op="unbind"`))
+		const ops = "eventsproxy_broker_bind_operations_total"
+		covered := rate(ops, `op="bind",result="covered"`)
+		run.add("server: broker binds/s", "/s", rate(ops, `op="bind"`)-covered)
+		run.add("server: broker unbinds/s", "/s", rate(ops, `op="unbind"`))
+		run.add("server: broker re-binds/s", "/s", rate(ops, `op="rebind"`))
+		run.add("server: binds served by a wider binding/s", "/s", covered)
 		run.add("server: bindings held at end", "", m1.sum("eventsproxy_broker_bindings", ""))
 		run.add("server: messages from the broker/s", "/s", rate("eventsproxy_messages_received_total", ""))
 		run.add("server: messages unrouted/s", "/s", rate("eventsproxy_messages_unrouted_total", ""))
