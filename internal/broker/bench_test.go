@@ -37,10 +37,12 @@ func (c *benchConn) Close() error {
 	return nil
 }
 
-// benchSession returns a session on a benchConn, ended when b ends.
+// benchSession returns a session on a benchConn, ended when b ends, with
+// re-binds as `serve` has them.
 func benchSession(b *testing.B) *session {
 	b.Helper()
-	s := startSession(&benchConn{closed: make(chan struct{})}, Limits{ClientBuffer: 50}.withDefaults(), intervals{}, metrics.Discard(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	every := intervals{rebind: DefaultRebindPeriod, rebindGap: time.Second / DefaultRebindRate}
+	s := startSession(&benchConn{closed: make(chan struct{})}, Limits{ClientBuffer: 50}.withDefaults(), every, metrics.Discard(), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	b.Cleanup(func() { s.end(ErrClosed) })
 	return s
 }
