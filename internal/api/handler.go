@@ -86,6 +86,8 @@ type Handler struct {
 	res *resumes
 	// connectRates limits connects per address; nil: no limit.
 	connectRates *connectRates
+	// pace is how often a busy stream writes.
+	pace *pacer
 
 	shutdownOnce sync.Once
 	shutdown     chan struct{}
@@ -125,6 +127,7 @@ func NewHandler(cfg Config, b Broker, log *slog.Logger) *Handler {
 		shutdown: make(chan struct{}),
 
 		connectRates: newConnectRates(cfg.ConnectRate, cfg.ConnectBurst),
+		pace:         newPacer(),
 	}
 	if cfg.ResumeWindow == 0 {
 		cfg.ResumeWindow = DefaultResumeWindow

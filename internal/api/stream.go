@@ -47,8 +47,10 @@ type stream struct {
 	// buf holds the events of one write from buf[headroom:]; the bytes
 	// before are room for the writer's framing.
 	buf []byte
-	// written is when the last write ended.
+	// written is when the last write ended; window is the pacing window
+	// the stream last counted itself in (see pacer.wrote).
 	written time.Time
+	window  int64
 
 	bindings, delivered, dropped int
 
@@ -62,17 +64,6 @@ type stream struct {
 	// first: nothing written yet (the first bytes carry `retry:`).
 	first bool
 }
-
-// A stream that gets messages less than busyGap after its last write waits
-// gatherFor (or until its buffer is half full) before it takes them, so
-// that at high rates one write (one system call and one wake-up of the
-// client) carries several messages, for at most gatherFor of latency.
-// Streams that get a message every few milliseconds or less often never
-// wait.
-const (
-	busyGap   = time.Millisecond
-	gatherFor = 500 * time.Microsecond
-)
 
 // maxTake bounds the messages (by broker.Message.Size) that one write
 // takes from the buffer, so that a stream stuck in a write holds at most
@@ -182,6 +173,11 @@ func lastEventID(r *http.Request) string {
 
 // serve delivers sub's messages and pings until the stream ends, and
 // returns why it ended.
+//
+// A stream whose messages come less than the pace (see pacer) after its
+// last write waits until the pace has gone by, or its buffer is half
+// full, before it takes them; while messages keep coming it then wakes up
+// only at that pace, not for each message.
 func (st *stream) serve(ctx context.Context, sub Subscription) error {
 	h := st.h
 	ping := time.NewTicker(h.cfg.PingInterval)
@@ -192,11 +188,25 @@ func (st *stream) serve(ctx context.Context, sub Subscription) error {
 	if st.rs != nil {
 		// A stream taken over may hold messages whose wake-up the stream
 		// that served it before took as it let go.
-		if err := d.take(); err != nil {
+		if _, err := d.take(); err != nil {
 			return err
 		}
 	}
+	// due fires when a paced stream may write again (made when first
+	// needed: most streams never are); paced says that the stream waits
+	// for it rather than for Notify.
+	var due *time.Timer
+	defer func() {
+		if due != nil {
+			due.Stop()
+		}
+	}()
+	paced := false
 	for {
+		notify, half, dueC := sub.Notify(), (<-chan struct{})(nil), (<-chan time.Time)(nil)
+		if paced {
+			notify, half, dueC = nil, sub.Half(), due.C
+		}
 		select {
 		case <-ctx.Done():
 			return errClientGone
@@ -211,27 +221,39 @@ func (st *stream) serve(ctx context.Context, sub Subscription) error {
 			if err := st.send(kindPing, data); err != nil {
 				return err
 			}
-		case <-sub.Notify():
-			if !d.backlog && time.Since(st.written) < busyGap {
-				// Messages come faster than one per busyGap: let a few
-				// more gather, so that one write carries them.
-				if d.gather == nil {
-					d.gather = time.NewTimer(gatherFor)
-				} else {
-					d.gather.Reset(gatherFor)
-				}
-				select {
-				case <-d.gather.C:
-				case <-sub.Half():
-					// A burst: take it before the buffer overflows.
-					d.gather.Stop()
-				case <-ctx.Done():
-					return errClientGone
-				}
+			continue
+		case <-notify:
+			if wait := time.Until(st.written.Add(h.pace.current())); !d.backlog && wait > 0 {
+				// Messages come faster than the pace: let a few more
+				// gather, so that one write carries them.
+				due = resetTimer(due, wait)
+				paced = true
+				continue
 			}
-			if err := d.take(); err != nil {
-				return err
+		case <-dueC:
+		case <-half:
+			// A burst: take it before the buffer overflows.
+			due.Stop()
+		}
+		if paced {
+			// What Notify says now, the take below sees.
+			select {
+			case <-sub.Notify():
+			default:
 			}
+		}
+		sent, err := d.take()
+		if err != nil {
+			return err
+		}
+		if sent && paced && !d.backlog {
+			// Still busy, most likely: look again once the pace has
+			// gone by, without a wake-up for each message until then.
+			due = resetTimer(due, max(time.Until(st.written.Add(h.pace.current())), 0))
+		} else {
+			// The messages stopped (or a backlog is left): wait for
+			// Notify.
+			paced = false
 		}
 	}
 }
@@ -240,30 +262,45 @@ func (st *stream) serve(ctx context.Context, sub Subscription) error {
 type deliverer struct {
 	st      *stream
 	sub     Subscription
-	gather  *time.Timer
 	msgs    []*broker.Message
 	backlog bool
 }
 
-// take sends the subscription's gap, if it has one, and its messages.
-func (d *deliverer) take() error {
+// take sends the subscription's gap, if it has one, and its messages; it
+// reports whether it sent anything.
+func (d *deliverer) take() (sent bool, err error) {
 	st := d.st
 	if d.sub.TakeGap() {
 		// The broker connection was lost; the bindings are back.
 		st.h.cfg.Metrics.Resumes.WithLabelValues("gap", gapBroker).Inc()
 		if err := st.send(kindGap, fmt.Appendf(nil, `{"reason":%q}`, gapBroker)); err != nil {
-			return err
+			return true, err
 		}
+		sent = true
 	}
 	var dropped int
 	d.msgs, dropped = d.sub.TakeUpTo(d.msgs[:0], maxTake)
-	taken, err := st.sendMessages(d.msgs, dropped, d.sub.Uncounted())
+	uncounted := d.sub.Uncounted()
+	if len(d.msgs) == 0 && dropped == 0 && !uncounted {
+		d.backlog = false
+		return sent, nil
+	}
+	taken, err := st.sendMessages(d.msgs, dropped, uncounted)
 	if err != nil {
-		return err
+		return true, err
 	}
 	d.backlog = taken >= maxTake/2
 	clear(d.msgs)
-	return nil
+	return true, nil
+}
+
+// resetTimer makes t (nil: a new timer) fire after d.
+func resetTimer(t *time.Timer, d time.Duration) *time.Timer {
+	if t == nil {
+		return time.NewTimer(d)
+	}
+	t.Reset(d)
+	return t
 }
 
 // finish ends the stream for err: the client gets its `error` event, if
@@ -411,6 +448,7 @@ func (st *stream) write() error {
 	}
 	err := st.out.write(st.buf)
 	st.written = time.Now()
+	st.h.pace.wrote(st.written, &st.window)
 	if cap(st.buf) > maxKeptBuffer {
 		b := st.buf[:0]
 		bigBuffers.Put(&b)

@@ -592,3 +592,48 @@ func TestStreamClientGoes(t *testing.T) {
 		}
 	})
 }
+
+// TestStreamPacesBusyWrites feeds one stream a message every 100 µs: it
+// writes at most once per pace, each write carrying what gathered, every
+// message within a pace of its push and in order. Messages further apart
+// than the pace are written as each comes.
+func TestStreamPacesBusyWrites(t *testing.T) {
+	each(t, func(t *testing.T, proto string) {
+		e := newEnv(t, proto, api.Config{}, 1000)
+		defer e.close()
+		c := e.open(nil)
+		c.expect("ready", "{}")
+		for _, gap := range []time.Duration{100 * time.Microsecond, 5 * api.MinPace} {
+			const n = 200
+			pushed := make(chan time.Time, n)
+			go func() {
+				for i := range n {
+					pushed <- time.Now()
+					c.sub.push(message(i, ""))
+					time.Sleep(gap)
+				}
+			}()
+			var writes []time.Time
+			for i := range n {
+				c.expectMessages(i, i+1)
+				now, at := time.Now(), <-pushed
+				if late := now.Sub(at); late > api.MinPace {
+					t.Fatalf("%s, a message every %v: message %d came %v after its push, want at most %v", proto, gap, i, late, api.MinPace)
+				}
+				if gap > api.MinPace && !now.Equal(at) {
+					t.Fatalf("%s, a message every %v: message %d came %v after its push, want at once", proto, gap, i, now.Sub(at))
+				}
+				if len(writes) == 0 || !now.Equal(writes[len(writes)-1]) {
+					writes = append(writes, now)
+				}
+			}
+			for i := 1; i < len(writes) && gap < api.MinPace; i++ {
+				if d := writes[i].Sub(writes[i-1]); d < api.MinPace {
+					t.Fatalf("%s, a message every %v: writes %v apart, want at least %v", proto, gap, d, api.MinPace)
+				}
+			}
+			t.Logf("%s, a message every %v: %d messages in %d writes", proto, gap, n, len(writes))
+			time.Sleep(time.Second)
+		}
+	})
+}
