@@ -30,6 +30,9 @@ type Message struct {
 	// drop is not zero for a message that the broker dropped from our
 	// queue: it is counted, not delivered (see deadLetter).
 	drop dropKind
+	// size is Size, worked out by the router before any subscription
+	// sees the message (0: not yet).
+	size int
 
 	// encoded once: framed is the data with the caller's head and tail
 	// around it (see Framed), data the JSON object inside it.
@@ -117,6 +120,13 @@ func ccKeys(h amqp.Table) []string {
 // names and routes, and its encoded data, which is about as long again.
 // Buffers are bounded by it.
 func (m *Message) Size() int {
+	if m.size > 0 {
+		return m.size
+	}
+	return m.measure()
+}
+
+func (m *Message) measure() int {
 	n := len(m.Exchange) + len(m.RoutingKey) + len(m.Body)
 	for _, k := range m.CC {
 		n += len(k) + 16

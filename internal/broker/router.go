@@ -30,6 +30,9 @@ type router struct {
 	visit       func(*keyState)
 	// count is the method value countDrop, for drops.
 	count func(*keyState)
+	// buffered is what the pushes of msg added to the buffers' bytes, for
+	// one update of the gauge per message rather than per subscription.
+	buffered int
 
 	// Unrouted messages since the last log line, and the spacing of those.
 	unrouted    int
@@ -63,6 +66,11 @@ func (r *router) route(m *Message) {
 		return
 	}
 	s.metrics.MessagesReceived.Inc()
+	if m.size == 0 {
+		// Once, here, rather than by each subscription's buffer: nothing
+		// else has the message yet.
+		m.size = m.measure()
+	}
 	if len(m.Body) > s.limits.MaxMessageBytes {
 		// Routed all the same: each subscription it matches counts it as
 		// dropped, and its stream says so.
@@ -76,6 +84,10 @@ func (r *router) route(m *Message) {
 			trie.Match(topic.SplitKey(k), r.visit)
 		}
 		r.msg = nil
+		if r.buffered != 0 {
+			s.metrics.BufferedBytes.Add(float64(r.buffered))
+			r.buffered = 0
+		}
 		s.noteRoutedLocked(m.Exchange, r.wanted)
 		if r.wanted {
 			s.metrics.MessagesWanted.Inc()
@@ -175,7 +187,7 @@ func (r *router) push(ks *keyState) {
 		if sub.seq != r.seq && !sub.rebinding {
 			r.wanted = true
 			sub.seq = r.seq
-			sub.push(r.msg)
+			r.buffered += sub.push(r.msg)
 		}
 	}
 }

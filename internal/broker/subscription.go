@@ -119,14 +119,16 @@ func (sub *Subscription) fail(err error) {
 // push adds m to the buffer, dropping the oldest messages while it holds
 // Limits.ClientBuffer messages or the bytes would go over
 // Limits.ClientBufferBytes; a message over Limits.MaxMessageBytes is
-// dropped itself. It never blocks on the reader. Only the router calls it.
-func (sub *Subscription) push(m *Message) {
+// dropped itself. It never blocks on the reader. It returns how much the
+// buffer's bytes grew, for the caller to add to the BufferedBytes gauge.
+// Only the router calls it.
+func (sub *Subscription) push(m *Message) (grew int) {
 	lim := &sub.s.limits
 	size := m.Size()
 	sub.mu.Lock()
 	if sub.closed {
 		sub.mu.Unlock()
-		return
+		return 0
 	}
 	before := sub.bytes
 	if len(m.Body) > lim.MaxMessageBytes {
@@ -143,7 +145,7 @@ func (sub *Subscription) push(m *Message) {
 		sub.bytes += size
 	}
 	half := sub.n == (lim.ClientBuffer+1)/2 || before < lim.ClientBufferBytes/2 && sub.bytes >= lim.ClientBufferBytes/2
-	sub.s.metrics.BufferedBytes.Add(float64(sub.bytes - before))
+	grew = sub.bytes - before
 	sub.mu.Unlock()
 	select {
 	case sub.notify <- struct{}{}:
@@ -155,6 +157,7 @@ func (sub *Subscription) push(m *Message) {
 		default:
 		}
 	}
+	return grew
 }
 
 // dropOldest drops the oldest buffered message; sub.mu is held.

@@ -14,6 +14,12 @@ func limitedSubscription(lim Limits) (*Subscription, *metrics.Metrics) {
 	return newSubscription(&session{limits: lim.withDefaults(), metrics: m}), m
 }
 
+// pushGauged pushes msg to sub and adds what it buffered to the gauge, as
+// the router does once per message.
+func pushGauged(sub *Subscription, msg *Message) {
+	sub.s.metrics.BufferedBytes.Add(float64(sub.push(msg)))
+}
+
 func sized(n int, body int) *Message {
 	return &Message{Exchange: "e", RoutingKey: string(rune('a' + n)), Body: bytes.Repeat([]byte("x"), body)}
 }
@@ -26,7 +32,7 @@ func TestBufferBoundByBytes(t *testing.T) {
 	one := sized(0, 1000).Size()
 	sub, m := limitedSubscription(Limits{ClientBuffer: 100, ClientBufferBytes: 3 * one})
 	for i := range 5 {
-		sub.push(sized(i, 1000))
+		pushGauged(sub, sized(i, 1000))
 	}
 	if got := testutil.ToFloat64(m.BufferedBytes); got != float64(3*one) {
 		t.Fatalf("buffered bytes %v, want %d", got, 3*one)
@@ -37,8 +43,8 @@ func TestBufferBoundByBytes(t *testing.T) {
 	}
 	// A message over the whole budget (but within MaxMessageBytes) is
 	// kept, alone.
-	sub.push(sized(0, 100))
-	sub.push(sized(1, 4000))
+	pushGauged(sub, sized(0, 100))
+	pushGauged(sub, sized(1, 4000))
 	if msgs, dropped := sub.Take(nil); len(msgs) != 1 || dropped != 1 || msgs[0].RoutingKey != "b" {
 		t.Fatalf("took %d, dropped %d; want the big one alone, 1 dropped", len(msgs), dropped)
 	}
