@@ -427,15 +427,17 @@ var bigBuffers sync.Pool // of *[]byte
 // framing, for events of about size bytes.
 func (st *stream) begin(size int) {
 	need := headroom + size + 2
-	if need > cap(st.buf) && need > maxKeptBuffer {
+	switch {
+	case need <= cap(st.buf):
+	case need > maxKeptBuffer:
 		if p, _ := bigBuffers.Get().(*[]byte); p != nil && cap(*p) >= need {
 			st.buf = *p
 		} else {
 			st.buf = make([]byte, 0, need)
 		}
-	}
-	if cap(st.buf) < headroom {
-		st.buf = make([]byte, 0, 256)
+	default:
+		// Once, rather than growing as the events are appended.
+		st.buf = make([]byte, 0, max(need, 256))
 	}
 	st.buf = st.buf[:headroom]
 }
