@@ -145,6 +145,14 @@ func Fanout(ctx context.Context, t Target, cfg FanoutConfig) (Run, error) {
 	run.addMs("latency p99", tl.latency.Quantile(0.99))
 	run.addMs("latency max", tl.latency.Max())
 	run.addUsage(u0, u1, t.PID > 0)
+	if t.PID > 0 && received > 0 {
+		// Per delivery, from the process's own counts: on a shared
+		// machine these move less than rates do.
+		run.add("server CPU per delivery", "µs", float64((u1.server-u0.server).Microseconds())/float64(received))
+		if u0.serverWrites >= 0 && u1.serverWrites >= 0 {
+			run.add("server writes per delivery", "", float64(u1.serverWrites-u0.serverWrites)/float64(received))
+		}
+	}
 	if rssEnd >= 0 && len(open) > 0 {
 		run.add("server RSS at end", "MiB", rssEnd/1024)
 		run.add("server RSS per stream", "KiB", (rssEnd-rss0)/float64(len(open)))

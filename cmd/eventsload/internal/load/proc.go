@@ -59,6 +59,25 @@ func CPUTime(pid int) (time.Duration, error) {
 	return time.Duration(u+s) * time.Second / clockTicks, nil
 }
 
+// WriteCalls returns the write system calls process pid has made (syscw
+// in /proc/<pid>/io), or -1 when they cannot be read.
+func WriteCalls(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+	if err != nil {
+		return -1
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, "syscw:"); ok {
+			n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			if err != nil {
+				return -1
+			}
+			return n
+		}
+	}
+	return -1
+}
+
 // selfCPU returns the CPU time this process has used.
 func selfCPU() time.Duration {
 	var ru syscall.Rusage
@@ -178,12 +197,16 @@ func RaiseFileLimit() (uint64, error) {
 type usage struct {
 	at                          time.Time
 	server, tool, broker, total time.Duration
+	// serverWrites is the server's write system calls so far (-1:
+	// unknown).
+	serverWrites int64
 }
 
 func sampleUsage(serverPID, brokerPID int) usage {
-	u := usage{at: time.Now(), tool: selfCPU(), total: machineBusy()}
+	u := usage{at: time.Now(), tool: selfCPU(), total: machineBusy(), serverWrites: -1}
 	if serverPID > 0 {
 		u.server, _ = CPUTime(serverPID)
+		u.serverWrites = WriteCalls(serverPID)
 	}
 	if brokerPID > 0 {
 		u.broker, _ = CPUTime(brokerPID)
