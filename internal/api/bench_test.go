@@ -6,7 +6,10 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -93,14 +96,20 @@ func BenchmarkSendMessages(b *testing.B) {
 				msgs[i] = benchMessage()
 			}
 			b.SetBytes(int64(len(msgs[0].Data())))
+			var cpu time.Duration
 			benchStream(b, func(st *stream) {
+				cpu0, _ := selfUsage()
 				for i := 0; i < b.N; i += batch {
 					if _, err := st.sendMessages(msgs[:min(batch, b.N-i)], 0, false); err != nil {
 						b.Error(err)
 						return
 					}
 				}
+				cpu1, _ := selfUsage()
+				cpu = cpu1 - cpu0
 			})
+			// Both ends: the client's reads follow the writes.
+			b.ReportMetric(float64(cpu)/float64(b.N), "cpu-ns/op")
 		})
 	}
 }
@@ -113,4 +122,19 @@ func BenchmarkWriteDeadline(b *testing.B) {
 			_ = st.out.(*http1Writer).conn.SetWriteDeadline(time.Now().Add(30 * time.Second))
 		}
 	})
+}
+
+// selfUsage returns the CPU time this process has used and its write
+// system calls (from /proc/self/io; 0 where it cannot be read).
+func selfUsage() (cpu time.Duration, writes int64) {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	b, _ := os.ReadFile("/proc/self/io")
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, "syscw:"); ok {
+			writes, _ = strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		}
+	}
+	return cpu, writes
 }

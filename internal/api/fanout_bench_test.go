@@ -8,12 +8,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http/httptest"
-	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -76,7 +73,7 @@ func benchFanout(b *testing.B, streams, rate int) {
 	key := "primary.YTpD5kiRQt2iJbUbA8sUvw.0.us-east-1.i-0c4d1e2f3a4b5c6d7.aws-provisioner-v1.gecko-t-linux-large.gecko-level-3.VrvpkJeBQ9mfez0-ezFBPw._"
 	cc := []string{"route.index.gecko.v2.mozilla-central.latest.firefox.linux64-opt"}
 
-	cpu0, writes0 := selfUsage()
+	cpu0, writes0 := api.SelfUsage()
 	tick := time.NewTicker(time.Second / time.Duration(rate))
 	defer tick.Stop()
 	b.ResetTimer()
@@ -95,7 +92,7 @@ func benchFanout(b *testing.B, streams, rate int) {
 		time.Sleep(time.Millisecond)
 	}
 	b.StopTimer()
-	cpu1, writes1 := selfUsage()
+	cpu1, writes1 := api.SelfUsage()
 	b.ReportMetric(float64(cpu1-cpu0)/float64(want), "cpu-ns/delivery")
 	b.ReportMetric(float64(writes1-writes0)/float64(want), "writes/delivery")
 }
@@ -117,19 +114,4 @@ func countEvents(conn net.Conn, ready chan<- struct{}, delivered *atomic.Int64) 
 			ready <- struct{}{}
 		}
 	}
-}
-
-// selfUsage returns the CPU time this process has used and its write
-// system calls (from /proc/self/io; 0 where it cannot be read).
-func selfUsage() (cpu time.Duration, writes int64) {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	b, _ := os.ReadFile("/proc/self/io")
-	for line := range strings.Lines(string(b)) {
-		if v, ok := strings.CutPrefix(line, "syscw:"); ok {
-			writes, _ = strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-		}
-	}
-	return cpu, writes
 }
