@@ -85,7 +85,10 @@ func bindingsQuery(t testing.TB, bs []binding.Binding) string {
 }
 
 // open connects a client with bindings; reading starts at once unless
-// paused, in which case the client reads nothing until resume is closed.
+// paused. A paused client reads the stream's first event, `ready` (its
+// bindings are in place), and then nothing until resume is closed: a test
+// waits for that event before it publishes what the client must get, since
+// the response's header comes before the bindings are made.
 func open(t testing.TB, base string, bs []binding.Binding, resume <-chan struct{}) *client {
 	t.Helper()
 	return openWith(t, base, bs, nil, resume)
@@ -114,7 +117,14 @@ func openWith(t testing.TB, base string, bs []binding.Binding, hdr http.Header, 
 	c := &client{t: t, resp: resp, cancel: cancel, events: make(chan sse.Event, 1024), errc: make(chan error, 1)}
 	go func() {
 		defer close(c.events)
+		r := sse.NewReader(resp.Body)
 		if resume != nil {
+			ev, err := r.Next()
+			if err != nil {
+				c.errc <- err
+				return
+			}
+			c.events <- ev
 			select {
 			case <-resume:
 			case <-ctx.Done():
@@ -122,7 +132,6 @@ func openWith(t testing.TB, base string, bs []binding.Binding, hdr http.Header, 
 				return
 			}
 		}
-		r := sse.NewReader(resp.Body)
 		for {
 			ev, err := r.Next()
 			if err != nil {

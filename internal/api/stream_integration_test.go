@@ -120,6 +120,7 @@ func TestSlowClientOverflowAndNoDelay(t *testing.T) {
 
 	resume := make(chan struct{})
 	slow := open(t, p.URL, bs, resume)
+	slow.expect("ready")
 	fast := open(t, p.URL, bs, nil)
 	fast.expect("ready")
 
@@ -139,7 +140,6 @@ func TestSlowClientOverflowAndNoDelay(t *testing.T) {
 	// The router has pushed all n messages to the stalled client's buffer
 	// by now, since it pushed them to the fast one.
 	close(resume)
-	slow.expect("ready")
 	received, dropped = readAll(t, slow, n)
 	if dropped == 0 {
 		t.Fatalf("stalled client: nothing dropped (received %d)", received)

@@ -27,7 +27,7 @@ func TestStalledClientIsDropped(t *testing.T) {
 	bs := []binding.Binding{{Exchange: ex, RoutingKeyPattern: "#"}}
 	resume := make(chan struct{})
 	stalled := open(t, p.URL, bs, resume)
-	p.syncBroker(t)
+	stalled.expect("ready")
 
 	// Enough to fill the socket buffers between the server and the
 	// stalled client many times over; then more, which keeps the stalled
