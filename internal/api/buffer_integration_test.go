@@ -44,7 +44,7 @@ func TestBurstReachesABehindReader(t *testing.T) {
 	close(resume)
 	received, dropped := 0, 0
 	for received < n {
-		ev := c.next(10 * time.Second)
+		ev := c.next(eventWait)
 		switch ev.Kind {
 		case "overflow":
 			// Of the filler, which is older.

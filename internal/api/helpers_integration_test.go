@@ -168,10 +168,19 @@ func (c *client) next(d time.Duration) sse.Event {
 	return sse.Event{}
 }
 
-// expect returns the next event and fails unless it is of kind.
+// eventWait is how long a test waits for a stream's next event: long
+// enough for a machine that is busy with other work.
+const eventWait = 30 * time.Second
+
+// expect returns the next event and fails unless it is of kind. Pings are
+// skipped unless kind is "ping": a stream sends one whenever the ping
+// interval has passed, and a test on a busy machine may take longer.
 func (c *client) expect(kind string) sse.Event {
 	c.t.Helper()
-	ev := c.next(10 * time.Second)
+	ev := c.next(eventWait)
+	for ev.Kind == "ping" && kind != "ping" {
+		ev = c.next(eventWait)
+	}
 	if ev.Kind != kind {
 		c.t.Fatalf("got event %q %s, want %q", ev.Kind, ev.Data, kind)
 	}

@@ -155,7 +155,7 @@ func readAll(t *testing.T, c *client, n int) (received, dropped int) {
 	t.Helper()
 	last := -1
 	for last < n-1 {
-		ev := c.next(10 * time.Second)
+		ev := c.next(eventWait)
 		switch ev.Kind {
 		case "overflow":
 			var o struct{ Dropped int }
@@ -220,12 +220,18 @@ func TestManyClientsEachGetTheirOwn(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for range 2 {
+			for got := 0; got < 2; {
 				var ev sse.Event
 				select {
 				case ev = <-c.events:
-				case <-time.After(10 * time.Second):
+				case <-time.After(eventWait):
 				}
+				if ev.Kind == "ping" {
+					// 200 streams on a busy machine may take longer
+					// than the ping interval.
+					continue
+				}
+				got++
 				var m messageData
 				_ = json.Unmarshal(ev.Data, &m)
 				if ev.Kind != "message" || string(m.Payload) != fmt.Sprintf(`{"to":%d}`, i) {
@@ -256,7 +262,7 @@ func TestManyClientsEachGetTheirOwn(t *testing.T) {
 // broker worker to go idle with nothing bound, with a deadline.
 func waitNoBindings(t *testing.T, p *proxy, queue string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(time.Minute)
 	for {
 		p.syncBroker(t)
 		bs := rabbittest.QueueBindings(t, queue)
@@ -264,7 +270,7 @@ func waitNoBindings(t *testing.T, p *proxy, queue string) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%d bindings left 10s after all streams closed, e.g. %v", len(bs), bs[0])
+			t.Fatalf("%d bindings left a minute after all streams closed, e.g. %v", len(bs), bs[0])
 		}
 	}
 }
@@ -289,7 +295,7 @@ func TestMissingExchangeStream(t *testing.T) {
 		if ok {
 			t.Fatal("an event after error")
 		}
-	case <-time.After(10 * time.Second):
+	case <-time.After(eventWait):
 		t.Fatal("stream not ended after error")
 	}
 	rabbittest.Publish(t, ch, ex, "a", nil, []byte(`1`))
