@@ -24,6 +24,9 @@ type FanoutConfig struct {
 	Duration time.Duration
 	// Drain is how long to wait after the last publish for every delivery.
 	Drain time.Duration
+	// Idle ends the wait sooner, once nothing arrived for this long (lost
+	// messages never come); default a second.
+	Idle time.Duration
 	// RSSEvery samples the server's RSS this often while publishing, for
 	// the soak; 0 samples only at the end.
 	RSSEvery time.Duration
@@ -100,11 +103,14 @@ func Fanout(ctx context.Context, t Target, cfg FanoutConfig) (Run, error) {
 		return run, err
 	}
 	expected := published * int64(len(open))
-	// Wait for every delivery, but not past cfg.Drain, nor longer than a
-	// second without progress (lost messages never come). CPU is counted
-	// up to the last progress.
+	// Wait for every delivery, but not past cfg.Drain, nor longer than
+	// cfg.Idle without progress. CPU is counted up to the last progress.
+	idle := cfg.Idle
+	if idle <= 0 {
+		idle = time.Second
+	}
 	dctx, cancel := context.WithTimeout(ctx, cfg.Drain)
-	u1 := waitIdle(dctx, time.Second, expected, tl.received.Load, t.PID, bpid)
+	u1 := waitIdle(dctx, idle, expected, tl.received.Load, t.PID, bpid)
 	cancel()
 	drained := time.Since(pubEnd)
 	stopSampling()
