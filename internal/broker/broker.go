@@ -206,8 +206,11 @@ func (b *Broker) serveOnce(ctx context.Context, survivors []*Subscription) ([]*S
 	m := b.cfg.Metrics
 	s := startSession(limitBinds(conn, b.binds), Limits{b.cfg.ClientBuffer, b.cfg.ClientBufferBytes, b.cfg.MaxMessageBytes}, b.every, m, b.log)
 	s.setWidePolicy(b.cfg.Wide)
-	s.adopt(survivors)
+	// Current before it adopts: a survivor may report its gap as soon as
+	// its bindings are confirmed, and whoever hears of it may ask for the
+	// queue at once.
 	b.setCurrent(s)
+	s.adopt(survivors)
 	b.markAttempted()
 	m.BrokerConnects.Inc()
 	m.BrokerConnected.Set(1)
