@@ -19,6 +19,10 @@ var (
 	// ErrClosed is returned by Subscribe after the broker has been shut down.
 	ErrClosed = errors.New("broker closed")
 
+	// errReleased answers a wait for a key that every subscription of it
+	// gave back before the broker answered.
+	errReleased = errors.New("broker: binding given back while pending")
+
 	// ErrExchangeNotFound means that the broker has no exchange of the
 	// requested name (AMQP reply 404 NOT_FOUND to a bind).
 	ErrExchangeNotFound = errors.New("exchange not found")

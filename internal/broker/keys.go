@@ -186,6 +186,13 @@ func (s *session) deleteLocked(ks *keyState) {
 	}
 	s.uncoverLocked(ks)
 	s.unholdLocked(ks)
+	// Whoever still waits for it left (a key in use is not deleted); an
+	// answer lets a wait that outlives its subscription, such as an
+	// adoption's, go on.
+	for _, w := range ks.waiters {
+		w <- errReleased
+	}
+	ks.waiters = nil
 	delete(s.keys, ks.key)
 	trie := s.tries[ks.key.exchange]
 	trie.Delete(ks.pattern)

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"errors"
 
 	"eventsproxy/internal/topic"
 )
@@ -66,6 +67,9 @@ func (s *session) adopt(subs []*Subscription) {
 			if s.ended() {
 				// Carried on to the next session, still rebinding.
 				return
+			}
+			if errors.Is(err, errReleased) {
+				continue // closed meanwhile
 			}
 			if err != nil {
 				a.sub.fail(err)

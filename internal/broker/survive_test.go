@@ -180,3 +180,54 @@ func TestSurvivorsEndWithRun(t *testing.T) {
 		t.Fatalf("Err %v, want ErrClosed", sub.Err())
 	}
 }
+
+// TestAdoptedAfterAClosedOne checks that a surviving subscription closed
+// while its bindings are pending on the new session does not hold back
+// the ones adopted after it: they get their gap once their own bindings
+// are confirmed.
+func TestAdoptedAfterAClosedOne(t *testing.T) {
+	t.Parallel()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	lost := startSession(newOpConn(), Limits{ClientBuffer: 10}.withDefaults(), intervals{}, metrics.Discard(), log)
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	first, err := lost.subscribe(ctx, bindings("x"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := lost.subscribe(ctx, bindings("y"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(second.Close)
+	survivors := lost.end(ErrConnectionLost)
+	if len(survivors) != 2 {
+		t.Fatalf("survivors %v, want both", survivors)
+	}
+	// The one adopted first is closed; the other must not wait for it.
+	closing := "x"
+	if survivors[0] != first {
+		first, second, closing = second, first, "y"
+	}
+
+	c := newOpConn()
+	held, release := c.holdAt("bind " + closing)
+	s := testSession(t, c)
+	s.adopt(survivors)
+	waitHeld(t, held)
+	first.Close()
+	close(release)
+	deadline := time.After(testTimeout)
+	for !second.TakeGap() {
+		select {
+		case <-second.Notify():
+		case <-deadline:
+			t.Fatal("no gap for a subscription adopted after one closed while its bind was pending")
+		}
+	}
+	route(s, "x")
+	route(s, "y")
+	if msgs, _ := second.Take(nil); len(msgs) != 1 || msgs[0].RoutingKey == closing {
+		t.Fatalf("after the gap: got %q, want the key other than %s", keysOf(msgs), closing)
+	}
+}
