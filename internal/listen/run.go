@@ -305,13 +305,18 @@ func errorText(data []byte) string {
 }
 
 // overflowText returns the warning for an `overflow` event's data,
-// {"dropped": N}.
+// {"dropped": N}, or {"dropped": N, "uncounted": true} when the service
+// itself fell behind and cannot tell how many were lost.
 func overflowText(data []byte) string {
 	var v struct {
-		Dropped int `json:"dropped"`
+		Dropped   int  `json:"dropped"`
+		Uncounted bool `json:"uncounted"`
 	}
 	if json.Unmarshal(data, &v) != nil {
 		return "the server dropped messages because this client fell behind: " + clean(string(data), 200)
+	}
+	if v.Uncounted {
+		return "messages may be missing: the service fell behind the broker and cannot tell how many"
 	}
 	return fmt.Sprintf("the server dropped %d %s because this client fell behind",
 		v.Dropped, plural(v.Dropped, "message", "messages"))

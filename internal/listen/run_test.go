@@ -146,6 +146,15 @@ func TestRun(t *testing.T) {
 			wantStderr: []string{"warning: the server dropped 3 messages because this client fell behind\n"},
 		},
 		{
+			name:       "uncounted overflow",
+			script:     stream(event{"ready", "{}"}, event{"overflow", `{"dropped":0,"uncounted":true}`}, event{"message", msg1}),
+			hold:       true,
+			opts:       Options{Count: 1},
+			wantCode:   ExitOK,
+			wantStdout: msg1 + "\n",
+			wantStderr: []string{"warning: messages may be missing: the service fell behind the broker and cannot tell how many\n"},
+		},
+		{
 			name:       "server error after a message",
 			script:     stream(event{"ready", "{}"}, event{"message", msg1}, event{"error", `"The server is shutting down; please reconnect."`}),
 			wantCode:   ExitFailed,
