@@ -229,6 +229,7 @@ func (b *Broker) serveOnce(ctx context.Context, survivors []*Subscription) ([]*S
 	// The queue and its bindings went with the connection.
 	m.QueuesHeld.Set(0)
 	m.BindingsHeld.Set(0)
+	m.WideBindings.Set(0)
 	return survivors, err
 }
 

@@ -150,7 +150,9 @@ func (s *session) rebind() {
 	now := time.Now()
 	s.mu.Lock()
 	ks := s.rebinds.head
-	if ks == nil || now.Before(ks.boundAt.Add(s.every.rebind)) {
+	// Streams waiting for a bind or unbind go first: the worker comes
+	// back here once they are served.
+	if ks == nil || now.Before(ks.boundAt.Add(s.every.rebind)) || len(s.binds) > 0 || len(s.unbinds) > 0 {
 		s.mu.Unlock()
 		return
 	}
