@@ -97,6 +97,10 @@ func retryable(err error) bool {
 	if err == nil || errors.Is(err, ErrStreamEnded) || errors.Is(err, ErrReadyTimeout) {
 		return err != nil
 	}
+	if serr, ok := errors.AsType[*ServerError](err); ok {
+		// The texts that ask the client to come back (docs/api.md).
+		return serr.Text == textUnavailable || serr.Text == textShutdown
+	}
 	if cerr, ok := errors.AsType[*ConnectError](err); ok {
 		switch cerr.StatusCode {
 		case 0:
@@ -107,6 +111,12 @@ func retryable(err error) bool {
 	}
 	return false
 }
+
+// The server's `error` texts after which a client should reconnect.
+const (
+	textUnavailable = "The service is temporarily unavailable; please reconnect later."
+	textShutdown    = "The server is shutting down; please reconnect."
+)
 
 // retryAfter returns the wait that a refusal's Retry-After asks for, or 0.
 func retryAfter(err error) time.Duration {

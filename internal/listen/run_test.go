@@ -654,3 +654,36 @@ func TestRunResumeEnds(t *testing.T) {
 		})
 	}
 }
+
+// TestRunResumeAfterUnavailable: with --resume, the `error` events whose
+// text asks the client to reconnect (the broker away, the server shutting
+// down) are breaks like a closed connection: Run reconnects with the last
+// event's id and goes on.
+func TestRunResumeAfterUnavailable(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		s := &scripted{answers: []func(*http.Request) *http.Response{
+			answerStream("event: ready\ndata: {}\nid: t0\n\nevent: message\ndata: "+msg1+"\nid: t1\n\n"+
+				"event: error\ndata: \"The server is shutting down; please reconnect.\"\nid: t1\n\n", false),
+			answerStream("event: error\ndata: \"The service is temporarily unavailable; please reconnect later.\"\nid: t1\n\n", false),
+			answerStream("event: ready\ndata: {}\nid: t1\n\nevent: message\ndata: "+msg2+"\nid: t2\n\n", true),
+		}}
+		var stdout, stderr bytes.Buffer
+		opts := &Options{URL: "http://h", Bindings: testBindings, Resume: true, Count: 2, Timeout: 30 * time.Second,
+			Client: &http.Client{Transport: s}}
+		if err := Run(context.Background(), opts, &stdout, &stderr); err != nil {
+			t.Fatalf("Run: %v (stderr %q)", err, stderr.String())
+		}
+		if got := stdout.String(); got != msg1+"\n"+msg2+"\n" {
+			t.Errorf("stdout %q", got)
+		}
+		if len(s.reqs) != 3 {
+			t.Fatalf("%d requests, want 3", len(s.reqs))
+		}
+		for i, r := range s.reqs[1:] {
+			if got := r.Header.Get("Last-Event-ID"); got != "t1" {
+				t.Errorf("reconnection %d: Last-Event-ID %q, want t1", i+1, got)
+			}
+		}
+	})
+}
