@@ -423,13 +423,17 @@ func (c *amqpConn) takeBatch(handle func(*Message)) (ok bool, err error) {
 	return true, nil
 }
 
-// takeDropped routes what the dropped queue holds. The broker's answers
-// may come behind more deliveries than amqpflow lets wait, so reading goes
-// on meanwhile.
+// takeDropped routes what the dropped queue holds when it is first asked:
+// no more than the first answer's count, so that a broker dropping faster
+// than one round trip a message cannot keep the reading past amqpflow's
+// bound for long. What is dropped meanwhile was behind the batch being
+// routed, and is taken before the next. The broker's answers may come
+// behind more deliveries than amqpflow lets wait, so reading goes on
+// meanwhile.
 func (c *amqpConn) takeDropped(handle func(*Message)) error {
 	c.flow.Lend()
 	defer c.flow.Return()
-	for {
+	for left, first := 1, true; left > 0; left, first = left-1, false {
 		d, ok, err := c.consume.Get(c.dropped, true)
 		if err != nil {
 			return fmt.Errorf("get from %s: %w", c.dropped, err)
@@ -437,8 +441,12 @@ func (c *amqpConn) takeDropped(handle func(*Message)) error {
 		if !ok {
 			return nil
 		}
+		if first {
+			left += int(d.MessageCount) // what the broker had behind it
+		}
 		handle(deadLetter(&d, c.queue, time.Now()))
 	}
+	return nil
 }
 
 // Close closes the connection. Its reads stop waiting for the router
