@@ -66,11 +66,20 @@ type widening struct {
 	windowBinds int
 
 	noWidenUntil time.Time // set when narrowed for its traffic, or refused
+	narrowings   int       // times narrowed for its traffic
 
 	// Messages of the exchange since the last review while key was held,
 	// and how many of those reached a stream.
 	received, wanted uint64
 	reviewed         time.Time
+}
+
+// trafficBackoff is how long an exchange stays narrow after its n-th
+// narrowing for unwanted traffic (from 0): wideBackoff, doubling each
+// time up to 64 times that, so that streams that keep asking cannot make
+// the broker send an exchange's whole traffic every minute.
+func trafficBackoff(n int) time.Duration {
+	return wideBackoff << min(n, 6)
 }
 
 // setWidePolicy sets the session's policy; until it is called, the
@@ -298,7 +307,8 @@ func (s *session) reviewWide() {
 			w.noWidenUntil = now.Add(wideBackoff)
 			s.narrowLocked(ks, "refused")
 		case s.wide.MaxUnwanted > 0 && unwanted > s.wide.MaxUnwanted:
-			w.noWidenUntil = now.Add(wideBackoff)
+			w.noWidenUntil = now.Add(trafficBackoff(w.narrowings))
+			w.narrowings++
 			s.narrowLocked(ks, "unwanted traffic")
 		case s.tries[ex].Len() == 1 && len(ks.subs) == 0:
 			s.narrowLocked(ks, "no stream")

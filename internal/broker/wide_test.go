@@ -5,6 +5,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"eventsproxy/internal/topic"
 )
@@ -326,6 +327,17 @@ func TestWidePattern(t *testing.T) {
 		s.keys[bindKey{"other", "x.y"}] = &keyState{}
 		if got := s.widePatternLocked(testExchange); got != tc.want {
 			t.Errorf("%q: got %q, want %q", tc.patterns, got, tc.want)
+		}
+	}
+}
+
+// TestTrafficBackoffGrows checks that an exchange narrowed again and again
+// for its traffic stays narrow longer each time, up to a cap.
+func TestTrafficBackoffGrows(t *testing.T) {
+	want := []time.Duration{time.Minute, 2 * time.Minute, 4 * time.Minute, 8 * time.Minute, 16 * time.Minute, 32 * time.Minute, 64 * time.Minute, 64 * time.Minute, 64 * time.Minute}
+	for n, w := range want {
+		if got := trafficBackoff(n); got != w {
+			t.Errorf("after narrowing %d: %v, want %v", n, got, w)
 		}
 	}
 }
