@@ -6,6 +6,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -226,6 +228,7 @@ type options struct {
 	serverBin        string
 	serverArgs       multiFlag
 	profileDir       string
+	toolProfile      string
 	serverLog        string
 	runs             int
 	json, quiet      bool
@@ -251,6 +254,7 @@ func (o *options) register(fs *flag.FlagSet, getenv func(string) string) {
 	fs.StringVar(&o.serverBin, "server-bin", "", "run this eventsproxy binary (with the usual serve flags) instead of building ./cmd/eventsproxy")
 	fs.Var(&o.serverArgs, "server-arg", "extra flag for the started server, e.g. --server-arg=--client-buffer=100 (repeatable)")
 	fs.StringVar(&o.profileDir, "profile", "", "run the server as `eventsload serve-profiled` and write its CPU and heap profiles of each run's measured phase to this directory")
+	fs.StringVar(&o.toolProfile, "tool-profile", "", "write a CPU profile of the tool itself, over the whole command, to this `file` (the tool shares the machine's cores with the server)")
 	fs.StringVar(&o.serverLog, "server-log", "", "append the started server's log to this file")
 	fs.BoolVar(&o.h2, "h2", false, "serve over TLS with a certificate the tool makes, and open the streams over HTTP/2 (Go's client: many streams per connection, as a browser does)")
 	fs.StringVar(&o.tokenSecret, "token-secret", "", "turn access control on: the started server gets --token-secrets with this HMAC `secret` (32 bytes or more), and every stream presents a token minted with it that grants # on the tool's eventsload/ exchanges")
@@ -291,6 +295,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "eventsload: unexpected arguments %q\n", fs.Args())
 		return 2
+	}
+	if o.toolProfile != "" {
+		f, err := os.Create(o.toolProfile)
+		if err != nil {
+			fmt.Fprintf(stderr, "eventsload: %v\n", err)
+			return 1
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintf(stderr, "eventsload: %v\n", err)
+			return 1
+		}
+		defer pprof.StopCPUProfile()
 	}
 	rep, err := runScenario(ctx, sc, &o, stderr)
 	if rep != nil && len(rep.Runs) > 0 {

@@ -111,6 +111,18 @@ func Cycles(ctx context.Context, t Target, cfg CyclesConfig) (Run, error) {
 	run.addMs("ready p99", tl.ready.Quantile(0.99))
 	run.addMs("ready max", tl.ready.Max())
 	run.addUsage(u0, u1, t.PID > 0)
+	// CPU time per cycle: what a shared machine disturbs less than the
+	// rate, and what the rate on two free cores follows from.
+	if n := ok.Load(); n > 0 {
+		perCycle := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(n) }
+		if t.PID > 0 {
+			run.add("server CPU per cycle", "µs", perCycle(u1.server-u0.server))
+		}
+		run.add("tool CPU per cycle", "µs", perCycle(u1.tool-u0.tool))
+		if bpid > 0 {
+			run.add("RabbitMQ CPU per cycle", "µs", perCycle(u1.broker-u0.broker))
+		}
+	}
 	run.addBrokerCost(m0, m1, took)
 	if e := tl.firstError(); e != "" {
 		run.note("first failure: %s", e)
