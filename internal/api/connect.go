@@ -33,10 +33,10 @@ func (h *Handler) connect(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	// A resumable stream's reconnect may take over a stream that waits
-	// out the broker's absence, with its bindings; refused with a 503, an
-	// EventSource would give up for good.
-	addr, ok := h.admit(w, r, resume && lastEventID(r) != "")
+	// A resumable stream waits out the broker's absence (a reconnect may
+	// take over a stream that does, with its bindings); refused with a
+	// 503, an EventSource would give up for good.
+	addr, ok := h.admit(w, r, resume)
 	if !ok {
 		principal.Release()
 		return
@@ -104,17 +104,17 @@ func (st *stream) release(sub Subscription, err error) {
 
 // admit refuses the request, and returns false, when the service cannot
 // take another stream, or this client another one; else it takes a slot
-// for the client's address, which the stream's end gives back. A request
-// that may go on without the broker (resuming) is admitted while the
+// for the client's address, which the stream's end gives back. A
+// resumable request, which may wait for the broker, is admitted while the
 // broker connection is down.
-func (h *Handler) admit(w http.ResponseWriter, r *http.Request, resuming bool) (addr string, ok bool) {
+func (h *Handler) admit(w http.ResponseWriter, r *http.Request, resumable bool) (addr string, ok bool) {
 	m := h.cfg.Metrics
 	if h.shuttingDown() {
 		m.StreamsRefused.WithLabelValues(metrics.RefusedShuttingDown).Inc()
 		refuse(w, http.StatusServiceUnavailable, "ShuttingDown", textShutdown, 1)
 		return "", false
 	}
-	if !resuming && !h.broker.Connected() {
+	if !resumable && !h.broker.Connected() {
 		m.StreamsRefused.WithLabelValues(metrics.RefusedBrokerUnavailable).Inc()
 		refuse(w, http.StatusServiceUnavailable, "ServiceUnavailable", textUnavailable, 5)
 		return "", false

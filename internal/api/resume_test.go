@@ -1,9 +1,11 @@
 package api_test
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"net/http"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -318,20 +320,14 @@ func TestResumeAfterAGatherCut(t *testing.T) {
 // TestResumeWhileTheBrokerIsDown: while the broker connection is down, a
 // reconnect with a token is admitted: it takes its lingering stream over,
 // which gets `gap` `broker` once the broker is back; one whose stream is
-// gone gets the outage's error, which an EventSource reconnects after
-// (where a 503 would make it give up); a new stream still gets 503.
+// gone waits for the broker, as a new resumable stream does, and then gets
+// `ready` and its `gap` (a 503 would make an EventSource give up).
 func TestResumeWhileTheBrokerIsDown(t *testing.T) {
 	each(t, func(t *testing.T, proto string) {
 		e := newEnv(t, proto, api.Config{}, 100)
 		defer e.close()
 		sub, last := e.lingering()
 		e.b.down.Store(true)
-		q := `{"bindings":[{"exchange":"ex","routingKeyPattern":"#"}]}`
-		if resp, err := (&http.Client{Transport: e.tr}).Get(connectURL("http://proxy", q) + "&resume=1"); err != nil || resp.StatusCode != http.StatusServiceUnavailable {
-			t.Fatalf("a new stream with the broker down: %v %v, want 503", resp, err)
-		} else {
-			resp.Body.Close()
-		}
 		r := e.openResume(last)
 		if ev := r.next(); ev.Kind != "ready" {
 			t.Fatalf("got %q %s, want ready", ev.Kind, ev.Data)
@@ -343,13 +339,87 @@ func TestResumeWhileTheBrokerIsDown(t *testing.T) {
 		}
 		r.nextMessage(1)
 		// A token from another process: no stream to take over, and no
-		// broker to subscribe with.
-		other := newEnv(t, proto, api.Config{}, 100)
+		// broker to subscribe with yet.
+		other := newEnv(t, proto, api.Config{PingInterval: 20 * time.Second}, 100)
 		defer other.close()
 		other.b.down.Store(true)
 		o := other.openResume(last)
-		if ev := o.next(); ev.Kind != "error" || string(ev.Data) != `"The service is temporarily unavailable; please reconnect later."` {
-			t.Fatalf("got %q %s, want the outage's error", ev.Kind, ev.Data)
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		other.b.down.Store(false)
+		<-other.b.subs
+		if ev := o.next(); ev.Kind != "ready" {
+			t.Fatalf("got %q %s, want ready", ev.Kind, ev.Data)
+		}
+		if ev := o.next(); ev.Kind != "gap" || string(ev.Data) != `{"reason":"unknown"}` {
+			t.Fatalf("got %q %s, want gap unknown", ev.Kind, ev.Data)
+		}
+	})
+}
+
+// TestResumeNewStreamWaitsForTheBroker: a new resumable stream that comes
+// while the broker connection is down gets 200, its `retry:` field and a
+// comment at once, a comment every ping interval and no event until the
+// broker is back; then it subscribes and gets `ready`. A stream without
+// resume still gets 503.
+func TestResumeNewStreamWaitsForTheBroker(t *testing.T) {
+	each(t, func(t *testing.T, proto string) {
+		e := newEnv(t, proto, api.Config{PingInterval: 20 * time.Second}, 100)
+		defer e.close()
+		e.b.down.Store(true)
+		q := connectURL("http://proxy", `{"bindings":[{"exchange":"ex","routingKeyPattern":"#"}]}`)
+		client := &http.Client{Transport: e.tr}
+		if resp, err := client.Get(q); err != nil || resp.StatusCode != http.StatusServiceUnavailable {
+			t.Fatalf("a stream without resume with the broker down: %v %v, want 503", resp, err)
+		} else {
+			resp.Body.Close()
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, q+"&resume=1", nil)
+		resp, err := client.Do(req)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("a new resumable stream with the broker down: %v %v, want 200", resp, err)
+		}
+		defer resp.Body.Close()
+		br := bufio.NewReader(resp.Body)
+		line := func() string {
+			t.Helper()
+			l, err := br.ReadString('\n')
+			if err != nil {
+				t.Fatalf("reading the stream: %v", err)
+			}
+			return l
+		}
+		if l := line(); !strings.HasPrefix(l, "retry: ") {
+			t.Fatalf("first line %q, want the retry field", l)
+		}
+		// Three ping intervals: a comment each, and nothing else.
+		for range 4 {
+			if l := line(); !strings.HasPrefix(l, ":") {
+				t.Fatalf("got %q while the broker is down, want a comment", l)
+			}
+			if l := line(); l != "\n" {
+				t.Fatalf("got %q after a comment, want a blank line", l)
+			}
+		}
+		select {
+		case s := <-e.b.subs:
+			t.Fatalf("subscribed while the broker is down: %v", s)
+		default:
+		}
+		e.b.down.Store(false)
+		sub := <-e.b.subs
+		if !sub.resumable {
+			t.Fatal("a waiting resumable stream asked for a subscription that ends with the broker connection")
+		}
+		rd := sse.NewReader(br)
+		if ev, err := rd.Next(); err != nil || ev.Kind != "ready" || ev.ID == "-" || ev.ID == "" {
+			t.Fatalf("got %q %s id %q %v, want ready with a token", ev.Kind, ev.Data, ev.ID, err)
+		}
+		sub.push(message(0, ""))
+		if ev, err := rd.Next(); err != nil || ev.Kind != "message" {
+			t.Fatalf("got %q %s %v, want message", ev.Kind, ev.Data, err)
 		}
 	})
 }

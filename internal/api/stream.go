@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"sync"
@@ -96,11 +97,8 @@ func (st *stream) open(ctx context.Context, r *http.Request) (Subscription, erro
 			h.cfg.Metrics.Resumes.WithLabelValues("gap", gap).Inc()
 		}
 	}
-	sub, err := h.broker.Subscribe(ctx, bs, st.resume)
+	sub, err := st.subscribe(ctx, bs)
 	if err != nil {
-		if ctx.Err() != nil {
-			return nil, errClientGone
-		}
 		return nil, err
 	}
 	if st.resume {
@@ -116,6 +114,64 @@ func (st *stream) open(ctx context.Context, r *http.Request) (Subscription, erro
 		}
 	}
 	return sub, nil
+}
+
+// brokerPoll is how often a resumable stream that waits for the broker
+// connection looks whether it is back.
+const brokerPoll = 250 * time.Millisecond
+
+// textWaiting is the comment that a resumable stream writes while it waits
+// for the broker connection, at once and then every ping interval.
+const textWaiting = ": waiting for the broker\n\n"
+
+// subscribe subscribes to bs. A resumable stream that finds the broker
+// connection down waits until it is back, rather than end: it writes its
+// `retry:` field and a comment at once, and a comment every ping interval,
+// which keep the connection and any proxy's idle timer alive without an
+// event (so its first event is still `ready`, and a reconnect in the
+// meantime, with no id to send, is a new stream again).
+func (st *stream) subscribe(ctx context.Context, bs []binding.Binding) (Subscription, error) {
+	h := st.h
+	var poll, ping *time.Ticker
+	for {
+		sub, err := h.broker.Subscribe(ctx, bs, st.resume)
+		switch {
+		case err == nil:
+			return sub, nil
+		case ctx.Err() != nil:
+			return nil, errClientGone
+		case !st.resume || !errors.Is(err, broker.ErrUnavailable) && !errors.Is(err, broker.ErrConnectionLost):
+			return nil, err
+		}
+		if poll == nil {
+			poll, ping = time.NewTicker(brokerPoll), time.NewTicker(h.cfg.PingInterval)
+			defer poll.Stop()
+			defer ping.Stop()
+			st.begin(len(textWaiting) + 16)
+			st.buf = fmt.Appendf(st.buf, "retry: %d\n", retryMillis)
+			st.first = false
+			st.buf = append(st.buf, textWaiting...)
+			if err := st.write(); err != nil {
+				return nil, err
+			}
+		}
+		for up := false; !up; {
+			select {
+			case <-ctx.Done():
+				return nil, errClientGone
+			case <-h.shutdown:
+				return nil, errShutdown
+			case <-ping.C:
+				st.begin(len(textWaiting))
+				st.buf = append(st.buf, textWaiting...)
+				if err := st.write(); err != nil {
+					return nil, err
+				}
+			case <-poll.C:
+				up = h.broker.Connected()
+			}
+		}
+	}
 }
 
 // resumed sends `ready` on the stream rs that the client's token last

@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -147,4 +148,71 @@ func TestWaitClosesStreamsAtDeadline(t *testing.T) {
 	if _, err := rd.Next(); err != io.ErrUnexpectedEOF {
 		t.Fatalf("after Wait: %v, want the connection cut (io.ErrUnexpectedEOF)", err)
 	}
+}
+
+// gatedDialer dials mb, or fails as an unreachable broker does while down
+// is set.
+type gatedDialer struct {
+	mb   *membroker.Broker
+	down atomic.Bool
+}
+
+func (d *gatedDialer) Dial(ctx context.Context) (broker.Conn, error) {
+	if d.down.Load() {
+		return nil, errors.New("dial in-process broker: connection refused")
+	}
+	return d.mb.Dial(ctx)
+}
+
+func (d *gatedDialer) String() string { return d.mb.String() }
+
+// TestResumableStreamWaitsOutAnOutage: on the in-process broker, cut and
+// kept away, a new resumable stream is served (200, `retry:`) and waits;
+// it gets `ready` once the broker is back, then what is published. A new
+// stream without resume is refused with 503, as before.
+func TestResumableStreamWaitsOutAnOutage(t *testing.T) {
+	mb := membroker.New()
+	mb.DeclareExchange("ex")
+	d := &gatedDialer{mb: mb}
+	b := brokertest.Start(t, d, broker.Config{MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond})
+	h := api.NewHandler(api.Config{}, api.FromBroker(b), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	srv := httptest.NewServer(h)
+	t.Cleanup(func() { closeServer(t, h, srv) })
+
+	plain, _ := rawConnect(t, srv.URL, "HTTP/1.1")
+	rd := sse.NewReader(plain.Body)
+	expectEvent(t, rd, "ready", "{}")
+	d.down.Store(true)
+	mb.Disconnect()
+	// The plain stream's error comes once the broker is seen to be gone.
+	expectEvent(t, rd, "error", "temporarily unavailable")
+
+	q := srv.URL + "/api/events/v1/connect/?bindings=" + url.QueryEscape(`{"bindings":[{"exchange":"ex","routingKeyPattern":"#"}]}`)
+	if resp, err := http.Get(q); err != nil || resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("a new stream without resume during the outage: %v %v, want 503", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	resp, err := http.Get(q + "&resume=1")
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("a new resumable stream during the outage: %v %v, want 200", resp, err)
+	}
+	defer resp.Body.Close()
+	br := bufio.NewReader(resp.Body)
+	if l, err := br.ReadString('\n'); err != nil || !strings.HasPrefix(l, "retry: ") {
+		t.Fatalf("first line %q %v, want the retry field", l, err)
+	}
+	if l, err := br.ReadString('\n'); err != nil || !strings.HasPrefix(l, ":") {
+		t.Fatalf("second line %q %v, want a comment", l, err)
+	}
+	d.down.Store(false)
+	rd = sse.NewReader(br)
+	ev, err := rd.Next()
+	if err != nil || ev.Kind != "ready" || ev.ID == "-" || ev.ID == "" {
+		t.Fatalf("got %q %s id %q %v, want ready with a token", ev.Kind, ev.Data, ev.ID, err)
+	}
+	if err := mb.Publish("ex", "a.b", nil, []byte(`{"n":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	expectEvent(t, rd, "message", `"payload":{"n":1}`)
 }

@@ -169,6 +169,16 @@ func openBinding(t *testing.T, base, exchange, pattern string) *stream {
 // "&resume=1") and waits for its ready.
 func openWith(t *testing.T, base, exchange, pattern, query string) *stream {
 	t.Helper()
+	s := connectWith(t, base, exchange, pattern, query)
+	if ev := s.next(t, 30*time.Second); ev.Kind != "ready" {
+		t.Fatalf("first event %q %s", ev.Kind, ev.Data)
+	}
+	return s
+}
+
+// connectWith is openWith without the wait for ready.
+func connectWith(t *testing.T, base, exchange, pattern, query string) *stream {
+	t.Helper()
 	q, _ := json.Marshal(map[string]any{"bindings": []map[string]string{{"exchange": exchange, "routingKeyPattern": pattern}}})
 	resp, err := http.Get(base + "/api/events/v1/connect/?bindings=" + url.QueryEscape(string(q)) + query)
 	if err != nil {
@@ -181,9 +191,6 @@ func openWith(t *testing.T, base, exchange, pattern, query string) *stream {
 	t.Cleanup(func() { resp.Body.Close() })
 	s := &stream{resp: resp, events: make(chan timedEvent, 16)}
 	go s.read()
-	if ev := s.next(t, 30*time.Second); ev.Kind != "ready" {
-		t.Fatalf("first event %q %s", ev.Kind, ev.Data)
-	}
 	return s
 }
 
@@ -381,8 +388,10 @@ func TestFaultBrokerRestartResumable(t *testing.T) {
 			t.Fatalf("plain stream %d: got %q %s, want error", i, ev.Kind, ev.Data)
 		}
 	}
-	// Taken over while the broker is away: admitted, not refused.
+	// Taken over while the broker is away: admitted, not refused. A new
+	// resumable stream is admitted too, and waits for the broker.
 	during := takeOver(t, query, last[0])
+	fresh := connectWith(t, r.url, ex, "#", "&resume=1")
 	<-r.connected // the first connection, at start
 	timed(t, r.node.StartApp)
 	select {
@@ -400,6 +409,9 @@ func TestFaultBrokerRestartResumable(t *testing.T) {
 	if bs := r.node.QueueBindings(t, r.queue()); len(bs) == 0 {
 		t.Fatal("no binding on the new queue at the gaps")
 	}
+	if ev := fresh.next(t, 60*time.Second); ev.Kind != "ready" {
+		t.Fatalf("the stream that came during the outage: got %q %s, want ready", ev.Kind, ev.Data)
+	}
 	after := takeOver(t, query, last[1])
 	for i, s := range []*stream{during, after} {
 		if ev := s.next(t, 60*time.Second); ev.Kind != "gap" || string(ev.Data) != `{"reason":"broker"}` {
@@ -412,7 +424,7 @@ func TestFaultBrokerRestartResumable(t *testing.T) {
 	for i := 1; i <= 3; i++ {
 		rabbittest.Publish(t, ch2, ex, "k", nil, []byte(fmt.Sprintf(`{"n":%d}`, i)))
 	}
-	for i, s := range append(resumable, during, after) {
+	for i, s := range append(resumable, during, after, fresh) {
 		for want := 1; want <= 3; want++ {
 			ev := s.next(t, 30*time.Second)
 			var m struct{ Payload struct{ N int } }
@@ -421,7 +433,7 @@ func TestFaultBrokerRestartResumable(t *testing.T) {
 			}
 		}
 	}
-	for _, s := range append(resumable, during, after) {
+	for _, s := range append(resumable, during, after, fresh) {
 		s.resp.Body.Close()
 	}
 	r.stop(t)
