@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -111,6 +112,14 @@ const exampleRequest = `{"bindings": [{"exchange": "...", "routingKeyPattern": "
 // the whole request is checked first, then each binding in order. Parse may
 // be called concurrently.
 func Parse(s string, lim Limits) ([]Binding, error) {
+	if bs, ok := scanPlain(s, lim); ok {
+		return checkAll(bs, lim)
+	}
+	return parseJSON(s, lim)
+}
+
+// parseJSON is Parse through encoding/json, for any text.
+func parseJSON(s string, lim Limits) ([]Binding, error) {
 	raw, err := parseRequest(s, lim)
 	if err != nil {
 		return nil, err
@@ -186,6 +195,137 @@ func parseRequest(s string, lim Limits) ([]map[string]json.RawMessage, error) {
 	return fields, nil
 }
 
+// checkAll checks bs, which scanPlain read, binding by binding as
+// parseJSON does, and drops exact duplicates.
+func checkAll(bs []Binding, lim Limits) ([]Binding, error) {
+	out := bs[:0]
+	for i, b := range bs {
+		if err := check(i, b, lim); err != nil {
+			return nil, err
+		}
+		if !slices.Contains(out, b) {
+			out = append(out, b)
+		}
+	}
+	return out, nil
+}
+
+// scanPlain reads the request's common form without encoding/json, which
+// costs more than the rest of a stream's admission: an object whose one
+// key is "bindings", an array of 1 to the limit of objects whose two keys
+// are "exchange" and "routingKeyPattern" (in either order), every string
+// printable ASCII without escapes, JSON white space anywhere between.
+// Such a text holds the same bindings for encoding/json, and passes every
+// check of parseRequest. Anything else, valid or not, is not ok, and is
+// left to parseJSON.
+func scanPlain(s string, lim Limits) (bs []Binding, ok bool) {
+	maxBindings := lim.MaxBindings
+	if maxBindings <= 0 {
+		maxBindings = DefaultMaxBindings
+	}
+	p := plainScanner{s: s}
+	if !p.byte('{') || p.str() != "bindings" || !p.byte(':') || !p.byte('[') {
+		return nil, false
+	}
+	for {
+		if len(bs) == maxBindings || !p.byte('{') {
+			return nil, false
+		}
+		var b Binding
+		var haveExchange, havePattern bool
+		for k := range 2 {
+			if k == 1 && !p.byte(',') {
+				return nil, false
+			}
+			key, ok := p.strOK()
+			if !ok || !p.byte(':') {
+				return nil, false
+			}
+			v, ok := p.strOK()
+			switch {
+			case !ok:
+				return nil, false
+			case key == "exchange" && !haveExchange:
+				b.Exchange, haveExchange = v, true
+			case key == "routingKeyPattern" && !havePattern:
+				b.RoutingKeyPattern, havePattern = v, true
+			default:
+				return nil, false
+			}
+		}
+		if !p.byte('}') {
+			return nil, false
+		}
+		if bs == nil {
+			bs = make([]Binding, 0, 1)
+		}
+		bs = append(bs, b)
+		if p.byte(']') {
+			break
+		}
+		if !p.byte(',') {
+			return nil, false
+		}
+	}
+	if !p.byte('}') {
+		return nil, false
+	}
+	p.space()
+	return bs, p.i == len(s)
+}
+
+// plainScanner reads the tokens of scanPlain's form from s[i:].
+type plainScanner struct {
+	s string
+	i int
+}
+
+func (p *plainScanner) space() {
+	for p.i < len(p.s) {
+		switch p.s[p.i] {
+		case ' ', '\t', '\r', '\n':
+			p.i++
+		default:
+			return
+		}
+	}
+}
+
+// byte reads c, after white space.
+func (p *plainScanner) byte(c byte) bool {
+	p.space()
+	if p.i < len(p.s) && p.s[p.i] == c {
+		p.i++
+		return true
+	}
+	return false
+}
+
+// strOK reads a string of printable ASCII without escapes, after white
+// space.
+func (p *plainScanner) strOK() (string, bool) {
+	if !p.byte('"') {
+		return "", false
+	}
+	start := p.i
+	for ; p.i < len(p.s); p.i++ {
+		switch c := p.s[p.i]; {
+		case c == '"':
+			p.i++
+			return p.s[start : p.i-1], true
+		case c < 0x20 || c >= 0x7f || c == '\\':
+			return "", false
+		}
+	}
+	return "", false
+}
+
+// str is strOK's string, "" when there is none.
+func (p *plainScanner) str() string {
+	v, _ := p.strOK()
+	return v
+}
+
 // parseBinding checks the fields of the binding at index i.
 func parseBinding(i int, fields map[string]json.RawMessage, lim Limits) (Binding, error) {
 	var b Binding
@@ -214,31 +354,39 @@ func parseBinding(i int, fields map[string]json.RawMessage, lim Limits) (Binding
 			return Binding{}, bindingError(i, "%s holds a \\u escape of a lone UTF-16 surrogate.", f.name)
 		}
 	}
+	if err := check(i, b, lim); err != nil {
+		return Binding{}, err
+	}
+	return b, nil
+}
+
+// check checks the exchange and the pattern of the binding at index i.
+func check(i int, b Binding, lim Limits) error {
 	switch ex := b.Exchange; {
 	case ex == "":
-		return Binding{}, bindingError(i, "exchange must not be empty.")
+		return bindingError(i, "exchange must not be empty.")
 	case len(ex) > topic.MaxLength:
-		return Binding{}, bindingError(i, "exchange %s is %d bytes long, more than the %d allowed.", topic.Quote(ex), len(ex), topic.MaxLength)
+		return bindingError(i, "exchange %s is %d bytes long, more than the %d allowed.", topic.Quote(ex), len(ex), topic.MaxLength)
 	case hasControl(ex):
-		return Binding{}, bindingError(i, "exchange %s contains a control character.", topic.Quote(ex))
+		return bindingError(i, "exchange %s contains a control character.", topic.Quote(ex))
 	case strings.HasPrefix(ex, InternalPrefix) && !internalAllowed(ex, lim.AllowedExchanges):
-		return Binding{}, bindingError(i, "exchange %s is internal to RabbitMQ and not allowed.", topic.Quote(ex))
+		return bindingError(i, "exchange %s is internal to RabbitMQ and not allowed.", topic.Quote(ex))
 	case !allowed(ex, lim.AllowedExchanges):
-		return Binding{}, bindingError(i, "exchange %s is not allowed; it must start with %s.", topic.Quote(ex), prefixList(lim.AllowedExchanges))
+		return bindingError(i, "exchange %s is not allowed; it must start with %s.", topic.Quote(ex), prefixList(lim.AllowedExchanges))
 	}
 	if err := topic.Validate(b.RoutingKeyPattern); err != nil {
 		// topic's texts are client-safe too.
-		return Binding{}, bindingError(i, "%s.", err)
+		return bindingError(i, "%s.", err)
 	}
 	maxHashes := lim.MaxPatternHashes
 	if maxHashes <= 0 {
 		maxHashes = DefaultMaxPatternHashes
 	}
 	if n := topic.Hashes(b.RoutingKeyPattern); n > maxHashes {
-		return Binding{}, bindingError(i, "routingKeyPattern %s has %d # words apart from each other, more than the %d allowed (wildcards next to each other, as in \"#.*.#\", count as one).",
+		return bindingError(i, "routingKeyPattern %s has %d # words apart from each other, more than the %d allowed (wildcards next to each other, as in \"#.*.#\", count as one).",
 			topic.Quote(b.RoutingKeyPattern), n, maxHashes)
 	}
-	return b, nil
+	return nil
 }
 
 // replacementsSent counts the U+FFFD characters that the JSON string raw

@@ -358,3 +358,55 @@ func checkError(tb testing.TB, err error) *Error {
 	}
 	return e
 }
+
+// BenchmarkParse is a task page's request: seven bindings of its own task.
+func BenchmarkParse(b *testing.B) {
+	s := `{"bindings":[`
+	for i, ex := range []string{"defined", "pending", "running", "artifact-created", "completed", "failed", "exception"} {
+		if i > 0 {
+			s += ","
+		}
+		s += `{"exchange":"exchange/taskcluster-queue/v1/task-` + ex + `","routingKeyPattern":"primary.YTpD5kiRQt2iJbUbA8sUvw.#"}`
+	}
+	s += `]}`
+	for _, mode := range []string{"plain", "json"} {
+		b.Run(mode, func(b *testing.B) {
+			parse := Parse
+			if mode == "json" {
+				parse = parseJSON
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := parse(s, Limits{}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// TestScanPlain checks which requests take the path without
+// encoding/json: the common form only.
+func TestScanPlain(t *testing.T) {
+	for s, want := range map[string]bool{
+		`{"bindings":[{"exchange":"e","routingKeyPattern":"a.#"}]}`:                                                                          true,
+		" {\t\"bindings\" :\n[ {\"routingKeyPattern\": \"#\", \"exchange\": \"e\"} , {\"exchange\":\"e\",\"routingKeyPattern\":\"b\"}]}\r\n": true,
+		`{"bindings":[{"exchange":"e","routingKeyPattern":"a.#"}`:                                                                            false,
+		`{"bindings":[{"exchange":"e","routingKeyPattern":"a.#"}]} x`:                                                                        false,
+		`{"bindings":[{"exchange":"e\u00e9","routingKeyPattern":"#"}]}`:                                                                      false,
+		`{"bindings":[{"exchange":"é","routingKeyPattern":"#"}]}`:                                                                            false,
+		`{"bindings":[{"exchange":"e","routingKeyPattern":"#","x":1}]}`:                                                                      false,
+		`{"bindings":[{"exchange":"e","exchange":"#"}]}`:                                                                                     false,
+		`{"bindings":[{"exchange":1,"routingKeyPattern":"#"}]}`:                                                                              false,
+		`{"bindings":[]}`: false,
+		`{"bindings":[{"exchange":"e","routingKeyPattern":"#"}],"bindings":[]}`: false,
+	} {
+		if _, ok := scanPlain(s, Limits{}); ok != want {
+			t.Errorf("scanPlain(%q) ok = %v, want %v", s, ok, want)
+		}
+	}
+	two := `{"bindings":[{"exchange":"e","routingKeyPattern":"a"},{"exchange":"e","routingKeyPattern":"b"}]}`
+	if _, ok := scanPlain(two, Limits{MaxBindings: 1}); ok {
+		t.Errorf("scanPlain read 2 bindings with a limit of 1")
+	}
+}

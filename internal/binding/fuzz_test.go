@@ -1,6 +1,8 @@
 package binding
 
 import (
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -72,6 +74,43 @@ func FuzzParse(f *testing.F) {
 			if err := topic.Validate(b.RoutingKeyPattern); err != nil {
 				t.Errorf("accepted pattern: %v", err)
 			}
+		}
+	})
+}
+
+// FuzzScanPlain checks that the requests scanPlain reads give what
+// encoding/json makes of them: the same bindings, or the same error.
+func FuzzScanPlain(f *testing.F) {
+	for _, s := range []string{
+		`{"bindings":[{"exchange":"exchange/x","routingKeyPattern":"primary.a.#"}]}`,
+		` { "bindings" : [ { "routingKeyPattern" : "#" , "exchange" : "e" } , {"exchange":"e","routingKeyPattern":"#"} ] } `,
+		`{"bindings":[{"exchange":"","routingKeyPattern":"#"}]}`,
+		`{"bindings":[{"exchange":"e","routingKeyPattern":"a.#.b.#.c.#"}]}`,
+		`{"bindings":[{"exchange":"amq.rabbitmq.trace","routingKeyPattern":"#"}]}`,
+		`{"bindings":[{"exchange":"e","exchange":"f","routingKeyPattern":"#"}]}`,
+		`{"bindings":[{"exchange":"e\u0041","routingKeyPattern":"#"}]}`,
+		`{"bindings":[{"exchange":"e","routingKeyPattern":"#"}]}x`,
+		`{"bindings":[]}`,
+	} {
+		f.Add(s, 0, "")
+		f.Add(s, 1, "exchange/")
+	}
+	f.Fuzz(func(t *testing.T, s string, maxBindings int, prefix string) {
+		lim := Limits{MaxBindings: maxBindings % 100}
+		if prefix != "" {
+			lim.AllowedExchanges = []string{prefix}
+		}
+		bs, ok := scanPlain(s, lim)
+		if !ok {
+			return
+		}
+		got, gotErr := checkAll(bs, lim)
+		want, wantErr := parseJSON(s, lim)
+		if fmt.Sprint(gotErr) != fmt.Sprint(wantErr) || !slices.Equal(got, want) {
+			t.Errorf("%q: scanned %q, %v; encoding/json %q, %v", s, got, gotErr, want, wantErr)
+		}
+		if e, ok := gotErr.(*Error); gotErr != nil && (!ok || e.Index != wantErr.(*Error).Index) {
+			t.Errorf("%q: error %#v, want %#v", s, gotErr, wantErr)
 		}
 	})
 }
