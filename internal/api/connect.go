@@ -24,7 +24,9 @@ func (h *Handler) connect(w http.ResponseWriter, r *http.Request) {
 	// EventSource reconnects with the last id it saw, `-`; 204 tells it to
 	// stop, as the original service did: a client that wants more opens a
 	// new connection.
-	resume := h.res != nil && r.URL.Query().Get("resume") == "1"
+	// The query, parsed once for the whole admission.
+	q := r.URL.Query()
+	resume := h.res != nil && q.Get("resume") == "1"
 	if r.Header.Get("Last-Event-ID") != "" && !resume {
 		w.WriteHeader(http.StatusNoContent)
 		return
@@ -71,7 +73,7 @@ func (h *Handler) connect(w http.ResponseWriter, r *http.Request) {
 			h1.cancel()
 		}
 	}
-	sub, err := st.open(ctx, r)
+	sub, err := st.open(ctx, r, q)
 	if err != nil {
 		st.release(sub, err)
 		st.finish(err)

@@ -1,12 +1,15 @@
 package api
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
 	"net/http"
+	"net/textproto"
+	"slices"
 	"strconv"
+	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -71,19 +74,91 @@ func (out *http1Writer) watch() {
 }
 
 // writeHeader sends the response's status line and header, as net/http
-// would have.
+// would have: the fields sorted by name, with Date, Connection: close (the
+// stream ends with its connection) and, for HTTP/1.1, Transfer-Encoding:
+// chunked.
 func (out *http1Writer) writeHeader(hdr http.Header) error {
-	hdr.Set("Date", time.Now().UTC().Format(http.TimeFormat))
-	// The stream ends with its connection.
-	hdr.Set("Connection", "close")
+	var lines [24]headerLine
+	ls := append(lines[:0], headerLine{"Date", httpDate(time.Now())}, headerLine{"Connection", "close"})
 	if out.chunked {
-		hdr.Set("Transfer-Encoding", "chunked")
+		ls = append(ls, headerLine{"Transfer-Encoding", "chunked"})
 	}
-	b := bytes.NewBuffer(make([]byte, 0, 256))
-	b.WriteString("HTTP/1.1 200 OK\r\n")
-	_ = hdr.Write(b)
-	b.WriteString("\r\n")
-	return out.writeConn(b.Bytes())
+	for k, vs := range hdr {
+		switch k {
+		case "Date", "Connection", "Transfer-Encoding":
+			continue
+		}
+		if !validFieldName(k) {
+			continue // as net/http drops it
+		}
+		for _, v := range vs {
+			ls = append(ls, headerLine{k, v})
+		}
+	}
+	// By name, each name's values in their order.
+	slices.SortStableFunc(ls, func(a, b headerLine) int { return strings.Compare(a.key, b.key) })
+	size := len("HTTP/1.1 200 OK\r\n\r\n")
+	for _, l := range ls {
+		size += len(l.key) + len(l.value) + 4
+	}
+	b := make([]byte, 0, size)
+	b = append(b, "HTTP/1.1 200 OK\r\n"...)
+	for _, l := range ls {
+		b = append(b, l.key...)
+		b = append(b, ": "...)
+		b = appendFieldValue(b, l.value)
+		b = append(b, "\r\n"...)
+	}
+	b = append(b, "\r\n"...)
+	return out.writeConn(b)
+}
+
+type headerLine struct{ key, value string }
+
+// appendFieldValue appends v as http.Header.Write does: line breaks made
+// spaces, then white space trimmed at both ends.
+func appendFieldValue(b []byte, v string) []byte {
+	if strings.ContainsAny(v, "\r\n") {
+		v = strings.NewReplacer("\n", " ", "\r", " ").Replace(v)
+	}
+	return append(b, textproto.TrimString(v)...)
+}
+
+// validFieldName reports whether k is a token (RFC 9110), which a field
+// name must be.
+func validFieldName(k string) bool {
+	if k == "" {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// dateCache holds the Date field of the current second.
+var dateCache atomic.Pointer[cachedDate]
+
+type cachedDate struct {
+	unix int64
+	text string
+}
+
+// httpDate returns now in the Date field's format, made once a second.
+func httpDate(now time.Time) string {
+	sec := now.Unix()
+	if d := dateCache.Load(); d != nil && d.unix == sec {
+		return d.text
+	}
+	d := &cachedDate{sec, now.UTC().Format(http.TimeFormat)}
+	dateCache.Store(d)
+	return d.text
 }
 
 // write frames buf[headroom:] as one chunk, in place, and sends it in one

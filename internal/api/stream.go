@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"sync"
 	"time"
 
@@ -74,9 +75,9 @@ const maxTake = 256 << 10
 
 // open parses the stream's bindings, subscribes (or, resuming, takes its
 // lingering stream over) and sends `ready`.
-func (st *stream) open(ctx context.Context, r *http.Request) (Subscription, error) {
+func (st *stream) open(ctx context.Context, r *http.Request, q url.Values) (Subscription, error) {
 	h := st.h
-	bs, err := binding.FromQuery(r.URL.Query(), h.cfg.Limits)
+	bs, err := binding.FromQuery(q, h.cfg.Limits)
 	if err != nil {
 		return nil, err
 	}
@@ -88,7 +89,7 @@ func (st *stream) open(ctx context.Context, r *http.Request) (Subscription, erro
 	if st.resume {
 		k, _ := json.Marshal(bs)
 		key = string(k)
-		if last := lastEventID(r); last != "" {
+		if last := lastEventID(r, q); last != "" {
 			rs, reason := h.res.take(last, key, st.kick, ctx.Done())
 			if rs != nil {
 				return st.resumed(rs, last)
@@ -219,12 +220,13 @@ func (st *stream) resumed(rs *resumable, last string) (Subscription, error) {
 }
 
 // lastEventID is the token a reconnect names: EventSource's header, or the
-// query parameter of clients that open a new connection themselves.
-func lastEventID(r *http.Request) string {
+// query parameter of clients that open a new connection themselves; q is
+// r's query.
+func lastEventID(r *http.Request, q url.Values) string {
 	if v := r.Header.Get("Last-Event-ID"); v != "" {
 		return v
 	}
-	return r.URL.Query().Get("lastEventId")
+	return q.Get("lastEventId")
 }
 
 // serve delivers sub's messages and pings until the stream ends, and

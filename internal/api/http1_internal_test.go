@@ -1,0 +1,61 @@
+package api
+
+import (
+	"bytes"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+)
+
+// TestWriteHeaderAsNetHTTP checks that a stream's header is the bytes
+// http.Header.Write makes of it.
+func TestWriteHeaderAsNetHTTP(t *testing.T) {
+	for _, chunked := range []bool{true, false} {
+		hdr := http.Header{
+			"Access-Control-Allow-Origin": {"*"},
+			"Content-Type":                {"text/event-stream"},
+			"Cache-Control":               {"no-cache"},
+			"X-Accel-Buffering":           {"no"},
+			"Vary":                        {"Origin", "Cookie"},
+			"X-Odd":                       {" two\r\nlines\n "},
+			"Bad Name":                    {"dropped"},
+			"Date":                        {"not this one"},
+		}
+		want := hdr.Clone()
+		a, b := net.Pipe()
+		out := &http1Writer{conn: a, chunked: chunked, deadline: deadline{timeout: time.Minute, set: a.SetWriteDeadline}}
+		got := make(chan []byte)
+		go func() {
+			buf := make([]byte, 4096)
+			n, _ := b.Read(buf)
+			got <- buf[:n]
+		}()
+		now := time.Now()
+		if err := out.writeHeader(hdr); err != nil {
+			t.Fatal(err)
+		}
+		g := <-got
+		a.Close()
+		want.Set("Date", httpDate(now))
+		want.Set("Connection", "close")
+		if chunked {
+			want.Set("Transfer-Encoding", "chunked")
+		}
+		var w bytes.Buffer
+		w.WriteString("HTTP/1.1 200 OK\r\n")
+		_ = want.Write(&w)
+		w.WriteString("\r\n")
+		if !bytes.Equal(g, w.Bytes()) {
+			t.Errorf("chunked=%v: wrote\n%q\nnet/http writes\n%q", chunked, g, w.Bytes())
+		}
+	}
+}
+
+func TestHTTPDate(t *testing.T) {
+	for _, now := range []time.Time{time.Unix(1767225600, 0), time.Unix(1767225600, 999e6), time.Unix(1767225601, 0), time.Unix(1767225600, 5)} {
+		if got, want := httpDate(now), now.UTC().Format(http.TimeFormat); got != want {
+			t.Errorf("httpDate(%v) = %q, want %q", now, got, want)
+		}
+	}
+}
