@@ -13,6 +13,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"eventsproxy/internal/api"
+	"eventsproxy/internal/binding"
+	"eventsproxy/internal/broker"
 	"eventsproxy/internal/sse"
 )
 
@@ -420,6 +422,43 @@ func TestResumeNewStreamWaitsForTheBroker(t *testing.T) {
 		sub.push(message(0, ""))
 		if ev, err := rd.Next(); err != nil || ev.Kind != "message" {
 			t.Fatalf("got %q %s %v, want message", ev.Kind, ev.Data, err)
+		}
+	})
+}
+
+// TestResumeMetricCountsWhatHappened: a reconnect with a token that is
+// refused before its stream starts (the broker refuses its binding) gets
+// its error and no `gap`, and counts as no resume; one that gets its `gap`
+// counts once.
+func TestResumeMetricCountsWhatHappened(t *testing.T) {
+	each(t, func(t *testing.T, proto string) {
+		e := newEnv(t, proto, api.Config{}, 100)
+		defer e.close()
+		other := newEnv(t, proto, api.Config{}, 100)
+		defer other.close()
+		_, last := e.lingering()
+		refused := error(&broker.BindError{Binding: binding.Binding{Exchange: "ex", RoutingKeyPattern: "#"}, Err: broker.ErrExchangeNotFound})
+		other.b.refuse.Store(&refused)
+		o := other.openResume(last)
+		if ev := o.next(); ev.Kind != "error" || string(ev.Data) != `"Exchange \"ex\" does not exist."` {
+			t.Fatalf("got %q %s, want the refusal", ev.Kind, ev.Data)
+		}
+		for ev := range o.events {
+			t.Fatalf("got %q %s after the refusal, want the end of the stream", ev.Kind, ev.Data)
+		}
+		if got := testutil.CollectAndCount(other.m.Resumes); got != 0 {
+			t.Fatalf("eventsproxy_resumes_total has %d series after a refused reconnect, want none", got)
+		}
+		other.b.refuse.Store(nil)
+		o = other.openResume(last)
+		<-other.b.subs
+		o.next()
+		if ev := o.next(); ev.Kind != "gap" {
+			t.Fatalf("got %q %s, want gap", ev.Kind, ev.Data)
+		}
+		synctest.Wait()
+		if got := testutil.ToFloat64(other.m.Resumes.WithLabelValues("gap", "unknown")); got != 1 {
+			t.Fatalf("eventsproxy_resumes_total{gap,unknown} = %v, want 1", got)
 		}
 	})
 }

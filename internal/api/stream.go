@@ -95,7 +95,6 @@ func (st *stream) open(ctx context.Context, r *http.Request, q url.Values) (Subs
 				return st.resumed(rs, last)
 			}
 			gap = reason
-			h.cfg.Metrics.Resumes.WithLabelValues("gap", gap).Inc()
 		}
 	}
 	sub, err := st.subscribe(ctx, bs)
@@ -110,7 +109,9 @@ func (st *stream) open(ctx context.Context, r *http.Request, q url.Values) (Subs
 	}
 	h.cfg.Metrics.ReadySeconds.Observe(time.Since(st.start).Seconds())
 	if gap != "" {
-		if err := st.send(kindGap, fmt.Appendf(nil, `{"reason":%q}`, gap)); err != nil {
+		// Counted once told: a request refused before its stream started
+		// resumed nothing, and failed no resume.
+		if err := st.sendGap(gap); err != nil {
 			return sub, err
 		}
 	}
@@ -197,8 +198,7 @@ func (st *stream) resumed(rs *resumable, last string) (Subscription, error) {
 	// A broker connection lost while the stream lingered is a gap in its
 	// subscription, which serve tells after the replay.
 	if !covered {
-		m.Resumes.WithLabelValues("gap", gapEvicted).Inc()
-		if err := st.send(kindGap, fmt.Appendf(nil, `{"reason":%q}`, gapEvicted)); err != nil {
+		if err := st.sendGap(gapEvicted); err != nil {
 			return rs.sub, err
 		}
 	} else {
@@ -330,8 +330,7 @@ func (d *deliverer) take() (sent bool, err error) {
 	st := d.st
 	if d.sub.TakeGap() {
 		// The broker connection was lost; the bindings are back.
-		st.h.cfg.Metrics.Resumes.WithLabelValues("gap", gapBroker).Inc()
-		if err := st.send(kindGap, fmt.Appendf(nil, `{"reason":%q}`, gapBroker)); err != nil {
+		if err := st.sendGap(gapBroker); err != nil {
 			return true, err
 		}
 		sent = true
@@ -430,6 +429,15 @@ func (st *stream) sendMessages(msgs []*broker.Message, dropped int, uncounted bo
 		m.DeliveryLatencySeconds.Observe(time.Since(msgs[0].Received).Seconds())
 	}
 	return taken, nil
+}
+
+// sendGap writes a `gap` event for reason and counts it.
+func (st *stream) sendGap(reason string) error {
+	if err := st.send(kindGap, fmt.Appendf(nil, `{"reason":%q}`, reason)); err != nil {
+		return err
+	}
+	st.h.cfg.Metrics.Resumes.WithLabelValues("gap", reason).Inc()
+	return nil
 }
 
 // send writes one event.

@@ -192,11 +192,17 @@ type subBroker struct {
 	size int
 	subs chan *fakeSub
 	down atomic.Bool // the broker connection is down: Subscribe fails
+	// refuse, when set, is Subscribe's error (a binding the broker
+	// refused, say).
+	refuse atomic.Pointer[error]
 }
 
 func (b *subBroker) Subscribe(ctx context.Context, bs []binding.Binding, resumable bool) (api.Subscription, error) {
 	if b.down.Load() {
 		return nil, broker.ErrUnavailable
+	}
+	if err := b.refuse.Load(); err != nil {
+		return nil, *err
 	}
 	sub := newFakeSub(b.size)
 	sub.resumable = resumable

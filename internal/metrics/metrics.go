@@ -154,7 +154,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		}),
 		Resumes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "eventsproxy_resumes_total",
-			Help: "Reconnects with a token, by result (ok, gap) and reason (empty when ok; unknown, expired, bindings, evicted, broker); a resumable stream that went on across a lost broker connection counts as gap, broker.",
+			Help: "Reconnects with a token, by result (ok, gap) and reason (empty when ok; unknown, expired, bindings, evicted, broker); a resumable stream that went on across a lost broker connection counts as gap, broker. Counted when the client is told (ready, or the gap event): a reconnect refused before its stream started counts as neither.",
 		}, []string{"result", "reason"}),
 		ResumeLingering: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "eventsproxy_resume_lingering_streams",
