@@ -76,7 +76,7 @@ func classify(err error) failure {
 	case errors.As(err, &bind) && errors.As(err, &notTopic):
 		return failure{text: fmt.Sprintf("Exchange %q is a %s exchange; only topic exchanges are supported.", notTopic.Exchange, notTopic.Type), why: endExchange}
 	case errors.As(err, &bind) && errors.Is(err, broker.ErrAccessRefused):
-		return failure{text: fmt.Sprintf("Access to exchange %q is not allowed.", bind.Binding.Exchange), why: endExchange}
+		return failure{text: fmt.Sprintf("Access to exchange %q with routingKeyPattern %q is not allowed.", bind.Binding.Exchange, bind.Binding.RoutingKeyPattern), why: endExchange}
 	case errors.Is(err, broker.ErrUnavailable), errors.Is(err, broker.ErrConnectionLost), errors.Is(err, broker.ErrClosed):
 		return failure{text: textUnavailable, why: endBroker}
 	default:

@@ -169,7 +169,23 @@ func (s *session) rebind() {
 	result := "ok"
 	switch {
 	case err == nil:
-	case errors.Is(err, ErrExchangeNotFound) || errors.Is(err, ErrAccessRefused) || errors.Is(err, ErrNotTopic):
+	case errors.Is(err, ErrAccessRefused):
+		// RabbitMQ's topic permissions refuse a binding key, not an
+		// exchange: the exchange's other keys are left as they are, and
+		// each comes to its own re-bind.
+		result = "refused"
+		for _, c := range s.refused(ks, err) {
+			s.settle(c, true, s.conn.Bind(c.key.exchange, c.key.pattern))
+		}
+		// The broker keeps the binding it refused to bind again; most
+		// likely it refuses the unbind too, and the binding goes with
+		// the queue.
+		unbound := "ok"
+		if s.conn.Unbind(ks.key.exchange, ks.key.pattern) != nil {
+			unbound = "error"
+		}
+		s.metrics.BindOps.WithLabelValues("unbind", unbound).Inc()
+	case errors.Is(err, ErrExchangeNotFound) || errors.Is(err, ErrNotTopic):
 		// What refuses one key of an exchange refuses them all.
 		result = "refused"
 		s.mu.Lock()

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"slices"
@@ -147,4 +148,76 @@ func TestRebindFreshenWhileBehind(t *testing.T) {
 			t.Fatalf("ops %q, want %q", got, want)
 		}
 	})
+}
+
+// TestRebindAccessRefused: a re-bind refused for our user's access to its
+// pattern (RabbitMQ's topic permissions are per binding key) ends only the
+// streams on that pattern; a key it covered gets a bind of its own, and
+// the exchange's other keys are re-bound as before. When the covered
+// key's own bind is refused too, its stream ends rather than go silent.
+func TestRebindAccessRefused(t *testing.T) {
+	for _, coveredRefused := range []bool{false, true} {
+		synctest.Test(t, func(t *testing.T) {
+			c := newOpConn()
+			s := startSession(c, Limits{ClientBuffer: 10}.withDefaults(), intervals{rebind: 10 * time.Second, rebindGap: time.Second}, metrics.Discard(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+			defer s.end(ErrClosed)
+			refused := subscribeTest(t, s, "a.#")
+			covered := subscribeTest(t, s, "a.x")
+			other := subscribeTest(t, s, "b")
+			c.mu.Lock()
+			c.fail = map[string]error{"bind a.#": fmt.Errorf("%w: topic permission", ErrAccessRefused)}
+			if coveredRefused {
+				c.fail["bind a.x"] = fmt.Errorf("%w: topic permission", ErrAccessRefused)
+			}
+			c.mu.Unlock()
+			n := len(c.opsSince(0))
+			time.Sleep(10*time.Second + 500*time.Millisecond)
+			synctest.Wait()
+			ended := map[string]*Subscription{"a.#": refused}
+			open := map[string]*Subscription{"b": other}
+			if coveredRefused {
+				ended["a.x"] = covered
+			} else {
+				open["a.x"] = covered
+			}
+			for name, sub := range ended {
+				select {
+				case <-sub.Done():
+				default:
+					t.Fatalf("%s not ended after a refused bind", name)
+				}
+				var berr *BindError
+				if err := sub.Err(); !errors.As(err, &berr) || !errors.Is(err, ErrAccessRefused) || berr.Binding.RoutingKeyPattern != name {
+					t.Errorf("%s: Err %v, want a BindError for %s with ErrAccessRefused", name, err, name)
+				}
+			}
+			for name, sub := range open {
+				select {
+				case <-sub.Done():
+					t.Errorf("%s ended: %v", name, sub.Err())
+				default:
+				}
+			}
+			// a.x is bound before a.# is unbound (which RabbitMQ would
+			// refuse as well), so that no message of a.x is missed.
+			if got, want := c.opsSince(n), []string{"bind a.#", "bind a.x", "unbind a.#"}; !slices.Equal(got, want) {
+				t.Fatalf("ops %q, want %q", got, want)
+			}
+			time.Sleep(time.Second)
+			synctest.Wait()
+			if got, want := c.opsSince(n+3), []string{"bind b"}; !slices.Equal(got, want) {
+				t.Fatalf("then ops %q, want %q", got, want)
+			}
+			want := 2
+			if coveredRefused {
+				want = 1
+			}
+			s.mu.Lock()
+			bound := s.bound
+			s.mu.Unlock()
+			if bound != want {
+				t.Errorf("%d keys bound, want %d", bound, want)
+			}
+		})
+	}
 }

@@ -80,3 +80,54 @@ func (s *session) goneLocked(exchange string, err error) {
 	}
 	s.log.Warn("exchange deleted or refused under its streams; they end", "exchange", exchange, "streams", n, "err", err)
 }
+
+// refused records that the broker refused a re-bind of ks, which it held,
+// for our user's access (as RabbitMQ's topic permissions refuse one
+// binding key and not another): every subscription on ks ends with a
+// *BindError naming its exchange and pattern, and ks is failed, so that a
+// new subscription binds it again (and is refused). The keys that ks
+// covered go on: each moves to another cover, or is returned, in
+// keyBinding, for the worker to bind before it unbinds ks (meanwhile the
+// broker's binding of ks still brings their messages). A wide key refused
+// gives up widening on its exchange for wideBackoff. Only the worker calls
+// it.
+func (s *session) refused(ks *keyState, err error) (toBind []*keyState) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	berr := &BindError{Binding: binding.Binding{Exchange: ks.key.exchange, RoutingKeyPattern: ks.key.pattern}, Err: err}
+	n := 0
+	for sub := range ks.subs {
+		sub.fail(berr)
+		n++
+	}
+	if ks.held {
+		if w := s.widenings[ks.key.exchange]; w != nil {
+			w.noWidenUntil = time.Now().Add(wideBackoff)
+		}
+		s.unholdLocked(ks)
+	}
+	if len(ks.subs) == 0 {
+		s.toLocked(ks, keyUnbound)
+	} else {
+		s.toLocked(ks, keyFailed)
+	}
+	for c := range ks.covering {
+		delete(ks.covering, c)
+		c.coveredBy = nil
+		if c.phase != keyUnbound || !c.inUse() {
+			continue // bound already: a wide key had come to cover it
+		}
+		if other := s.findCoverLocked(c); other != nil {
+			c.coveredBy = other
+			other.covering[c] = struct{}{}
+			continue
+		}
+		s.toLocked(c, keyBinding)
+		toBind = append(toBind, c)
+	}
+	if len(ks.subs) == 0 {
+		s.deleteLocked(ks)
+	}
+	s.log.Warn("binding refused under its streams; they end", "exchange", ks.key.exchange, "pattern", ks.key.pattern, "streams", n, "err", err)
+	return toBind
+}

@@ -187,6 +187,12 @@ func (s *session) settle(ks *keyState, bind bool, err error) {
 			w <- berr
 		}
 		ks.waiters = nil
+		// Streams past their ready on ks (a cover's handover, or a cover
+		// refused, moved them to a bind of its own) wait for nothing:
+		// they end here, not in silence.
+		for sub := range ks.subs {
+			sub.fail(berr)
+		}
 	default:
 		// An unbind that failed leaves at worst an unused binding, which
 		// goes with the queue; a missing exchange took it already.
