@@ -65,6 +65,14 @@ func (c *limitedConn) CheckExchange(exchange string) error {
 	return nil
 }
 
+// RecheckTopic asks the connection, unpaced: it binds nothing.
+func (c *limitedConn) RecheckTopic(exchange string) error {
+	if ch, ok := c.Conn.(topicRechecker); ok {
+		return ch.RecheckTopic(exchange)
+	}
+	return nil
+}
+
 func (c *limitedConn) Close() error {
 	c.closeOnce.Do(func() { close(c.closed) })
 	return c.Conn.Close()

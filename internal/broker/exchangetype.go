@@ -103,3 +103,11 @@ func (c *amqpConn) CheckExchange(exchange string) error {
 	}
 	return err
 }
+
+// RecheckTopic probes exchange's type again, whatever is known of it (see
+// checkTopic): an exchange deleted and declared again may have come back as
+// another type.
+func (c *amqpConn) RecheckTopic(exchange string) error {
+	c.types.set(exchange, false)
+	return c.checkTopic(exchange)
+}

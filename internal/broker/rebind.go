@@ -165,7 +165,10 @@ func (s *session) rebind() {
 		return
 	}
 	s.lastRebind = now
-	err := s.conn.Bind(ks.key.exchange, ks.key.pattern)
+	err := s.recheckType(ks.key.exchange, now)
+	if err == nil {
+		err = s.conn.Bind(ks.key.exchange, ks.key.pattern)
+	}
 	result := "ok"
 	switch {
 	case err == nil:
@@ -185,7 +188,10 @@ func (s *session) rebind() {
 			unbound = "error"
 		}
 		s.metrics.BindOps.WithLabelValues("unbind", unbound).Inc()
-	case errors.Is(err, ErrExchangeNotFound) || errors.Is(err, ErrNotTopic):
+	case errors.Is(err, ErrNotTopic):
+		result = "refused"
+		s.typeChanged(ks.key.exchange, err)
+	case errors.Is(err, ErrExchangeNotFound):
 		// What refuses one key of an exchange refuses them all.
 		result = "refused"
 		s.mu.Lock()
@@ -198,4 +204,78 @@ func (s *session) rebind() {
 		}
 	}
 	s.metrics.BindOps.WithLabelValues("rebind", result).Inc()
+}
+
+// topicRechecker is a Conn that can learn an exchange's type afresh.
+type topicRechecker interface {
+	// RecheckTopic returns an *ExchangeTypeError when exchange exists
+	// and is not a topic exchange, whatever was known of it before.
+	RecheckTopic(exchange string) error
+}
+
+// recheckType probes the type of exchange again before a re-bind on it,
+// if it was last probed half a period ago or more, and returns an
+// *ExchangeTypeError when the exchange is no longer a topic exchange
+// (deleted and declared again as another type: the re-bind would bind
+// it, and its streams get what the new type routes, filtered with topic
+// rules). Every key is re-bound within a period, so a change of type is
+// found within a period of it, at a cost of at most two probes per
+// exchange per period, whatever its keys. Only the worker calls it.
+func (s *session) recheckType(exchange string, now time.Time) error {
+	rc, ok := s.conn.(topicRechecker)
+	if !ok {
+		return nil
+	}
+	if at, ok := s.typeChecked[exchange]; ok && now.Sub(at) < s.every.rebind/2 {
+		return nil
+	}
+	if s.typeChecked == nil {
+		s.typeChecked = make(map[string]time.Time)
+	}
+	s.typeChecked[exchange] = now
+	if len(s.typeChecked) > 2*len(s.tries)+16 {
+		// Forget the exchanges that hold no keys any more.
+		s.mu.Lock()
+		for ex := range s.typeChecked {
+			if s.tries[ex] == nil {
+				delete(s.typeChecked, ex)
+			}
+		}
+		s.mu.Unlock()
+	}
+	err := rc.RecheckTopic(exchange)
+	switch {
+	case errors.Is(err, ErrNotTopic):
+		return err
+	case err != nil && !s.ended():
+		s.log.Warn("check exchange type", "exchange", exchange, "err", err)
+	}
+	return nil
+}
+
+// typeChanged ends every stream on exchange, which is no longer a topic
+// exchange, with err (see goneLocked), and unbinds what the broker may
+// hold of ours there: a re-bind since the change of type may have bound
+// a key to it. A new stream on it is refused, as at connect. Only the
+// worker calls it.
+func (s *session) typeChanged(exchange string, err error) {
+	s.mu.Lock()
+	var held []bindKey
+	for _, ks := range s.keys {
+		if ks.key.exchange == exchange && ks.phase.onBroker() {
+			held = append(held, ks.key)
+		}
+	}
+	s.goneLocked(exchange, err)
+	s.mu.Unlock()
+	for _, k := range held {
+		result := "ok"
+		if uerr := s.conn.Unbind(k.exchange, k.pattern); uerr != nil {
+			result = "error"
+			if !s.ended() {
+				s.log.Warn("unbind", "exchange", k.exchange, "pattern", k.pattern, "err", uerr)
+			}
+		}
+		s.metrics.BindOps.WithLabelValues("unbind", result).Inc()
+	}
 }

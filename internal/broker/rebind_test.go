@@ -221,3 +221,76 @@ func TestRebindAccessRefused(t *testing.T) {
 		})
 	}
 }
+
+// typedConn is an opConn whose exchanges have types, which RecheckTopic
+// probes (and counts).
+type typedConn struct {
+	*opConn
+	typ    string // the type of every exchange; "" is topic
+	probes int
+}
+
+func (c *typedConn) RecheckTopic(exchange string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.probes++
+	if c.typ != "" {
+		return &ExchangeTypeError{Exchange: exchange, Type: c.typ}
+	}
+	return nil
+}
+
+// TestRebindTypeChanged: before a re-bind the exchange's type is probed
+// again, at most twice a period; once it is no longer a topic exchange,
+// every stream on it ends with the type's error, what was bound there is
+// unbound, and nothing is bound there again.
+func TestRebindTypeChanged(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := &typedConn{opConn: newOpConn()}
+		s := startSession(c, Limits{ClientBuffer: 10}.withDefaults(), intervals{rebind: 10 * time.Second, rebindGap: time.Second}, metrics.Discard(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+		defer s.end(ErrClosed)
+		subs := map[string]*Subscription{}
+		for _, p := range []string{"a", "b", "c.#", "c.d"} {
+			subs[p] = subscribeTest(t, s, p)
+		}
+		n := len(c.opsSince(0))
+		time.Sleep(22*time.Second + 500*time.Millisecond) // two rounds of re-binds
+		synctest.Wait()
+		c.mu.Lock()
+		probes := c.probes
+		c.typ = "fanout"
+		c.mu.Unlock()
+		if probes != 2 {
+			t.Errorf("%d type probes in two rounds of re-binds, want 2", probes)
+		}
+		n += 6
+		time.Sleep(10 * time.Second) // the next re-bind finds the new type
+		synctest.Wait()
+		for p, sub := range subs {
+			select {
+			case <-sub.Done():
+			default:
+				t.Fatalf("%s not ended after its exchange's type changed", p)
+			}
+			var terr *ExchangeTypeError
+			if err := sub.Err(); !errors.As(err, &terr) || terr.Type != "fanout" {
+				t.Errorf("%s: Err %v, want an ExchangeTypeError for fanout", p, err)
+			}
+		}
+		got := c.opsSince(n)
+		slices.Sort(got)
+		if want := []string{"unbind a", "unbind b", "unbind c.#"}; !slices.Equal(got, want) {
+			t.Fatalf("ops %q, want %q", got, want)
+		}
+		time.Sleep(30 * time.Second)
+		synctest.Wait()
+		if got := c.opsSince(n + 3); len(got) > 0 {
+			t.Fatalf("then ops %q, want none", got)
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.bound != 0 {
+			t.Errorf("%d keys bound, want 0", s.bound)
+		}
+	})
+}

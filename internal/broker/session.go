@@ -49,6 +49,9 @@ type session struct {
 
 	router     *router   // used by the consuming goroutine only
 	lastRebind time.Time // used by the worker only
+	// typeChecked: when each exchange's type was last probed before a
+	// re-bind (recheckType); used by the worker only.
+	typeChecked map[string]time.Time
 }
 
 // startSession starts the router and the worker on conn, whose periodic
