@@ -55,6 +55,9 @@ type edgeKind struct {
 	// args are the command-line arguments that run it in the foreground
 	// on the config file.
 	args func(s edgeSetup, configFile string) []string
+	// sticky is the line of the block that makes it sticky by client
+	// address (see withoutStickiness).
+	sticky string
 }
 
 // edgeSetup is what the test substitutes into a configuration.
@@ -113,17 +116,31 @@ http {
 		args: func(s edgeSetup, configFile string) []string {
 			return []string{"-e", "stderr", "-p", s.dir, "-c", configFile}
 		},
+		sticky: "hash $remote_addr consistent;",
 	},
 	{
 		name: "haproxy", binary: "haproxy", block: docBlockOf("haproxy"),
 		config: haproxyConfig,
 		args:   haproxyArgs,
+		sticky: "balance source",
 	},
 	{
 		name: "caddy", binary: "caddy", block: docBlockOf("caddy"),
 		config: caddyConfig,
 		args:   caddyArgs,
+		sticky: "lb_policy ip_hash",
 	},
+}
+
+// withoutStickiness returns kind with its sticky line taken out of the
+// doc's block: the proxy's default balancing, round robin or random.
+func withoutStickiness(kind edgeKind) edgeKind {
+	block, sticky := kind.block, kind.sticky
+	kind.name += "-not-sticky"
+	kind.block = func(t testing.TB) string {
+		return substitute(t, kind.name, block(t), sticky, "")
+	}
+	return kind
 }
 
 // cookieEdgeKinds are the proxies that docs/operations.md makes sticky by
