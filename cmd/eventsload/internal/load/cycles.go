@@ -117,6 +117,9 @@ func Cycles(ctx context.Context, t Target, cfg CyclesConfig) (Run, error) {
 		perCycle := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(n) }
 		if t.PID > 0 {
 			run.add("server CPU per cycle", "µs", perCycle(u1.server-u0.server))
+			if u0.serverWrites >= 0 && u1.serverWrites >= 0 {
+				run.add("server writes per cycle", "", float64(u1.serverWrites-u0.serverWrites)/float64(n))
+			}
 		}
 		run.add("tool CPU per cycle", "µs", perCycle(u1.tool-u0.tool))
 		if bpid > 0 {
