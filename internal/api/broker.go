@@ -66,3 +66,18 @@ func (s brokerSeam) Subscribe(ctx context.Context, bs []binding.Binding, resumab
 }
 
 func (s brokerSeam) Connected() bool { return s.b.Connected() }
+
+// tellsWait: Subscribe calls the function of broker.BeforeWait before it
+// waits for the broker.
+func (s brokerSeam) tellsWait() bool { return true }
+
+// waitTeller is a Broker that may say (tellsWait) that its Subscribe calls
+// the function of broker.BeforeWait before it waits. A stream on another
+// Broker sends its header before it subscribes.
+type waitTeller interface{ tellsWait() bool }
+
+// tellsWait reports whether b is a waitTeller that says so.
+func tellsWait(b Broker) bool {
+	w, ok := b.(waitTeller)
+	return ok && w.tellsWait()
+}

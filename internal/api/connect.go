@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"eventsproxy/internal/broker"
 	"eventsproxy/internal/metrics"
 )
 
@@ -53,7 +54,16 @@ func (h *Handler) connect(w http.ResponseWriter, r *http.Request) {
 	var h1 *http1Writer
 	h.streams.Add(2) // the stream and its connection's reader, if hijacked
 	if conn, _, herr := http.NewResponseController(w).Hijack(); herr == nil {
-		ctx, h1, err = h.startHTTP1(conn, r, hdr)
+		// The header goes out at once, before any binding is made; when
+		// the subscription needs no broker round trip, in the write of
+		// `ready` (one system call less). A resumable stream's may wait
+		// for the stream it takes over: it sends its header first.
+		later := !resume && tellsWait(h.broker)
+		ctx, h1, err = h.startHTTP1(conn, r, hdr, later)
+		if later {
+			w := h1
+			ctx = broker.BeforeWait(ctx, func() { _ = w.flushHead() })
+		}
 		st.out = h1
 	} else {
 		// HTTP/2: net/http keeps the connection.

@@ -10,11 +10,14 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"eventsproxy/internal/api"
 	"eventsproxy/internal/binding"
+	"eventsproxy/internal/broker"
+	"eventsproxy/internal/brokertest"
 	"eventsproxy/internal/sse"
 )
 
@@ -216,5 +219,84 @@ func TestHealthAndNotFound(t *testing.T) {
 				t.Fatalf("got %d %q (%s), want %d containing %q", resp.StatusCode, body, resp.Header.Get("Content-Type"), tc.status, tc.want)
 			}
 		})
+	}
+}
+
+// holdingDialer's connections hold every bind until release is closed.
+type holdingDialer struct {
+	binding chan struct{} // receives when a bind starts
+	release chan struct{}
+}
+
+func (d holdingDialer) Dial(context.Context) (broker.Conn, error) {
+	return &holdingConn{d: d, closed: make(chan struct{})}, nil
+}
+func (d holdingDialer) String() string { return "holding broker" }
+
+type holdingConn struct {
+	d         holdingDialer
+	closed    chan struct{}
+	closeOnce sync.Once
+}
+
+func (c *holdingConn) Queue() string { return "q" }
+func (c *holdingConn) Bind(exchange, pattern string) error {
+	c.d.binding <- struct{}{}
+	select {
+	case <-c.d.release:
+		return nil
+	case <-c.closed:
+		return broker.ErrConnectionLost
+	}
+}
+func (c *holdingConn) Unbind(exchange, pattern string) error { return nil }
+func (c *holdingConn) Consume(func(*broker.Message)) error {
+	<-c.closed
+	return broker.ErrConnectionLost
+}
+func (c *holdingConn) Close() error {
+	c.closeOnce.Do(func() { close(c.closed) })
+	return nil
+}
+
+// TestHeaderBeforeBind checks that a stream on the broker sends its
+// response's header while its bind is under way, not with `ready`.
+func TestHeaderBeforeBind(t *testing.T) {
+	d := holdingDialer{binding: make(chan struct{}, 1), release: make(chan struct{})}
+	b := brokertest.Start(t, d, broker.Config{})
+	srv := newServer(t, api.FromBroker(b))
+	got := make(chan *http.Response, 1)
+	go func() {
+		resp, err := http.Get(connectURL(srv.URL, `{"bindings":[{"exchange":"x","routingKeyPattern":"a.#"}]}`))
+		if err != nil {
+			t.Error(err)
+			close(got)
+			return
+		}
+		got <- resp
+	}()
+	select {
+	case <-d.binding:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no bind within 30s")
+	}
+	var resp *http.Response
+	select {
+	case resp = <-got:
+	case <-time.After(30 * time.Second):
+		close(d.release)
+		t.Fatal("no response header within 30s while the bind is held")
+	}
+	if resp == nil {
+		return
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	close(d.release)
+	ev, err := sse.NewReader(resp.Body).Next()
+	if err != nil || ev.Kind != "ready" {
+		t.Fatalf("first event %q, %v; want ready", ev.Kind, err)
 	}
 }

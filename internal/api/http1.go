@@ -30,6 +30,10 @@ type http1Writer struct {
 	// done tells the handler that the stream is over.
 	done     func()
 	deadline deadline
+	// head is the response's header while it waits to go out with the
+	// first write (see startHTTP1); headErr is its write's error.
+	head    []byte
+	headErr error
 }
 
 // startHTTP1 takes over conn, hijacked from net/http for r, and sends the
@@ -41,7 +45,11 @@ type http1Writer struct {
 // What net/http read ahead of the request's end is a pipelined request,
 // which a stream never answers: it is dropped with the connection's
 // buffers.
-func (h *Handler) startHTTP1(conn net.Conn, r *http.Request, hdr http.Header) (context.Context, *http1Writer, error) {
+//
+// With later, the header is not written yet: it goes out with the first
+// write, or alone when flushHead is called (before the stream waits for
+// anything).
+func (h *Handler) startHTTP1(conn net.Conn, r *http.Request, hdr http.Header, later bool) (context.Context, *http1Writer, error) {
 	ctx, cancel := context.WithCancel(h.streamsCtx)
 	out := &http1Writer{
 		conn:      conn,
@@ -52,10 +60,22 @@ func (h *Handler) startHTTP1(conn net.Conn, r *http.Request, hdr http.Header) (c
 		deadline:  deadline{timeout: h.cfg.WriteTimeout, set: conn.SetWriteDeadline},
 	}
 	go out.watch()
-	if err := out.writeHeader(hdr); err != nil {
+	out.head = out.header(hdr)
+	if later {
+		return ctx, out, nil
+	}
+	if err := out.flushHead(); err != nil {
 		return ctx, out, fmt.Errorf("%w: %w", errWrite, err)
 	}
 	return ctx, out, nil
+}
+
+// flushHead writes the header if it has not gone out yet.
+func (out *http1Writer) flushHead() error {
+	if out.head == nil {
+		return out.headErr
+	}
+	return out.writeConn(nil)
 }
 
 // watch reads the connection until it fails, which is how a client that
@@ -73,11 +93,18 @@ func (out *http1Writer) watch() {
 	}
 }
 
-// writeHeader sends the response's status line and header, as net/http
-// would have: the fields sorted by name, with Date, Connection: close (the
-// stream ends with its connection) and, for HTTP/1.1, Transfer-Encoding:
-// chunked.
+// writeHeader sends the response's status line and header.
 func (out *http1Writer) writeHeader(hdr http.Header) error {
+	out.head = out.header(hdr)
+	return out.flushHead()
+}
+
+// header returns the response's status line and header as net/http would
+// have written them: the fields sorted by name, with Date, Connection:
+// close (the stream ends with its connection) and, for HTTP/1.1,
+// Transfer-Encoding: chunked. Its buffer has room for a first event after
+// it.
+func (out *http1Writer) header(hdr http.Header) []byte {
 	var lines [24]headerLine
 	ls := append(lines[:0], headerLine{"Date", httpDate(time.Now())}, headerLine{"Connection", "close"})
 	if out.chunked {
@@ -101,7 +128,7 @@ func (out *http1Writer) writeHeader(hdr http.Header) error {
 	for _, l := range ls {
 		size += len(l.key) + len(l.value) + 4
 	}
-	b := make([]byte, 0, size)
+	b := make([]byte, 0, size+firstEventRoom)
 	b = append(b, "HTTP/1.1 200 OK\r\n"...)
 	for _, l := range ls {
 		b = append(b, l.key...)
@@ -109,9 +136,11 @@ func (out *http1Writer) writeHeader(hdr http.Header) error {
 		b = appendFieldValue(b, l.value)
 		b = append(b, "\r\n"...)
 	}
-	b = append(b, "\r\n"...)
-	return out.writeConn(b)
+	return append(b, "\r\n"...)
 }
+
+// firstEventRoom is the room after the header for the chunk of `ready`.
+const firstEventRoom = 64
 
 type headerLine struct{ key, value string }
 
@@ -176,9 +205,22 @@ func (out *http1Writer) write(buf []byte) error {
 	return out.writeConn(buf[start:])
 }
 
+// writeConn writes b, after the header if that has not gone out yet.
 func (out *http1Writer) writeConn(b []byte) error {
+	if out.headErr != nil {
+		return out.headErr
+	}
+	head := out.head != nil
+	if head {
+		b = append(out.head, b...)
+		out.head = nil
+	}
 	out.deadline.move()
 	_, err := out.conn.Write(b)
+	if head && err != nil {
+		// What follows must not go out without it.
+		out.headErr = err
+	}
 	return err
 }
 
@@ -191,8 +233,12 @@ func (out *http1Writer) goOn(rest func()) { go rest() }
 // end sends the body's last chunk (unless the client is gone) and closes
 // the connection.
 func (out *http1Writer) end(why string) {
-	if out.chunked && why != endClient && why != endWrite {
+	switch {
+	case why == endClient || why == endWrite:
+	case out.chunked:
 		_ = out.writeConn([]byte("0\r\n\r\n"))
+	default:
+		_ = out.flushHead()
 	}
 	if out.stopClose() {
 		_ = out.conn.Close()

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net"
 	"net/http"
+	"slices"
 	"testing"
 	"time"
 )
@@ -56,6 +57,55 @@ func TestHTTPDate(t *testing.T) {
 	for _, now := range []time.Time{time.Unix(1767225600, 0), time.Unix(1767225600, 999e6), time.Unix(1767225601, 0), time.Unix(1767225600, 5)} {
 		if got, want := httpDate(now), now.UTC().Format(http.TimeFormat); got != want {
 			t.Errorf("httpDate(%v) = %q, want %q", now, got, want)
+		}
+	}
+}
+
+// writesConn is a net.Conn that records its writes.
+type writesConn struct {
+	net.Conn
+	writes [][]byte
+}
+
+func (c *writesConn) Write(b []byte) (int, error) {
+	c.writes = append(c.writes, bytes.Clone(b))
+	return len(b), nil
+}
+
+func (c *writesConn) SetWriteDeadline(time.Time) error { return nil }
+
+// TestHeadWithFirstWrite checks that a header kept for later goes out in
+// the first write, before its bytes, or alone when flushed.
+func TestHeadWithFirstWrite(t *testing.T) {
+	event := func() []byte {
+		return append(make([]byte, headroom, 256), "event: ready\ndata: {}\n\n"...)
+	}
+	for _, flush := range []bool{false, true} {
+		c := &writesConn{}
+		out := &http1Writer{conn: c, chunked: true, deadline: deadline{timeout: time.Minute, set: c.SetWriteDeadline}}
+		out.head = out.header(http.Header{"Content-Type": {"text/event-stream"}})
+		head := string(out.head)
+		if flush {
+			if err := out.flushHead(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for range 2 {
+			if err := out.write(event()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		chunk := "17\r\nevent: ready\ndata: {}\n\n\r\n"
+		want := []string{head + chunk, chunk}
+		if flush {
+			want = []string{head, chunk, chunk}
+		}
+		var got []string
+		for _, w := range c.writes {
+			got = append(got, string(w))
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("flush=%v: writes\n%q\nwant\n%q", flush, got, want)
 		}
 	}
 }

@@ -120,6 +120,8 @@ type readyBound struct {
 	timeout time.Duration
 }
 
+func (b readyBound) tellsWait() bool { return tellsWait(b.Broker) }
+
 func (b readyBound) Subscribe(ctx context.Context, bs []binding.Binding, resumable bool) (Subscription, error) {
 	sctx, cancel := context.WithTimeoutCause(ctx, b.timeout, errReadyTimeout)
 	defer cancel()

@@ -271,6 +271,18 @@ func (b *Broker) Subscribe(ctx context.Context, bs []binding.Binding) (*Subscrip
 	return s.subscribe(ctx, bs, false)
 }
 
+// BeforeWait returns a copy of ctx with f, which Subscribe and
+// SubscribeSurviving called with it call, once and on the calling
+// goroutine, before they wait for the broker; one that needs no broker
+// round trip (every binding is in place, or covered by one that is)
+// returns without calling f. A stream uses it to send its response's
+// header at once when it must wait, and together with `ready` when not.
+func BeforeWait(ctx context.Context, f func()) context.Context {
+	return context.WithValue(ctx, beforeWaitKey{}, f)
+}
+
+type beforeWaitKey struct{}
+
 // SubscribeSurviving is Subscribe for a subscription that outlives a lost
 // broker connection. Its Done is not closed when the connection goes: the
 // Broker's next connection binds its bindings again, and once they are

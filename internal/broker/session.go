@@ -156,6 +156,11 @@ func (s *session) subscribe(ctx context.Context, bs []binding.Binding, survive b
 	if err != nil {
 		return nil, err
 	}
+	if pending > 0 {
+		if f, _ := ctx.Value(beforeWaitKey{}).(func()); f != nil {
+			f()
+		}
+	}
 	if err := s.await(ctx, answers, pending); err != nil {
 		sub.Close()
 		return nil, err

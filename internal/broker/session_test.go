@@ -572,3 +572,39 @@ func TestBrokerDropsCounted(t *testing.T) {
 		}
 	}
 }
+
+// TestBeforeWait checks that subscribe calls BeforeWait's function before
+// it waits for a bind, and not when every binding is in place or covered.
+func TestBeforeWait(t *testing.T) {
+	c := newOpConn()
+	s := testSession(t, c)
+	held, release := c.holdAt("bind a.#")
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	called := make(chan struct{})
+	got := make(chan error, 1)
+	go func() {
+		sub, err := s.subscribe(BeforeWait(ctx, func() { close(called) }), bindings("a.#"), false)
+		if err == nil {
+			t.Cleanup(sub.Close)
+		}
+		got <- err
+	}()
+	waitHeld(t, held)
+	select {
+	case <-called:
+	case <-time.After(testTimeout):
+		t.Fatal("subscribe waits for its bind without calling BeforeWait's function")
+	}
+	close(release)
+	if err := <-got; err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"a.#", "a.b.#"} {
+		sub, err := s.subscribe(BeforeWait(ctx, func() { t.Errorf("%s: BeforeWait's function called with the binding in place", p) }), bindings(p), false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(sub.Close)
+	}
+}
