@@ -84,9 +84,7 @@ func Cycles(ctx context.Context, t Target, cfg CyclesConfig) (Run, error) {
 				if i >= cfg.Cycles || ctx.Err() != nil {
 					return
 				}
-				octx, cancel := context.WithTimeout(ctx, 30*time.Second)
-				err := st.open(octx, c, reqs[i])
-				cancel()
+				err := st.openBy(ctx, c, reqs[i], time.Now().Add(30*time.Second))
 				if err != nil {
 					tl.fail(err)
 					continue

@@ -37,7 +37,9 @@ func newClient(t Target) (*client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &client{base: u, dialer: &net.Dialer{Timeout: 10 * time.Second}, token: t.Token}
+	// No TCP keep-alive: a stream's pings keep it alive, and the four
+	// setsockopt calls would be a third of a connect cycle's system calls.
+	c := &client{base: u, dialer: &net.Dialer{Timeout: 10 * time.Second, KeepAlive: -1}, token: t.Token}
 	switch u.Scheme {
 	case "http":
 	case "https":
@@ -202,10 +204,23 @@ func (st *stream) onEvent(ev *event) {
 // open opens the stream with req and reads until `ready`, which must come
 // before ctx ends. On error the stream is closed.
 func (st *stream) open(ctx context.Context, c *client, req request) error {
+	dl, _ := ctx.Deadline()
+	return st.openBy(ctx, c, req, dl)
+}
+
+// openBy is open with a deadline for `ready` of its own (zero: none but
+// ctx's), for a caller that would otherwise make a context per stream for
+// it: over HTTP/1.1, ctx then only cancels the dial.
+func (st *stream) openBy(ctx context.Context, c *client, req request, dl time.Time) error {
 	st.sc.reset()
 	st.ready, st.errText = false, ""
 	st.start = time.Now()
 	if c.h2 != nil {
+		if !dl.IsZero() {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithDeadline(ctx, dl)
+			defer cancel()
+		}
 		return st.openH2(ctx, c.h2, req)
 	}
 	conn, err := c.dialer.DialContext(ctx, "tcp", c.base.Host)
@@ -217,15 +232,20 @@ func (st *stream) open(ctx context.Context, c *client, req request) error {
 		conn.Close()
 		return err
 	}
-	// A stream that is not ready within the context's time is a failure;
-	// the deadline wakes the read.
-	if dl, ok := ctx.Deadline(); ok {
+	// A stream that is not ready by the deadline is a failure; the
+	// deadline wakes the read.
+	if d, ok := ctx.Deadline(); ok && (dl.IsZero() || d.Before(dl)) {
+		dl = d
+	}
+	if !dl.IsZero() {
 		_ = conn.SetReadDeadline(dl)
 	}
 	if err := st.readUntilReady(); err != nil {
 		return err
 	}
-	_ = conn.SetReadDeadline(time.Time{})
+	if !dl.IsZero() {
+		_ = conn.SetReadDeadline(time.Time{})
+	}
 	return nil
 }
 
