@@ -18,49 +18,85 @@ import (
 	"eventsproxy/internal/sse"
 )
 
+// eachResume runs test in each protocol, in a bubble, on an env of cfg
+// whose subscriptions hold 100 messages.
+func eachResume(t *testing.T, cfg api.Config, test func(t *testing.T, e *env)) {
+	each(t, func(t *testing.T, proto string) {
+		e := newEnv(t, proto, cfg, 100)
+		defer e.close()
+		test(t, e)
+	})
+}
+
+// another returns an env of cfg in e's protocol: another process, whose
+// tokens e does not know. The caller closes it.
+func (e *env) another(cfg api.Config) *env {
+	return newEnv(e.t, e.proto, cfg, 100)
+}
+
 // openResume opens a resumable stream, with last as its Last-Event-ID.
 func (e *env) openResume(last string) *pipeClient {
 	e.t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	q := `{"bindings":[{"exchange":"ex","routingKeyPattern":"#"}]}`
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, connectURL("http://proxy", q)+"&resume=1", nil)
-	if last != "" {
-		req.Header.Set("Last-Event-ID", last)
+	return e.connect(allOfEx, "&resume=1", last, nil)
+}
+
+// resumable opens a new resumable stream and returns it after its `ready`,
+// which must carry a token, with its subscription.
+func (e *env) resumable() (*pipeClient, *fakeSub) {
+	e.t.Helper()
+	c := e.openResume("")
+	sub := <-e.b.subs
+	if ev := c.next(); ev.Kind != "ready" || ev.ID == "-" || ev.ID == "" || len(ev.ID) > 128 {
+		e.t.Fatalf("%s: got %q id %q, want ready with a token", c.proto, ev.Kind, ev.ID)
 	}
-	resp, err := (&http.Client{Transport: e.tr}).Do(req)
-	if err != nil || resp.StatusCode != http.StatusOK {
-		cancel()
-		e.t.Fatalf("connect: %v %v", resp, err)
-	}
-	c := &pipeClient{t: e.t, proto: resp.Proto, body: resp.Body, cancel: cancel, events: make(chan sse.Event, 1024)}
-	go func() {
-		defer close(c.events)
-		r := sse.NewReader(resp.Body)
-		for {
-			ev, err := r.Next()
-			if err != nil {
-				c.err = err
-				return
-			}
-			c.events <- ev
-		}
-	}()
-	e.streams = append(e.streams, c)
-	return c
+	return c, sub
+}
+
+// resume reconnects with the token last and returns the stream after its
+// `ready`.
+func (e *env) resume(last string) *pipeClient {
+	e.t.Helper()
+	r := e.openResume(last)
+	r.expectKind("ready")
+	return r
 }
 
 // lingering opens a resumable stream whose client leaves once it has
 // processed message 0, and returns its subscription and that message's id.
 func (e *env) lingering() (*fakeSub, string) {
 	e.t.Helper()
-	c := e.openResume("")
-	sub := <-e.b.subs
-	c.next()
+	c, sub := e.resumable()
 	sub.push(message(0, ""))
 	last := c.nextMessage(0)
+	c.leave()
+	return sub, last
+}
+
+// leave closes the client's connection and waits until the server is done
+// with it.
+func (c *pipeClient) leave() {
 	c.close()
 	synctest.Wait()
-	return sub, last
+}
+
+// expectKind fails the test unless the next event is of kind.
+func (c *pipeClient) expectKind(kind string) sse.Event {
+	c.t.Helper()
+	ev := c.next()
+	if ev.Kind != kind {
+		c.t.Fatalf("%s: got %q %s, want %s", c.proto, ev.Kind, ev.Data, kind)
+	}
+	return ev
+}
+
+// expectGap fails the test unless the next event is `gap` for reason,
+// with a token.
+func (c *pipeClient) expectGap(reason string) {
+	c.t.Helper()
+	ev := c.next()
+	if want := `{"reason":"` + reason + `"}`; ev.Kind != "gap" || string(ev.Data) != want || ev.ID == "-" || ev.ID == "" {
+		c.t.Fatalf("%s: got %q %s id %q, want gap %s with a token", c.proto, ev.Kind, ev.Data, ev.ID, reason)
+	}
 }
 
 // nextMessage returns the next event, which must be message n, and its id.
@@ -75,14 +111,8 @@ func (c *pipeClient) nextMessage(n int) string {
 }
 
 func TestResumeReplaysWhatTheClientMissed(t *testing.T) {
-	each(t, func(t *testing.T, proto string) {
-		e := newEnv(t, proto, api.Config{}, 100)
-		defer e.close()
-		c := e.openResume("")
-		sub := <-e.b.subs
-		if ev := c.next(); ev.Kind != "ready" || ev.ID == "-" || ev.ID == "" || len(ev.ID) > 128 {
-			t.Fatalf("got %q id %q, want ready with a token", ev.Kind, ev.ID)
-		}
+	eachResume(t, api.Config{}, func(t *testing.T, e *env) {
+		c, sub := e.resumable()
 		for n := range 5 {
 			sub.push(message(n, ""))
 		}
@@ -90,16 +120,12 @@ func TestResumeReplaysWhatTheClientMissed(t *testing.T) {
 		last := c.nextMessage(1)
 		// The client processed 0 and 1; 2 to 4 were written but are lost
 		// with the connection, and 5 to 7 come while it is away.
-		c.close()
-		synctest.Wait()
+		c.leave()
 		if sub.isClosed() {
 			t.Fatal("the subscription of a resumable stream closed when its client left")
 		}
 		sub.push(message(5, ""), message(6, ""), message(7, ""))
-		r := e.openResume(last)
-		if ev := r.next(); ev.Kind != "ready" {
-			t.Fatalf("got %q %s, want ready", ev.Kind, ev.Data)
-		}
+		r := e.resume(last)
 		for n := 2; n < 8; n++ {
 			r.nextMessage(n)
 		}
@@ -114,51 +140,36 @@ func TestResumeReplaysWhatTheClientMissed(t *testing.T) {
 }
 
 func TestResumeGaps(t *testing.T) {
-	each(t, func(t *testing.T, proto string) {
-		e := newEnv(t, proto, api.Config{}, 100)
-		defer e.close()
-		other := newEnv(t, proto, api.Config{}, 100)
+	eachResume(t, api.Config{}, func(t *testing.T, e *env) {
+		other := e.another(api.Config{})
 		defer other.close()
 		sub, last := e.lingering()
 		// The token means nothing to another process.
-		r := other.openResume(last)
+		r := other.resume(last)
 		<-other.b.subs
-		r.next()
-		if ev := r.next(); ev.Kind != "gap" || string(ev.Data) != `{"reason":"unknown"}` {
-			t.Fatalf("got %q %s, want gap unknown", ev.Kind, ev.Data)
-		}
+		r.expectGap("unknown")
 		// Past the window, the stream is gone.
 		time.Sleep(api.DefaultResumeWindow + time.Second)
 		synctest.Wait()
 		if !sub.isClosed() {
 			t.Fatal("a lingering subscription outlived the window")
 		}
-		r = e.openResume(last)
+		r = e.resume(last)
 		<-e.b.subs
-		r.next()
-		if ev := r.next(); ev.Kind != "gap" || string(ev.Data) != `{"reason":"expired"}` {
-			t.Fatalf("got %q %s, want gap expired", ev.Kind, ev.Data)
-		}
+		r.expectGap("expired")
 	})
 }
 
 // TestResumeTakesOverAServedStream reconnects before the server saw the
 // old connection go: the old one lets go, and nothing is lost or doubled.
 func TestResumeTakesOverAServedStream(t *testing.T) {
-	each(t, func(t *testing.T, proto string) {
-		e := newEnv(t, proto, api.Config{}, 100)
-		defer e.close()
-		c := e.openResume("")
-		sub := <-e.b.subs
-		c.next()
+	eachResume(t, api.Config{}, func(t *testing.T, e *env) {
+		c, sub := e.resumable()
 		sub.push(message(0, ""), message(1, ""), message(2, ""))
 		last := c.nextMessage(0)
 		c.nextMessage(1)
 		c.nextMessage(2)
-		r := e.openResume(last)
-		if ev := r.next(); ev.Kind != "ready" {
-			t.Fatalf("got %q %s, want ready", ev.Kind, ev.Data)
-		}
+		r := e.resume(last)
 		r.nextMessage(1)
 		r.nextMessage(2)
 		for range c.events {
@@ -169,27 +180,14 @@ func TestResumeTakesOverAServedStream(t *testing.T) {
 }
 
 func TestResumeOtherBindingsAndShutdown(t *testing.T) {
-	each(t, func(t *testing.T, proto string) {
-		e := newEnv(t, proto, api.Config{}, 100)
-		defer e.close()
+	eachResume(t, api.Config{}, func(t *testing.T, e *env) {
 		sub, last := e.lingering()
 		// The same token with other bindings: gap, and the old
 		// subscription is given back.
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		q := `{"bindings":[{"exchange":"ex","routingKeyPattern":"other"}]}`
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, connectURL("http://proxy", q)+"&resume=1&lastEventId="+last, nil)
-		resp, err := (&http.Client{Transport: e.tr}).Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
+		r := e.connect(`{"bindings":[{"exchange":"ex","routingKeyPattern":"other"}]}`, "&resume=1&lastEventId="+last, "", nil)
 		<-e.b.subs
-		rd := sse.NewReader(resp.Body)
-		rd.Next()
-		if ev, err := rd.Next(); err != nil || ev.Kind != "gap" || string(ev.Data) != `{"reason":"bindings"}` {
-			t.Fatalf("got %q %s %v, want gap bindings", ev.Kind, ev.Data, err)
-		}
+		r.expectKind("ready")
+		r.expectGap("bindings")
 		synctest.Wait()
 		if !sub.isClosed() {
 			t.Fatal("the lingering subscription outlived a takeover with other bindings")
@@ -197,18 +195,14 @@ func TestResumeOtherBindingsAndShutdown(t *testing.T) {
 		// On shutdown a resumable stream just ends, for EventSource to
 		// reconnect.
 		e.h.Shutdown()
-		if ev, err := rd.Next(); err == nil {
-			t.Fatalf("got %q %s on shutdown, want the end of the stream", ev.Kind, ev.Data)
-		}
+		r.expectEnd()
 	})
 }
 
 // TestResumeNotAskedFor: without resume=1, a Last-Event-ID still gets 204.
 func TestResumeNotAskedFor(t *testing.T) {
-	each(t, func(t *testing.T, proto string) {
-		e := newEnv(t, proto, api.Config{}, 100)
-		defer e.close()
-		req, _ := http.NewRequest(http.MethodGet, connectURL("http://proxy", `{"bindings":[{"exchange":"ex","routingKeyPattern":"#"}]}`), nil)
+	eachResume(t, api.Config{}, func(t *testing.T, e *env) {
+		req, _ := http.NewRequest(http.MethodGet, connectURL("http://proxy", allOfEx), nil)
 		req.Header.Set("Last-Event-ID", "-")
 		resp, err := (&http.Client{Transport: e.tr}).Do(req)
 		if err != nil {
@@ -224,23 +218,15 @@ func TestResumeNotAskedFor(t *testing.T) {
 // TestResumeEvicted: more was written after the token than the history
 // keeps, so the resumed stream says gap before going on.
 func TestResumeEvicted(t *testing.T) {
-	each(t, func(t *testing.T, proto string) {
-		e := newEnv(t, proto, api.Config{ResumeBytes: 1}, 100)
-		defer e.close()
-		c := e.openResume("")
-		sub := <-e.b.subs
-		c.next()
+	eachResume(t, api.Config{ResumeBytes: 1}, func(t *testing.T, e *env) {
+		c, sub := e.resumable()
 		sub.push(message(0, ""), message(1, ""))
 		last := c.nextMessage(0)
 		c.nextMessage(1)
-		c.close()
-		synctest.Wait()
+		c.leave()
 		sub.push(message(2, ""))
-		r := e.openResume(last)
-		r.next()
-		if ev := r.next(); ev.Kind != "gap" || string(ev.Data) != `{"reason":"evicted"}` {
-			t.Fatalf("got %q %s, want gap evicted", ev.Kind, ev.Data)
-		}
+		r := e.resume(last)
+		r.expectGap("evicted")
 		r.nextMessage(2)
 	})
 }
@@ -250,43 +236,31 @@ func TestResumeEvicted(t *testing.T) {
 // where the subscription has its gap: after the messages from before it,
 // served or lingering; a stream without resume asks for one that ends.
 func TestResumeBrokerGap(t *testing.T) {
-	each(t, func(t *testing.T, proto string) {
-		e := newEnv(t, proto, api.Config{}, 100)
-		defer e.close()
+	eachResume(t, api.Config{}, func(t *testing.T, e *env) {
 		plain := e.open(nil)
 		if plain.sub.resumable {
 			t.Fatal("a stream without resume asked for a surviving subscription")
 		}
 		plain.next()
-		c := e.openResume("")
-		sub := <-e.b.subs
+		c, sub := e.resumable()
 		if !sub.resumable {
 			t.Fatal("a resumable stream asked for a subscription that ends with the broker connection")
 		}
-		c.next()
 		sub.push(message(0, ""), message(1, ""))
 		sub.gap()
 		sub.push(message(2, ""))
 		c.nextMessage(0)
 		c.nextMessage(1)
-		if ev := c.next(); ev.Kind != "gap" || string(ev.Data) != `{"reason":"broker"}` || ev.ID == "-" || ev.ID == "" {
-			t.Fatalf("got %q %s id %q, want gap broker with a token", ev.Kind, ev.Data, ev.ID)
-		}
+		c.expectGap("broker")
 		last := c.nextMessage(2)
 		// Lingering: the gap is told after the messages from before it.
-		c.close()
-		synctest.Wait()
+		c.leave()
 		sub.push(message(3, ""))
 		sub.gap()
 		sub.push(message(4, ""))
-		r := e.openResume(last)
-		if ev := r.next(); ev.Kind != "ready" {
-			t.Fatalf("got %q %s, want ready", ev.Kind, ev.Data)
-		}
+		r := e.resume(last)
 		r.nextMessage(3)
-		if ev := r.next(); ev.Kind != "gap" || string(ev.Data) != `{"reason":"broker"}` {
-			t.Fatalf("got %q %s, want gap broker", ev.Kind, ev.Data)
-		}
+		r.expectGap("broker")
 		r.nextMessage(4)
 		if got := testutil.ToFloat64(e.m.Resumes.WithLabelValues("gap", "broker")); got != 2 {
 			t.Fatalf("eventsproxy_resumes_total{gap,broker} = %v, want 2", got)
@@ -299,22 +273,14 @@ func TestResumeBrokerGap(t *testing.T) {
 // still in the buffer, and the reconnect that takes the stream over gets
 // it without waiting for another.
 func TestResumeAfterAGatherCut(t *testing.T) {
-	each(t, func(t *testing.T, proto string) {
-		e := newEnv(t, proto, api.Config{}, 100)
-		defer e.close()
-		c := e.openResume("")
-		sub := <-e.b.subs
-		c.next()
+	eachResume(t, api.Config{}, func(t *testing.T, e *env) {
+		c, sub := e.resumable()
 		sub.push(message(0, ""))
 		last := c.nextMessage(0)
 		// No time passes in the bubble: the stream gathers.
 		sub.push(message(1, ""))
-		c.close()
-		synctest.Wait()
-		r := e.openResume(last)
-		if ev := r.next(); ev.Kind != "ready" {
-			t.Fatalf("got %q %s, want ready", ev.Kind, ev.Data)
-		}
+		c.leave()
+		r := e.resume(last)
 		r.nextMessage(1)
 	})
 }
@@ -325,24 +291,17 @@ func TestResumeAfterAGatherCut(t *testing.T) {
 // gone waits for the broker, as a new resumable stream does, and then gets
 // `ready` and its `gap` (a 503 would make an EventSource give up).
 func TestResumeWhileTheBrokerIsDown(t *testing.T) {
-	each(t, func(t *testing.T, proto string) {
-		e := newEnv(t, proto, api.Config{}, 100)
-		defer e.close()
+	eachResume(t, api.Config{}, func(t *testing.T, e *env) {
 		sub, last := e.lingering()
 		e.b.down.Store(true)
-		r := e.openResume(last)
-		if ev := r.next(); ev.Kind != "ready" {
-			t.Fatalf("got %q %s, want ready", ev.Kind, ev.Data)
-		}
+		r := e.resume(last)
 		sub.gap()
 		sub.push(message(1, ""))
-		if ev := r.next(); ev.Kind != "gap" || string(ev.Data) != `{"reason":"broker"}` {
-			t.Fatalf("got %q %s, want gap broker", ev.Kind, ev.Data)
-		}
+		r.expectGap("broker")
 		r.nextMessage(1)
 		// A token from another process: no stream to take over, and no
 		// broker to subscribe with yet.
-		other := newEnv(t, proto, api.Config{PingInterval: 20 * time.Second}, 100)
+		other := e.another(api.Config{PingInterval: 20 * time.Second})
 		defer other.close()
 		other.b.down.Store(true)
 		o := other.openResume(last)
@@ -350,12 +309,8 @@ func TestResumeWhileTheBrokerIsDown(t *testing.T) {
 		synctest.Wait()
 		other.b.down.Store(false)
 		<-other.b.subs
-		if ev := o.next(); ev.Kind != "ready" {
-			t.Fatalf("got %q %s, want ready", ev.Kind, ev.Data)
-		}
-		if ev := o.next(); ev.Kind != "gap" || string(ev.Data) != `{"reason":"unknown"}` {
-			t.Fatalf("got %q %s, want gap unknown", ev.Kind, ev.Data)
-		}
+		o.expectKind("ready")
+		o.expectGap("unknown")
 	})
 }
 
@@ -365,11 +320,9 @@ func TestResumeWhileTheBrokerIsDown(t *testing.T) {
 // broker is back; then it subscribes and gets `ready`. A stream without
 // resume still gets 503.
 func TestResumeNewStreamWaitsForTheBroker(t *testing.T) {
-	each(t, func(t *testing.T, proto string) {
-		e := newEnv(t, proto, api.Config{PingInterval: 20 * time.Second}, 100)
-		defer e.close()
+	eachResume(t, api.Config{PingInterval: 20 * time.Second}, func(t *testing.T, e *env) {
 		e.b.down.Store(true)
-		q := connectURL("http://proxy", `{"bindings":[{"exchange":"ex","routingKeyPattern":"#"}]}`)
+		q := connectURL("http://proxy", allOfEx)
 		client := &http.Client{Transport: e.tr}
 		if resp, err := client.Get(q); err != nil || resp.StatusCode != http.StatusServiceUnavailable {
 			t.Fatalf("a stream without resume with the broker down: %v %v, want 503", resp, err)
@@ -431,31 +384,24 @@ func TestResumeNewStreamWaitsForTheBroker(t *testing.T) {
 // its error and no `gap`, and counts as no resume; one that gets its `gap`
 // counts once.
 func TestResumeMetricCountsWhatHappened(t *testing.T) {
-	each(t, func(t *testing.T, proto string) {
-		e := newEnv(t, proto, api.Config{}, 100)
-		defer e.close()
-		other := newEnv(t, proto, api.Config{}, 100)
+	eachResume(t, api.Config{}, func(t *testing.T, e *env) {
+		other := e.another(api.Config{})
 		defer other.close()
 		_, last := e.lingering()
 		refused := error(&broker.BindError{Binding: binding.Binding{Exchange: "ex", RoutingKeyPattern: "#"}, Err: broker.ErrExchangeNotFound})
 		other.b.refuse.Store(&refused)
 		o := other.openResume(last)
-		if ev := o.next(); ev.Kind != "error" || string(ev.Data) != `"Exchange \"ex\" does not exist."` {
-			t.Fatalf("got %q %s, want the refusal", ev.Kind, ev.Data)
+		if ev := o.expectKind("error"); string(ev.Data) != `"Exchange \"ex\" does not exist."` {
+			t.Fatalf("got error %s, want the refusal", ev.Data)
 		}
-		for ev := range o.events {
-			t.Fatalf("got %q %s after the refusal, want the end of the stream", ev.Kind, ev.Data)
-		}
+		o.expectEnd()
 		if got := testutil.CollectAndCount(other.m.Resumes); got != 0 {
 			t.Fatalf("eventsproxy_resumes_total has %d series after a refused reconnect, want none", got)
 		}
 		other.b.refuse.Store(nil)
-		o = other.openResume(last)
+		o = other.resume(last)
 		<-other.b.subs
-		o.next()
-		if ev := o.next(); ev.Kind != "gap" {
-			t.Fatalf("got %q %s, want gap", ev.Kind, ev.Data)
-		}
+		o.expectGap("unknown")
 		synctest.Wait()
 		if got := testutil.ToFloat64(other.m.Resumes.WithLabelValues("gap", "unknown")); got != 1 {
 			t.Fatalf("eventsproxy_resumes_total{gap,unknown} = %v, want 1", got)

@@ -248,6 +248,7 @@ func (l *pipeListener) dial(ctx context.Context, network, addr string) (net.Conn
 // env is the handler served over in-memory connections, in one protocol.
 type env struct {
 	t       *testing.T
+	proto   string
 	h       *api.Handler
 	m       *metrics.Metrics
 	b       *subBroker
@@ -269,6 +270,7 @@ func newEnv(t *testing.T, proto string, cfg api.Config, size int) *env {
 	cfg.Metrics = metrics.Discard()
 	e := &env{
 		t:      t,
+		proto:  proto,
 		m:      cfg.Metrics,
 		b:      &subBroker{size: size, subs: make(chan *fakeSub, 16)},
 		ln:     &pipeListener{conns: make(chan net.Conn), closed: make(chan struct{})},
@@ -315,9 +317,25 @@ type pipeClient struct {
 
 func (e *env) open(resume <-chan struct{}) *pipeClient {
 	e.t.Helper()
+	c := e.connect(allOfEx, "", "", resume)
+	c.sub = <-e.b.subs
+	return c
+}
+
+// allOfEx is the bindings of the streams that tests open: `#` on "ex".
+const allOfEx = `{"bindings":[{"exchange":"ex","routingKeyPattern":"#"}]}`
+
+// connect sends a connect request for bindings (the query's JSON) with
+// more of the query (such as "&resume=1"), and last as its Last-Event-ID
+// unless it is "", and returns the stream, whose events a goroutine reads
+// once resume is closed (at once if it is nil).
+func (e *env) connect(bindings, query, last string, resume <-chan struct{}) *pipeClient {
+	e.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	q := `{"bindings":[{"exchange":"ex","routingKeyPattern":"#"}]}`
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, connectURL("http://proxy", q), nil)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, connectURL("http://proxy", bindings)+query, nil)
+	if last != "" {
+		req.Header.Set("Last-Event-ID", last)
+	}
 	resp, err := (&http.Client{Transport: e.tr}).Do(req)
 	if err != nil {
 		cancel()
@@ -348,7 +366,6 @@ func (e *env) open(resume <-chan struct{}) *pipeClient {
 			c.events <- ev
 		}
 	}()
-	c.sub = <-e.b.subs
 	e.streams = append(e.streams, c)
 	return c
 }
