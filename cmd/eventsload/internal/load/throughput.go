@@ -94,6 +94,11 @@ func Throughput(ctx context.Context, t Target, cfg ThroughputConfig) (Run, error
 	server, tool, broker, others := u0.cores(u1)
 	if t.PID > 0 {
 		run.add("proxy: server CPU", "cores", server)
+		if st.received > 0 {
+			// From the process's own counts, which a shared machine
+			// moves less than rates.
+			run.add("proxy: server CPU per delivery", "µs", float64((u1.server-u0.server).Microseconds())/float64(st.received))
+		}
 	}
 	run.add("proxy: tool CPU", "cores", tool)
 	run.add("proxy: RabbitMQ CPU", "cores", broker)
