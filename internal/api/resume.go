@@ -90,11 +90,14 @@ func random64() uint64 {
 	return binary.BigEndian.Uint64(b[:])
 }
 
-// sent is a message of a stream's history, with its sequence number.
+// sent is an event of a stream's history, with its sequence number: a
+// message, or (msg nil) a `gap` for reason, which a client that did not
+// process it must be told again as much as a message.
 type sent struct {
-	seq  uint64
-	msg  *broker.Message
-	size int
+	seq    uint64
+	msg    *broker.Message
+	reason string
+	size   int
 }
 
 // resumable is a resumable stream's state, which outlives its connections.
@@ -118,11 +121,11 @@ type resumable struct {
 	gone bool
 }
 
-// remember adds msg, just given seq, to the history and forgets the oldest
-// messages beyond budget bytes.
-func (rs *resumable) remember(msg *broker.Message, size, budget int) {
-	rs.history = append(rs.history, sent{rs.seq, msg, size})
-	rs.bytes += size
+// remember adds ev, just given seq, to the history and forgets the oldest
+// events beyond budget bytes.
+func (rs *resumable) remember(ev sent, budget int) {
+	rs.history = append(rs.history, ev)
+	rs.bytes += ev.size
 	drop := 0
 	for rs.bytes > budget && drop < len(rs.history) {
 		rs.bytes -= rs.history[drop].size

@@ -90,13 +90,14 @@ func (c *pipeClient) expectKind(kind string) sse.Event {
 }
 
 // expectGap fails the test unless the next event is `gap` for reason,
-// with a token.
-func (c *pipeClient) expectGap(reason string) {
+// with a token, which it returns.
+func (c *pipeClient) expectGap(reason string) string {
 	c.t.Helper()
 	ev := c.next()
 	if want := `{"reason":"` + reason + `"}`; ev.Kind != "gap" || string(ev.Data) != want || ev.ID == "-" || ev.ID == "" {
 		c.t.Fatalf("%s: got %q %s id %q, want gap %s with a token", c.proto, ev.Kind, ev.Data, ev.ID, reason)
 	}
+	return ev.ID
 }
 
 // nextMessage returns the next event, which must be message n, and its id.
@@ -406,5 +407,47 @@ func TestResumeMetricCountsWhatHappened(t *testing.T) {
 		if got := testutil.ToFloat64(other.m.Resumes.WithLabelValues("gap", "unknown")); got != 1 {
 			t.Fatalf("eventsproxy_resumes_total{gap,unknown} = %v, want 1", got)
 		}
+	})
+}
+
+// TestResumeRetellsAGapTheClientMissed: a `gap` is an event of the
+// stream's history like a message: a client that reconnects with the
+// token of an event before it, the gap written but lost with the
+// connection, is told it again, in its place; one that processed it is
+// not told twice.
+func TestResumeRetellsAGapTheClientMissed(t *testing.T) {
+	eachResume(t, api.Config{}, func(t *testing.T, e *env) {
+		c, sub := e.resumable()
+		sub.push(message(0, ""))
+		before := c.nextMessage(0)
+		sub.gap()
+		sub.push(message(1, ""))
+		c.expectGap("broker")
+		c.nextMessage(1)
+		c.leave()
+		r := e.resume(before)
+		r.expectGap("broker")
+		r.nextMessage(1)
+		r.leave()
+		// The gap's own token: what follows it, and no gap again.
+		c, sub = e.resumable()
+		sub.gap()
+		sub.push(message(2, ""))
+		gap := c.expectGap("broker")
+		c.nextMessage(2)
+		c.leave()
+		r = e.resume(gap)
+		r.nextMessage(2)
+
+		// The gap after `ready` of a token this process does not know.
+		other := e.another(api.Config{})
+		defer other.close()
+		o := other.openResume(before)
+		<-other.b.subs
+		ready := o.expectKind("ready")
+		o.expectGap("unknown")
+		o.leave()
+		o = other.resume(ready.ID)
+		o.expectGap("unknown")
 	})
 }

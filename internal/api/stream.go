@@ -213,6 +213,11 @@ func (st *stream) resumed(rs *resumable, last string) (Subscription, error) {
 	}
 	st.begin(size)
 	for _, s := range replay {
+		if s.msg == nil {
+			st.lastSeq = s.seq
+			st.buf = st.appendEvent(st.buf, kindGap, gapData(s.reason))
+			continue
+		}
 		st.buf = st.appendMessage(st.buf, s.msg, s.seq)
 	}
 	st.lastSeq = replay[len(replay)-1].seq
@@ -417,7 +422,7 @@ func (st *stream) sendMessages(msgs []*broker.Message, dropped int, uncounted bo
 		rs.seq++
 		n := len(st.buf)
 		st.buf = st.appendMessage(st.buf, msg, rs.seq)
-		rs.remember(msg, len(st.buf)-n, st.h.cfg.ResumeBytes)
+		rs.remember(sent{seq: rs.seq, msg: msg, size: len(st.buf) - n}, st.h.cfg.ResumeBytes)
 		st.lastSeq = rs.seq
 	}
 	if err := st.write(); err != nil {
@@ -431,13 +436,36 @@ func (st *stream) sendMessages(msgs []*broker.Message, dropped int, uncounted bo
 	return taken, nil
 }
 
-// sendGap writes a `gap` event for reason and counts it.
+// sendGap writes a `gap` event for reason and counts it. But for evicted
+// (told again at each resume from a token the history does not cover),
+// the gap takes a sequence number and its place in the history, so that a
+// reconnect from a token before it is told again, and one from its own
+// token is not.
 func (st *stream) sendGap(reason string) error {
-	if err := st.send(kindGap, fmt.Appendf(nil, `{"reason":%q}`, reason)); err != nil {
-		return err
+	data := gapData(reason)
+	rs := st.rs
+	if rs == nil || reason == gapEvicted {
+		if err := st.send(kindGap, data); err != nil {
+			return err
+		}
+	} else {
+		rs.seq++
+		st.lastSeq = rs.seq
+		st.begin(len(kindGap) + len(data) + 32 + tokenLen)
+		n := len(st.buf)
+		st.buf = st.appendEvent(st.buf, kindGap, data)
+		rs.remember(sent{seq: rs.seq, reason: reason, size: len(st.buf) - n}, st.h.cfg.ResumeBytes)
+		if err := st.write(); err != nil {
+			return err
+		}
 	}
 	st.h.cfg.Metrics.Resumes.WithLabelValues("gap", reason).Inc()
 	return nil
+}
+
+// gapData is the data of a `gap` event for reason.
+func gapData(reason string) []byte {
+	return fmt.Appendf(nil, `{"reason":%q}`, reason)
 }
 
 // send writes one event.
