@@ -92,6 +92,14 @@ type Handler struct {
 	shutdownOnce sync.Once
 	shutdown     chan struct{}
 
+	// up is closed once the broker connection is seen back, for the
+	// streams that wait for it; nil while none waits. One goroutine
+	// looks, for all of them (see brokerUp); none starts once upOver
+	// (set by Shutdown, so before Wait).
+	upMu   sync.Mutex
+	up     chan struct{}
+	upOver bool
+
 	// streams counts the goroutines of the streams whose connections the
 	// handler took from net/http (HTTP/1.x); ending streamsCtx closes
 	// those connections.
@@ -204,6 +212,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) Shutdown() {
 	h.shutdownOnce.Do(func() {
 		close(h.shutdown)
+		h.upMu.Lock()
+		h.upOver = true
+		h.upMu.Unlock()
 		if h.res != nil {
 			h.res.close()
 		}

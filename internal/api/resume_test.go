@@ -306,12 +306,16 @@ func TestResumeWhileTheBrokerIsDown(t *testing.T) {
 		defer other.close()
 		other.b.down.Store(true)
 		o := other.openResume(last)
+		// And a new one, waiting beside it.
+		n := other.openResume("")
 		time.Sleep(time.Minute)
 		synctest.Wait()
 		other.b.down.Store(false)
 		<-other.b.subs
+		<-other.b.subs
 		o.expectKind("ready")
 		o.expectGap("unknown")
+		n.expectKind("ready")
 	})
 }
 

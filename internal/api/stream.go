@@ -118,9 +118,44 @@ func (st *stream) open(ctx context.Context, r *http.Request, q url.Values) (Subs
 	return sub, nil
 }
 
-// brokerPoll is how often a resumable stream that waits for the broker
-// connection looks whether it is back.
+// brokerPoll is how often the handler looks whether the broker
+// connection is back while streams wait for it.
 const brokerPoll = 250 * time.Millisecond
+
+// brokerUp returns a channel that is closed once the broker connection is
+// seen up. The first caller of an outage starts the one goroutine that
+// looks, every brokerPoll, until then or until the handler shuts down;
+// Wait waits for it as for the streams. After Shutdown it returns nil: the
+// caller sees the shutdown.
+func (h *Handler) brokerUp() <-chan struct{} {
+	h.upMu.Lock()
+	defer h.upMu.Unlock()
+	if h.up != nil || h.upOver {
+		return h.up
+	}
+	up := make(chan struct{})
+	h.up = up
+	h.streams.Add(1)
+	go func() {
+		defer h.streams.Done()
+		t := time.NewTicker(brokerPoll)
+		defer t.Stop()
+		for !h.broker.Connected() {
+			select {
+			case <-t.C:
+			case <-h.shutdown:
+				return
+			case <-h.streamsCtx.Done():
+				return
+			}
+		}
+		h.upMu.Lock()
+		h.up = nil
+		h.upMu.Unlock()
+		close(up)
+	}()
+	return up
+}
 
 // textWaiting is the comment that a resumable stream writes while it waits
 // for the broker connection, at once and then every ping interval.
@@ -134,7 +169,7 @@ const textWaiting = ": waiting for the broker\n\n"
 // meantime, with no id to send, is a new stream again).
 func (st *stream) subscribe(ctx context.Context, bs []binding.Binding) (Subscription, error) {
 	h := st.h
-	var poll, ping *time.Ticker
+	var ping *time.Ticker
 	for {
 		sub, err := h.broker.Subscribe(ctx, bs, st.resume)
 		switch {
@@ -145,9 +180,8 @@ func (st *stream) subscribe(ctx context.Context, bs []binding.Binding) (Subscrip
 		case !st.resume || !errors.Is(err, broker.ErrUnavailable) && !errors.Is(err, broker.ErrConnectionLost):
 			return nil, err
 		}
-		if poll == nil {
-			poll, ping = time.NewTicker(brokerPoll), time.NewTicker(h.cfg.PingInterval)
-			defer poll.Stop()
+		if ping == nil {
+			ping = time.NewTicker(h.cfg.PingInterval)
 			defer ping.Stop()
 			st.begin(len(textWaiting) + 16)
 			st.buf = fmt.Appendf(st.buf, "retry: %d\n", retryMillis)
@@ -157,7 +191,8 @@ func (st *stream) subscribe(ctx context.Context, bs []binding.Binding) (Subscrip
 				return nil, err
 			}
 		}
-		for up := false; !up; {
+		up := h.brokerUp()
+		for waiting := true; waiting; {
 			select {
 			case <-ctx.Done():
 				return nil, errClientGone
@@ -169,8 +204,8 @@ func (st *stream) subscribe(ctx context.Context, bs []binding.Binding) (Subscrip
 				if err := st.write(); err != nil {
 					return nil, err
 				}
-			case <-poll.C:
-				up = h.broker.Connected()
+			case <-up:
+				waiting = false
 			}
 		}
 	}
