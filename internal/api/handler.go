@@ -106,6 +106,8 @@ type Handler struct {
 	streams     sync.WaitGroup
 	streamsCtx  context.Context
 	killStreams context.CancelFunc
+	// runners run HTTP/1.x streams once they are ready.
+	runners *runners
 }
 
 // NewHandler returns the API handler; it starts no goroutines.
@@ -151,6 +153,7 @@ func NewHandler(cfg Config, b Broker, log *slog.Logger) *Handler {
 		h.res = newResumes(cfg.ResumeWindow, cfg.ResumeMaxStreams, cfg.ResumeBytes, cfg.Metrics)
 	}
 	h.streamsCtx, h.killStreams = context.WithCancel(context.Background())
+	h.runners = newRunners(runnerIdle, h.shutdown)
 	for _, rt := range h.routes() {
 		h.get(rt.path, rt.handler)
 	}

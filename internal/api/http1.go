@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/http"
 	"net/textproto"
-	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -30,6 +29,7 @@ type http1Writer struct {
 	// done tells the handler that the stream is over.
 	done     func()
 	deadline deadline
+	runners  *runners
 	// head is the response's header while it waits to go out with the
 	// first write (see startHTTP1); headErr is its write's error.
 	head    []byte
@@ -58,6 +58,7 @@ func (h *Handler) startHTTP1(conn net.Conn, r *http.Request, hdr http.Header, la
 		cancel:    cancel,
 		done:      h.streams.Done,
 		deadline:  deadline{timeout: h.cfg.WriteTimeout, set: conn.SetWriteDeadline},
+		runners:   h.runners,
 	}
 	go out.watch()
 	out.head = out.header(hdr)
@@ -105,44 +106,71 @@ func (out *http1Writer) writeHeader(hdr http.Header) error {
 // Transfer-Encoding: chunked. Its buffer has room for a first event after
 // it.
 func (out *http1Writer) header(hdr http.Header) []byte {
-	var lines [24]headerLine
-	ls := append(lines[:0], headerLine{"Date", httpDate(time.Now())}, headerLine{"Connection", "close"})
+	// The names, sorted: few, so on the stack and by insertion (a small
+	// frame: this runs deep in net/http's goroutine).
+	var names [16]string
+	ns := append(names[:0], "Connection", "Date")
 	if out.chunked {
-		ls = append(ls, headerLine{"Transfer-Encoding", "chunked"})
+		ns = append(ns, "Transfer-Encoding")
 	}
-	for k, vs := range hdr {
+	for k := range hdr {
 		switch k {
 		case "Date", "Connection", "Transfer-Encoding":
 			continue
 		}
-		if !validFieldName(k) {
-			continue // as net/http drops it
-		}
-		for _, v := range vs {
-			ls = append(ls, headerLine{k, v})
+		if validFieldName(k) { // else net/http drops it
+			ns = append(ns, k)
 		}
 	}
-	// By name, each name's values in their order.
-	slices.SortStableFunc(ls, func(a, b headerLine) int { return strings.Compare(a.key, b.key) })
+	for i := 1; i < len(ns); i++ {
+		for j := i; j > 0 && ns[j] < ns[j-1]; j-- {
+			ns[j], ns[j-1] = ns[j-1], ns[j]
+		}
+	}
+	date := httpDate(time.Now())
+	value := func(k string, i int) (string, bool) {
+		switch k {
+		case "Date":
+			return date, i == 0
+		case "Connection":
+			return "close", i == 0
+		case "Transfer-Encoding":
+			return "chunked", i == 0
+		}
+		if vs := hdr[k]; i < len(vs) {
+			return vs[i], true
+		}
+		return "", false
+	}
 	size := len("HTTP/1.1 200 OK\r\n\r\n")
-	for _, l := range ls {
-		size += len(l.key) + len(l.value) + 4
+	for _, k := range ns {
+		for i := 0; ; i++ {
+			v, ok := value(k, i)
+			if !ok {
+				break
+			}
+			size += len(k) + len(v) + 4
+		}
 	}
 	b := make([]byte, 0, size+firstEventRoom)
 	b = append(b, "HTTP/1.1 200 OK\r\n"...)
-	for _, l := range ls {
-		b = append(b, l.key...)
-		b = append(b, ": "...)
-		b = appendFieldValue(b, l.value)
-		b = append(b, "\r\n"...)
+	for _, k := range ns {
+		for i := 0; ; i++ {
+			v, ok := value(k, i)
+			if !ok {
+				break
+			}
+			b = append(b, k...)
+			b = append(b, ": "...)
+			b = appendFieldValue(b, v)
+			b = append(b, "\r\n"...)
+		}
 	}
 	return append(b, "\r\n"...)
 }
 
 // firstEventRoom is the room after the header for the chunk of `ready`.
 const firstEventRoom = 64
-
-type headerLine struct{ key, value string }
 
 // appendFieldValue appends v as http.Header.Write does: line breaks made
 // spaces, then white space trimmed at both ends.
@@ -224,11 +252,72 @@ func (out *http1Writer) writeConn(b []byte) error {
 	return err
 }
 
-// goOn runs the rest of the stream on a goroutine of its own, with a small
-// stack: subscribing, which may take a broker round trip, ran on net/http's
-// goroutine, whose stack has grown while reading the request, and that one
-// ends now.
-func (out *http1Writer) goOn(rest func()) { go rest() }
+// goOn runs the rest of the stream on a goroutine of its own, not net/http's
+// (whose stack has grown while reading the request, and which ends now):
+// one that a stream that ended left idle, else a new one.
+func (out *http1Writer) goOn(rest func()) { out.runners.run(rest) }
+
+// maxIdleRunners bounds the goroutines that ended streams leave waiting
+// for new ones, and runnerIdle how long each waits.
+const (
+	maxIdleRunners = 64
+	runnerIdle     = 100 * time.Millisecond
+)
+
+// runners runs the rest of streams (see goOn). A goroutine whose stream
+// ended waits for the next new stream, up to maxIdleRunners of them, for
+// idleFor or until stop is closed: its stack has grown to what a stream
+// needs (serving, then logging its end), and a new goroutine would grow its
+// own again, which costs more than the rest of a short stream's admission.
+// When streams stop coming, their goroutines are gone soon after.
+type runners struct {
+	work    chan func() // unbuffered: a send succeeds only to an idle runner
+	idle    atomic.Int32
+	idleFor time.Duration
+	stop    <-chan struct{}
+}
+
+func newRunners(idleFor time.Duration, stop <-chan struct{}) *runners {
+	return &runners{work: make(chan func()), idleFor: idleFor, stop: stop}
+}
+
+// run runs rest on an idle runner, or on a new one.
+func (rs *runners) run(rest func()) {
+	select {
+	case rs.work <- rest:
+	default:
+		go rs.loop(rest)
+	}
+}
+
+func (rs *runners) loop(rest func()) {
+	var idle *time.Timer
+	defer func() {
+		if idle != nil {
+			idle.Stop()
+		}
+	}()
+	for {
+		rest()
+		rest = nil // the stream's state is not kept alive while idle
+		if rs.idle.Add(1) > maxIdleRunners {
+			rs.idle.Add(-1)
+			return
+		}
+		idle = resetTimer(idle, rs.idleFor)
+		select {
+		case rest = <-rs.work:
+			rs.idle.Add(-1)
+			idle.Stop()
+		case <-idle.C:
+			rs.idle.Add(-1)
+			return
+		case <-rs.stop:
+			rs.idle.Add(-1)
+			return
+		}
+	}
+}
 
 // end sends the body's last chunk (unless the client is gone) and closes
 // the connection.

@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"net"
 	"net/http"
+	"runtime"
 	"slices"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 )
 
 // TestWriteHeaderAsNetHTTP checks that a stream's header is the bytes
@@ -108,4 +111,56 @@ func TestHeadWithFirstWrite(t *testing.T) {
 			t.Errorf("flush=%v: writes\n%q\nwant\n%q", flush, got, want)
 		}
 	}
+}
+
+// TestRunnersReused checks that the goroutine of an ended stream runs the
+// next one, that at most maxIdleRunners wait, and that they end with stop
+// or when idle for long enough.
+func TestRunnersReused(t *testing.T) {
+	stop := make(chan struct{})
+	rs := newRunners(time.Hour, stop)
+	waitIdle := func(n int32) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for rs.idle.Load() != n {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d idle runners after 30s, want %d", rs.idle.Load(), n)
+			}
+			runtime.Gosched()
+		}
+	}
+	ran := make(chan struct{}, maxIdleRunners+10)
+	rs.run(func() { ran <- struct{}{} })
+	<-ran
+	waitIdle(1)
+	sent := false
+	select {
+	case rs.work <- func() { ran <- struct{}{} }:
+		sent = true
+	default:
+	}
+	if !sent {
+		t.Fatal("no idle runner took the next stream")
+	}
+	<-ran
+	waitIdle(1)
+	// More at once than may stay idle.
+	release := make(chan struct{})
+	for range maxIdleRunners + 10 {
+		rs.run(func() { <-release; ran <- struct{}{} })
+	}
+	close(release)
+	for range maxIdleRunners + 10 {
+		<-ran
+	}
+	waitIdle(maxIdleRunners)
+	close(stop)
+	waitIdle(0)
+
+	before := goleak.IgnoreCurrent()
+	rs = newRunners(time.Millisecond, make(chan struct{}))
+	ran = make(chan struct{})
+	rs.run(func() { close(ran) })
+	<-ran
+	goleak.VerifyNone(t, before) // it retries for a while
 }
