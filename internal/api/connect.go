@@ -76,12 +76,13 @@ func (h *Handler) connect(w http.ResponseWriter, r *http.Request) {
 	}
 	// A reconnect that takes this stream over kicks it: it ends as if
 	// its client had left, and lingers for the taker.
-	ctx, kick := context.WithCancel(ctx)
-	st.kick = func() {
-		kick()
-		if h1 != nil {
-			h1.cancel()
-		}
+	// An HTTP/1.x stream's context is its writer's own already.
+	if h1 != nil {
+		st.kick = h1.cancel
+	} else {
+		var kick context.CancelFunc
+		ctx, kick = context.WithCancel(ctx)
+		st.kick = kick
 	}
 	sub, err := st.open(ctx, r, q)
 	if err != nil {

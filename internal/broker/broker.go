@@ -283,6 +283,12 @@ func BeforeWait(ctx context.Context, f func()) context.Context {
 
 type beforeWaitKey struct{}
 
+// BeforeWaitFunc returns the function that BeforeWait put in ctx, or nil.
+func BeforeWaitFunc(ctx context.Context) func() {
+	f, _ := ctx.Value(beforeWaitKey{}).(func())
+	return f
+}
+
 // SubscribeSurviving is Subscribe for a subscription that outlives a lost
 // broker connection. Its Done is not closed when the connection goes: the
 // Broker's next connection binds its bindings again, and once they are

@@ -157,7 +157,7 @@ func (s *session) subscribe(ctx context.Context, bs []binding.Binding, survive b
 		return nil, err
 	}
 	if pending > 0 {
-		if f, _ := ctx.Value(beforeWaitKey{}).(func()); f != nil {
+		if f := BeforeWaitFunc(ctx); f != nil {
 			f()
 		}
 	}
