@@ -11,9 +11,11 @@ import (
 // of a *broker.Broker; tests use fakes.
 type Broker interface {
 	// Subscribe returns once every binding is in place on the broker. A
-	// subscription for a resumable stream survives a lost broker
-	// connection: it reports a gap (TakeGap) once its bindings are back.
-	Subscribe(ctx context.Context, bs []binding.Binding, resumable bool) (Subscription, error)
+	// subscription for a resumable stream (opts.Survive) survives a lost
+	// broker connection: it reports a gap (TakeGap) once its bindings are
+	// back. With opts.Properties, its messages carry their properties
+	// (broker.Message.Props).
+	Subscribe(ctx context.Context, bs []binding.Binding, opts broker.SubscribeOptions) (Subscription, error)
 	// Connected reports whether new subscriptions can be served.
 	Connected() bool
 }
@@ -52,12 +54,8 @@ func FromBroker(b *broker.Broker) Broker { return brokerSeam{b} }
 
 type brokerSeam struct{ b *broker.Broker }
 
-func (s brokerSeam) Subscribe(ctx context.Context, bs []binding.Binding, resumable bool) (Subscription, error) {
-	subscribe := s.b.Subscribe
-	if resumable {
-		subscribe = s.b.SubscribeSurviving
-	}
-	sub, err := subscribe(ctx, bs)
+func (s brokerSeam) Subscribe(ctx context.Context, bs []binding.Binding, opts broker.SubscribeOptions) (Subscription, error) {
+	sub, err := s.b.SubscribeWith(ctx, bs, opts)
 	if err != nil {
 		// Not a typed nil in an interface.
 		return nil, err

@@ -48,7 +48,8 @@ func (h *Handler) connect(w http.ResponseWriter, r *http.Request) {
 	hdr.Set("Content-Type", "text/event-stream")
 	hdr.Set("Cache-Control", "no-cache")
 	hdr.Set("X-Accel-Buffering", "no")
-	st := &stream{h: h, addr: addr, start: time.Now(), principal: principal, resume: resume, first: true}
+	st := &stream{h: h, addr: addr, start: time.Now(), principal: principal, resume: resume, first: true,
+		props: r.URL.Query().Get("properties") == "1"}
 	ctx := r.Context()
 	var err error
 	var h1 *http1Writer

@@ -29,7 +29,7 @@ type fakeBroker struct {
 	called    chan []binding.Binding
 }
 
-func (f *fakeBroker) Subscribe(ctx context.Context, bs []binding.Binding, _ bool) (api.Subscription, error) {
+func (f *fakeBroker) Subscribe(ctx context.Context, bs []binding.Binding, _ broker.SubscribeOptions) (api.Subscription, error) {
 	if f.called != nil {
 		f.called <- bs
 	}

@@ -122,10 +122,10 @@ type readyBound struct {
 
 func (b readyBound) tellsWait() bool { return tellsWait(b.Broker) }
 
-func (b readyBound) Subscribe(ctx context.Context, bs []binding.Binding, resumable bool) (Subscription, error) {
+func (b readyBound) Subscribe(ctx context.Context, bs []binding.Binding, opts broker.SubscribeOptions) (Subscription, error) {
 	sctx, cancel := context.WithTimeoutCause(ctx, b.timeout, errReadyTimeout)
 	defer cancel()
-	sub, err := b.Broker.Subscribe(sctx, bs, resumable)
+	sub, err := b.Broker.Subscribe(sctx, bs, opts)
 	if err != nil && ctx.Err() == nil && errors.Is(context.Cause(sctx), errReadyTimeout) {
 		return nil, fmt.Errorf("%w after %v: %w", errReadyTimeout, b.timeout, broker.ErrUnavailable)
 	}

@@ -36,6 +36,16 @@ func messageEvent(msg *broker.Message) []byte {
 	return msg.Framed(messageHead, messageTail)
 }
 
+// messageEvent returns msg's `message` event in the form the stream asked
+// for: with properties and headers (properties=1) or without. Each form
+// is framed once per message, the first time a stream asks for it.
+func (st *stream) messageEvent(msg *broker.Message) []byte {
+	if st.props {
+		return msg.FramedProperties(messageHead, messageTail)
+	}
+	return msg.Framed(messageHead, messageTail)
+}
+
 // stream is one client's open connect request: its subscription's events,
 // written by out.
 type stream struct {
@@ -65,6 +75,9 @@ type stream struct {
 	kick    func()
 	// first: nothing written yet (the first bytes carry `retry:`).
 	first bool
+	// props: the client asked for messages' properties and headers
+	// (properties=1).
+	props bool
 }
 
 // maxTake bounds the messages (by broker.Message.Size) that one write
@@ -89,6 +102,12 @@ func (st *stream) open(ctx context.Context, r *http.Request, q url.Values) (Subs
 	if st.resume {
 		k, _ := json.Marshal(bs)
 		key = string(k)
+		if st.props {
+			// A reconnect that asks for the other form takes a stream
+			// that asked for this one over no more than one with other
+			// bindings: its messages were taken in that form.
+			key += "+properties"
+		}
 		if last := lastEventID(r, q); last != "" {
 			rs, reason := h.res.take(last, key, st.kick, ctx.Done())
 			if rs != nil {
@@ -171,7 +190,7 @@ func (st *stream) subscribe(ctx context.Context, bs []binding.Binding) (Subscrip
 	h := st.h
 	var ping *time.Ticker
 	for {
-		sub, err := h.broker.Subscribe(ctx, bs, st.resume)
+		sub, err := h.broker.Subscribe(ctx, bs, broker.SubscribeOptions{Survive: st.resume, Properties: st.props})
 		switch {
 		case err == nil:
 			return sub, nil
@@ -434,7 +453,7 @@ func (st *stream) sendMessages(msgs []*broker.Message, dropped int, uncounted bo
 	m := st.h.cfg.Metrics
 	size := 64 // the overflow event
 	for _, msg := range msgs {
-		size += len(messageEvent(msg)) + tokenLen
+		size += len(st.messageEvent(msg)) + tokenLen
 		taken += msg.Size()
 	}
 	st.begin(size)
@@ -450,7 +469,7 @@ func (st *stream) sendMessages(msgs []*broker.Message, dropped int, uncounted bo
 	}
 	for _, msg := range msgs {
 		if st.rs == nil {
-			st.buf = append(st.buf, messageEvent(msg)...)
+			st.buf = append(st.buf, st.messageEvent(msg)...)
 			continue
 		}
 		rs := st.rs
@@ -529,7 +548,7 @@ func (st *stream) appendEvent(dst []byte, kind string, data []byte) []byte {
 
 // appendMessage appends msg's event with the token of seq.
 func (st *stream) appendMessage(dst []byte, msg *broker.Message, seq uint64) []byte {
-	ev := messageEvent(msg)
+	ev := st.messageEvent(msg)
 	dst = append(dst, ev[:len(ev)-len(idTail)]...)
 	return st.appendID(dst, seq)
 }

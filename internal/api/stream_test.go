@@ -41,6 +41,8 @@ type fakeSub struct {
 
 	// resumable: asked for by a resumable stream (it may get a gap).
 	resumable bool
+	// props: asked for by a stream with properties=1.
+	props bool
 
 	mu        sync.Mutex
 	buf       []*broker.Message
@@ -197,7 +199,7 @@ type subBroker struct {
 	refuse atomic.Pointer[error]
 }
 
-func (b *subBroker) Subscribe(ctx context.Context, bs []binding.Binding, resumable bool) (api.Subscription, error) {
+func (b *subBroker) Subscribe(ctx context.Context, bs []binding.Binding, opts broker.SubscribeOptions) (api.Subscription, error) {
 	if b.down.Load() {
 		return nil, broker.ErrUnavailable
 	}
@@ -205,7 +207,8 @@ func (b *subBroker) Subscribe(ctx context.Context, bs []binding.Binding, resumab
 		return nil, *err
 	}
 	sub := newFakeSub(b.size)
-	sub.resumable = resumable
+	sub.resumable = opts.Survive
+	sub.props = opts.Properties
 	b.subs <- sub
 	return sub, nil
 }

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -141,7 +142,7 @@ func (d *amqpDialer) dial(ctx context.Context, rawURL string) (Conn, error) {
 		}
 		return nil, fmt.Errorf("dial %s: %w", Redact(rawURL), err)
 	}
-	c := &amqpConn{conn: conn, flow: flow, closed: conn.NotifyClose(make(chan *amqp.Error, 1))}
+	c := &amqpConn{conn: conn, flow: flow, closed: conn.NotifyClose(make(chan *amqp.Error, 1)), wantProps: new(atomic.Int32)}
 	if err := c.setUp(&d.cfg); err != nil {
 		_ = c.Close()
 		return nil, fmt.Errorf("set up queue: %w", err)
@@ -195,7 +196,14 @@ type amqpConn struct {
 	ctrl   *amqp.Channel
 
 	types exchangeTypes // exchanges known to be topic exchanges
+
+	// wantProps counts the subscriptions that ask for properties: while
+	// it is above 0, messages carry them (see PropertyTaker).
+	wantProps *atomic.Int32
 }
+
+// TakeProperties implements PropertyTaker.
+func (c *amqpConn) TakeProperties(wanted *atomic.Int32) { c.wantProps = wanted }
 
 // The suffixes of the names of our queue's two side queues.
 const (
@@ -363,7 +371,7 @@ func (c *amqpConn) Consume(handle func(*Message)) error {
 		}
 		now := time.Now()
 		for i := range c.batch {
-			handle(messageFromDelivery(&c.batch[i], now))
+			handle(messageFromDelivery(&c.batch[i], now, c.wantProps.Load() > 0))
 			c.batch[i] = amqp.Delivery{}
 		}
 	}

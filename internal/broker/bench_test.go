@@ -248,7 +248,7 @@ func BenchmarkMessageFromDelivery(b *testing.B) {
 	now := time.Now()
 	b.ReportAllocs()
 	for b.Loop() {
-		messageFromDelivery(&d, now)
+		messageFromDelivery(&d, now, false)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -60,6 +61,10 @@ type Broker struct {
 
 	binds *rate.Limiter // nil: no cap
 	every intervals
+
+	// props counts the subscriptions that ask for properties, across
+	// connections (survivors keep asking): see PropertyTaker.
+	props atomic.Int32
 
 	mu      sync.Mutex
 	current *session
@@ -204,7 +209,10 @@ func (b *Broker) serveOnce(ctx context.Context, survivors []*Subscription) ([]*S
 		return survivors, err
 	}
 	m := b.cfg.Metrics
-	s := startSession(limitBinds(conn, b.binds), Limits{b.cfg.ClientBuffer, b.cfg.ClientBufferBytes, b.cfg.MaxMessageBytes}, b.every, m, b.log)
+	if pt, ok := conn.(PropertyTaker); ok {
+		pt.TakeProperties(&b.props)
+	}
+	s := startSessionCounting(limitBinds(conn, b.binds), Limits{b.cfg.ClientBuffer, b.cfg.ClientBufferBytes, b.cfg.MaxMessageBytes}, b.every, m, b.log, &b.props)
 	s.setWidePolicy(b.cfg.Wide)
 	// Current before it adopts: a survivor may report its gap as soon as
 	// its bindings are confirmed, and whoever hears of it may ask for the
@@ -302,6 +310,28 @@ func (b *Broker) SubscribeSurviving(ctx context.Context, bs []binding.Binding) (
 		return nil, err
 	}
 	return s.subscribe(ctx, bs, true)
+}
+
+// SubscribeOptions are what a subscription asks for beyond its bindings.
+type SubscribeOptions struct {
+	// Survive: the subscription outlives a lost broker connection, as
+	// SubscribeSurviving says.
+	Survive bool
+	// Properties: the subscription's messages carry their properties and
+	// headers (Message.Props). While any subscription asks for them, the
+	// connection takes them from every message, at an allocation each; a
+	// message taken before this subscription was in the router (and so
+	// without them) does not reach it: it came before Subscribe returned.
+	Properties bool
+}
+
+// SubscribeWith is Subscribe with opts.
+func (b *Broker) SubscribeWith(ctx context.Context, bs []binding.Binding, opts SubscribeOptions) (*Subscription, error) {
+	s, err := b.session()
+	if err != nil {
+		return nil, err
+	}
+	return s.subscribeWith(ctx, bs, opts)
 }
 
 // Sync waits until every change of broker bindings that subscriptions asked

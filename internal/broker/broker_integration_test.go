@@ -4,6 +4,7 @@ package broker_test
 
 import (
 	"context"
+	"maps"
 	"sync"
 	"testing"
 	"time"
@@ -45,6 +46,18 @@ func TestConformance(t *testing.T) {
 		Publish: func(t *testing.T, exchange, key string, cc []string, body []byte) {
 			t.Helper()
 			rabbittest.Publish(t, pub, exchange, key, cc, body)
+		},
+		PublishWith: func(t *testing.T, exchange, key string, cc []string, body []byte, p *broker.Properties) {
+			t.Helper()
+			h := amqp.Table{}
+			maps.Copy(h, p.Headers)
+			maps.Copy(h, rabbittest.CCHeader(cc))
+			rabbittest.PublishMessage(t, pub, exchange, key, amqp.Publishing{
+				Headers: h, ContentType: p.ContentType, ContentEncoding: p.ContentEncoding,
+				DeliveryMode: p.DeliveryMode, Priority: p.Priority, CorrelationId: p.CorrelationID,
+				ReplyTo: p.ReplyTo, Expiration: p.Expiration, MessageId: p.MessageID,
+				Timestamp: p.Timestamp, Type: p.Type, UserId: p.UserID, AppId: p.AppID, Body: body,
+			})
 		},
 		Reference: func(t *testing.T, bs []binding.Binding) func() [][]byte {
 			return reference(t, conn, bs)

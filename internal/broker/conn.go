@@ -1,6 +1,9 @@
 package broker
 
-import "context"
+import (
+	"context"
+	"sync/atomic"
+)
 
 // Dialer opens connections to a broker. AMQP dials RabbitMQ; package
 // membroker provides an in-process one for dev mode and unit tests. Both
@@ -34,4 +37,14 @@ type Conn interface {
 	// Close ends the connection; the broker drops the queue and its
 	// bindings with it.
 	Close() error
+}
+
+// PropertyTaker is a Conn whose messages carry their properties
+// (Message.Props) only while wanted is above 0, the number of
+// subscriptions that ask for them: taking them costs an allocation per
+// message. The Broker hands its count to such a connection before its
+// session starts; a Conn that is no PropertyTaker must always give them.
+type PropertyTaker interface {
+	// TakeProperties is called before Consume.
+	TakeProperties(wanted *atomic.Int32)
 }

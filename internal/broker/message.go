@@ -18,32 +18,39 @@ const routePrefix = "route."
 // Message is one message taken from the broker. It is shared, read-only,
 // by every subscription it is routed to; its fields must not be modified.
 type Message struct {
-	Exchange    string
-	RoutingKey  string
-	Redelivered bool
+	Exchange   string
+	RoutingKey string
 	// CC holds the routing keys of the message's CC header, in order.
 	CC   []string
 	Body []byte
 	// Received is when the process took the message from the broker.
 	Received time.Time
+	// Props are the message's properties and headers. The connection
+	// takes them only while a subscription asks for them: nil otherwise,
+	// and such a message does not reach a subscription that asks (see
+	// SubscribeOptions.Properties).
+	Props *Properties
 
-	// drop is not zero for a message that the broker dropped from our
-	// queue: it is counted, not delivered (see deadLetter).
-	drop dropKind
 	// size is Size, worked out by the router before any subscription
 	// sees the message (0: not yet).
 	size int
 
 	// encoded once: framed is the data with the caller's head and tail
 	// around it (see Framed), data the JSON object inside it.
-	once         sync.Once
 	framed, data []byte
 	head, tail   string
+	once         sync.Once
+
+	Redelivered bool
+	// drop is not zero for a message that the broker dropped from our
+	// queue: it is counted, not delivered (see deadLetter).
+	drop dropKind
 }
 
-// messageFromDelivery copies what eventsproxy needs out of d.
-func messageFromDelivery(d *amqp.Delivery, now time.Time) *Message {
-	return &Message{
+// messageFromDelivery copies what eventsproxy needs out of d: its
+// properties and headers too when props is true.
+func messageFromDelivery(d *amqp.Delivery, now time.Time, props bool) *Message {
+	m := &Message{
 		Exchange:    d.Exchange,
 		RoutingKey:  d.RoutingKey,
 		Redelivered: d.Redelivered,
@@ -51,6 +58,10 @@ func messageFromDelivery(d *amqp.Delivery, now time.Time) *Message {
 		Body:        d.Body,
 		Received:    now,
 	}
+	if props {
+		m.Props = propertiesFromDelivery(d)
+	}
+	return m
 }
 
 // dropKind says whether a Message stands for messages that the broker
@@ -131,7 +142,11 @@ func (m *Message) measure() int {
 	for _, k := range m.CC {
 		n += len(k) + 16
 	}
-	return 2*n + 256
+	n = 2*n + 256
+	if m.Props != nil {
+		n += m.Props.cost()
+	}
+	return n
 }
 
 // Routes returns the CC entries that start with "route.", without that
@@ -170,6 +185,40 @@ func (m *Message) Framed(head, tail string) []byte {
 		return append(append(append(b, head...), m.data...), tail...)
 	}
 	return m.framed
+}
+
+// FramedProperties is Framed for the data with the message's properties
+// and headers (see appendPropertiesJSON): the same object, with
+// "properties" and "headers" after "payload". It is encoded once per
+// message, the first time a stream asks, from Data; a message without
+// Props gets empty ones. The same rules as Framed's hold for head and
+// tail.
+func (m *Message) FramedProperties(head, tail string) []byte {
+	p := m.Props
+	if p == nil {
+		// Not shared: only tests' messages lack Props on this path.
+		p = &Properties{}
+	}
+	p.once.Do(func() {
+		// The data framed as Framed keeps it, so that the streams without
+		// properties still share one buffer.
+		f := m.Framed(head, tail)
+		data := f[len(head) : len(f)-len(tail)]
+		var b bytes.Buffer
+		b.Grow(len(head) + len(data) + 256 + len(tail))
+		b.WriteString(head)
+		b.Write(data[:len(data)-1])
+		appendPropertiesJSON(&b, m.Props)
+		b.WriteByte('}')
+		b.WriteString(tail)
+		p.framed, p.head, p.tail = b.Bytes(), head, tail
+	})
+	if head != p.head || tail != p.tail {
+		inner := p.framed[len(p.head) : len(p.framed)-len(p.tail)]
+		b := make([]byte, 0, len(head)+len(inner)+len(tail))
+		return append(append(append(b, head...), inner...), tail...)
+	}
+	return p.framed
 }
 
 // encode writes the data, between head and tail, in one buffer.

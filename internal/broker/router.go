@@ -180,11 +180,14 @@ func (r *router) noteTooLarge(m *Message) {
 // have it yet: a message that matches several bindings, or several keys,
 // of one subscription reaches it once. A subscription whose bindings are
 // not all back after a lost connection gets nothing yet: its gap, once
-// they are, stands for what it misses until then.
+// they are, stands for what it misses until then. A subscription that
+// asks for properties gets no message without them: such a message was
+// taken before the subscription was in the router (see
+// SubscribeOptions.Properties).
 func (r *router) push(ks *keyState) {
 	r.hit = true
 	for sub := range ks.subs {
-		if sub.seq != r.seq && !sub.rebinding {
+		if sub.seq != r.seq && !sub.rebinding && (!sub.props || r.msg.Props != nil) {
 			r.wanted = true
 			sub.seq = r.seq
 			r.buffered += sub.push(r.msg)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"eventsproxy/internal/binding"
@@ -47,6 +48,10 @@ type session struct {
 	errMu sync.Mutex
 	err   error
 
+	// props counts the subscriptions that ask for properties, of this
+	// session and those before (the Broker's count): see PropertyTaker.
+	props *atomic.Int32
+
 	router     *router   // used by the consuming goroutine only
 	lastRebind time.Time // used by the worker only
 	// typeChecked: when each exchange's type was last probed before a
@@ -57,6 +62,14 @@ type session struct {
 // startSession starts the router and the worker on conn, whose periodic
 // duties come at every. The caller must call end.
 func startSession(conn Conn, limits Limits, every intervals, m *metrics.Metrics, log *slog.Logger) *session {
+	return startSessionCounting(conn, limits, every, m, log, new(atomic.Int32))
+}
+
+// startSessionCounting is startSession with props, the count of the
+// subscriptions that ask for properties, of this session and of those
+// before whose survivors it adopts. A conn that is a PropertyTaker gets
+// it here; the caller hands it to one that a wrapper hides.
+func startSessionCounting(conn Conn, limits Limits, every intervals, m *metrics.Metrics, log *slog.Logger, props *atomic.Int32) *session {
 	s := &session{
 		log:     log.With("queue", conn.Queue()),
 		conn:    conn,
@@ -69,6 +82,10 @@ func startSession(conn Conn, limits Limits, every intervals, m *metrics.Metrics,
 		widenings: make(map[string]*widening),
 		wake:      make(chan struct{}, 1),
 		done:      make(chan struct{}),
+		props:     props,
+	}
+	if pt, ok := conn.(PropertyTaker); ok {
+		pt.TakeProperties(s.props)
 	}
 	s.router = newRouter(s)
 	s.wg.Add(2)
@@ -152,7 +169,12 @@ func (s *session) ended() bool {
 // start, so nothing routed after a binding's confirmation can be missed.
 // A subscription that survives outlives a lost connection (see end).
 func (s *session) subscribe(ctx context.Context, bs []binding.Binding, survive bool) (*Subscription, error) {
-	sub, answers, pending, err := s.addSub(bs, survive)
+	return s.subscribeWith(ctx, bs, SubscribeOptions{Survive: survive})
+}
+
+// subscribeWith is subscribe with opts.
+func (s *session) subscribeWith(ctx context.Context, bs []binding.Binding, opts SubscribeOptions) (*Subscription, error) {
+	sub, answers, pending, err := s.addSub(bs, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -174,11 +196,11 @@ func (s *session) subscribe(ctx context.Context, bs []binding.Binding, survive b
 // them: only a key new to the session is compiled, and an invalid pattern
 // there changes nothing and returns a *BindError.
 func (s *session) add(bs []binding.Binding) (sub *Subscription, answers <-chan error, pending int, err error) {
-	return s.addSub(bs, false)
+	return s.addSub(bs, SubscribeOptions{})
 }
 
-// addSub is add, for a subscription that survives a lost connection or not.
-func (s *session) addSub(bs []binding.Binding, survive bool) (sub *Subscription, answers <-chan error, pending int, err error) {
+// addSub is add, with opts.
+func (s *session) addSub(bs []binding.Binding, opts SubscribeOptions) (sub *Subscription, answers <-chan error, pending int, err error) {
 	// The broker binds the normal form: it matches the same keys, and
 	// RabbitMQ's matching backtracks on every # of a run.
 	keys := make([]bindKey, len(bs))
@@ -186,7 +208,8 @@ func (s *session) addSub(bs []binding.Binding, survive bool) (sub *Subscription,
 		keys[i] = bindKey{b.Exchange, topic.Normalize(b.RoutingKeyPattern)}
 	}
 	sub = newSubscription(s)
-	sub.survive = survive
+	sub.survive = opts.Survive
+	sub.props = opts.Properties
 	// One slot per binding: the worker answers each waiter of a key once,
 	// so it never blocks on a subscriber that has gone.
 	ch := make(chan error, len(bs))
@@ -210,6 +233,11 @@ func (s *session) addSub(bs []binding.Binding, survive bool) (sub *Subscription,
 			fresh = make(map[bindKey]*topic.Pattern)
 		}
 		fresh[k] = p.Normal()
+	}
+	if sub.props {
+		// Before the router can see sub: every message taken from now on
+		// carries its properties. Close counts it out.
+		s.props.Add(1)
 	}
 	pending, wake := s.joinLocked(sub, keys, fresh, ch)
 	if wake {
@@ -288,6 +316,9 @@ func (s *session) await(ctx context.Context, answers <-chan error, pending int) 
 
 // release removes sub from the router and gives back its bindings.
 func (s *session) release(sub *Subscription) {
+	if sub.props {
+		s.props.Add(-1)
+	}
 	s.mu.Lock()
 	for _, ks := range sub.keys {
 		delete(ks.subs, sub)

@@ -20,6 +20,9 @@ type Subscription struct {
 	// survive: the subscription outlives a lost connection
 	// (SubscribeSurviving). Set before it is in any session.
 	survive bool
+	// props: the subscription asks for its messages' properties
+	// (SubscribeOptions.Properties). Set before it is in any session.
+	props bool
 	// rebinding: adopted by a session whose bindings for it are not all
 	// confirmed yet; the router passes it by until they are. Guarded by
 	// the session's mu.

@@ -29,6 +29,10 @@ type Harness struct {
 	// keys cc, and returns once the broker has it: a queue bound before
 	// the call will hold it.
 	Publish func(t *testing.T, exchange, key string, cc []string, body []byte)
+	// PublishWith is Publish with properties and headers p, which it
+	// publishes as AMQP properties and a headers table (the CC header of
+	// cc added to p's headers).
+	PublishWith func(t *testing.T, exchange, key string, cc []string, body []byte, p *broker.Properties)
 	// Reference declares a plain queue on the same broker bound with bs,
 	// and returns once the bindings are in place. read consumes that queue
 	// until a message whose body is {"end":true} and returns the bodies
@@ -191,6 +195,31 @@ func numbers(t *testing.T, bodies [][]byte) []int {
 		ns = append(ns, tb.N)
 	}
 	return ns
+}
+
+// takeMessagesUntilEnd reads sub's messages until one whose body is the
+// end message, or the deadline, and returns the messages before it.
+func takeMessagesUntilEnd(t *testing.T, sub *broker.Subscription) []*broker.Message {
+	t.Helper()
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	var got []*broker.Message
+	for {
+		select {
+		case <-sub.Notify():
+		case <-sub.Done():
+			t.Fatalf("subscription done: %v", sub.Err())
+		case <-timer.C:
+			t.Fatalf("no end message within %v; got %d messages", timeout, len(got))
+		}
+		msgs, _ := sub.Take(nil)
+		for _, m := range msgs {
+			if IsEnd(m.Body) {
+				return got
+			}
+			got = append(got, m)
+		}
+	}
 }
 
 // takeUntilEnd reads sub's messages until one whose body is the end

@@ -5,10 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
 
 	"eventsproxy/internal/binding"
 	"eventsproxy/internal/broker"
@@ -19,7 +22,7 @@ import (
 // disconnects, which runs alone after them.
 func Run(t *testing.T, h Harness) {
 	t.Helper()
-	if h.Dialer == nil || h.NewExchange == nil || h.MissingExchange == nil || h.Publish == nil ||
+	if h.Dialer == nil || h.NewExchange == nil || h.MissingExchange == nil || h.Publish == nil || h.PublishWith == nil ||
 		h.Reference == nil || h.QueueBindings == nil || h.Disconnect == nil {
 		t.Fatal("brokertest: every function of the Harness must be set")
 	}
@@ -48,6 +51,10 @@ func Run(t *testing.T, h Harness) {
 		t.Run("NormalForm", func(t *testing.T) {
 			t.Parallel()
 			testNormalForm(t, h)
+		})
+		t.Run("Properties", func(t *testing.T) {
+			t.Parallel()
+			testProperties(t, h)
 		})
 	})
 	t.Run("ConnectionLost", func(t *testing.T) { testConnectionLost(t, h) })
@@ -477,5 +484,59 @@ func testCovering(t *testing.T, h Harness) {
 	}
 	if got := bound(); len(got) != 0 {
 		t.Fatalf("bindings after all closed: %q", got)
+	}
+}
+
+// testProperties: a subscription that asks for properties gets each
+// message's properties and headers as the publisher sent them, CC among
+// the headers; once none asks, messages come without them.
+func testProperties(t *testing.T, h Harness) {
+	b := startBroker(t, h, broker.Config{})
+	ex := h.NewExchange(t)
+	bs := []binding.Binding{{Exchange: ex, RoutingKeyPattern: "k.#"}}
+	plain := subscribe(t, b, bs...)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	withProps, err := b.SubscribeWith(ctx, bs, broker.SubscribeOptions{Properties: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(withProps.Close)
+
+	ts := time.Unix(1764645255, 0)
+	sent := &broker.Properties{
+		ContentType: "application/json", ContentEncoding: "identity", DeliveryMode: 2, Priority: 3,
+		CorrelationID: "corr", ReplyTo: "reply", Expiration: "600000", MessageID: "id-1",
+		Timestamp: ts, Type: "kind", AppID: "app",
+		Headers: amqp.Table{"s": "text", "n": int32(-7), "t": amqp.Table{"ok": true}, "a": []any{"x", int64(1)}},
+	}
+	h.PublishWith(t, ex, "k.1", []string{"route.r"}, numberBody(t, 1), sent)
+	h.Publish(t, ex, "k.end", nil, endBody)
+
+	got := takeMessagesUntilEnd(t, withProps)
+	if len(got) != 1 || got[0].Props == nil {
+		t.Fatalf("with properties: got %d messages, want 1 with properties", len(got))
+	}
+	p := got[0].Props
+	if p.ContentType != sent.ContentType || p.ContentEncoding != sent.ContentEncoding || p.DeliveryMode != 2 ||
+		p.Priority != 3 || p.CorrelationID != "corr" || p.ReplyTo != "reply" || p.Expiration != "600000" ||
+		p.MessageID != "id-1" || !p.Timestamp.Equal(ts) || p.Type != "kind" || p.AppID != "app" {
+		t.Errorf("properties: got %+v, want %+v", p, sent)
+	}
+	want := amqp.Table{"s": "text", "n": int32(-7), "t": amqp.Table{"ok": true}, "a": []any{"x", int64(1)},
+		"CC": []any{"route.r"}}
+	if !reflect.DeepEqual(p.Headers, want) {
+		t.Errorf("headers: got %#v, want %#v", p.Headers, want)
+	}
+	if len(takeMessagesUntilEnd(t, plain)) != 1 {
+		t.Fatal("the subscription without properties did not get the message")
+	}
+
+	// None asks now: the next message comes without.
+	withProps.Close()
+	h.PublishWith(t, ex, "k.2", nil, numberBody(t, 2), sent)
+	h.Publish(t, ex, "k.end", nil, endBody)
+	if got := takeMessagesUntilEnd(t, plain); len(got) != 1 || got[0].Props != nil {
+		t.Fatalf("with none asking: got %d messages (the first with properties %v), want 1 without", len(got), len(got) > 0 && got[0].Props != nil)
 	}
 }

@@ -4,10 +4,14 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
 
 	"eventsproxy/internal/binding"
 	"eventsproxy/internal/broker"
@@ -43,6 +47,9 @@ type message struct {
 	exchange, routingKey string
 	cc                   []string
 	body                 []byte
+	// props are the message's properties and headers (CC among them,
+	// as RabbitMQ delivers it); nil for a message that has none.
+	props *broker.Properties
 }
 
 // New returns a broker without exchanges.
@@ -79,6 +86,24 @@ func (b *Broker) DeleteExchange(name string) {
 // It returns an error wrapping broker.ErrExchangeNotFound when the exchange
 // does not exist. Publish copies cc and body, which the caller may reuse.
 func (b *Broker) Publish(exchange, routingKey string, cc []string, body []byte) error {
+	return b.PublishWith(exchange, routingKey, cc, body, nil)
+}
+
+// PublishWith is Publish with properties and headers p (nil: none), which
+// subscriptions that ask for them get (broker.SubscribeOptions.Properties):
+// a copy of p, with the CC header of the cc keys, as RabbitMQ delivers it
+// (a CC header in p gives way). The caller must not modify p's headers
+// afterwards.
+func (b *Broker) PublishWith(exchange, routingKey string, cc []string, body []byte, p *broker.Properties) error {
+	if p != nil {
+		p = p.Clone()
+		if len(cc) > 0 {
+			h := make(amqp.Table, len(p.Headers)+1)
+			maps.Copy(h, p.Headers)
+			h["CC"] = ccHeader(cc)
+			p.Headers = h
+		}
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	ex := b.exchanges[exchange]
@@ -88,7 +113,7 @@ func (b *Broker) Publish(exchange, routingKey string, cc []string, body []byte) 
 	if len(ex.bindings) == 0 {
 		return nil
 	}
-	m := &message{exchange: exchange, routingKey: routingKey, cc: slices.Clone(cc), body: bytes.Clone(body)}
+	m := &message{exchange: exchange, routingKey: routingKey, cc: slices.Clone(cc), body: bytes.Clone(body), props: p}
 	keys := make([]topic.Key, 0, 1+len(cc))
 	keys = append(keys, topic.SplitKey(routingKey))
 	for _, k := range cc {
@@ -127,6 +152,8 @@ func (b *Broker) Dial(ctx context.Context) (broker.Conn, error) {
 		queue: fmt.Sprintf("in-process/queue-%d", b.queues),
 		wake:  make(chan struct{}, 1),
 		done:  make(chan struct{}),
+
+		wantProps: new(atomic.Int32),
 	}
 	b.conns[c] = struct{}{}
 	return c, nil
@@ -186,6 +213,10 @@ type conn struct {
 	wake chan struct{}
 	done chan struct{} // closed when the connection has ended
 
+	// wantProps counts the subscriptions that ask for properties: while
+	// it is above 0, messages carry them (broker.PropertyTaker).
+	wantProps *atomic.Int32
+
 	mu      sync.Mutex
 	msgs    []*message // oldest first
 	dropped int        // dropped from a full queue, over the queue's life
@@ -193,6 +224,30 @@ type conn struct {
 }
 
 func (c *conn) Queue() string { return c.queue }
+
+// TakeProperties implements broker.PropertyTaker.
+func (c *conn) TakeProperties(wanted *atomic.Int32) { c.wantProps = wanted }
+
+// properties returns m's properties for a message of its own.
+func (m *message) properties() *broker.Properties {
+	if m.props != nil {
+		return m.props.Clone()
+	}
+	p := &broker.Properties{}
+	if len(m.cc) > 0 {
+		p.Headers = amqp.Table{"CC": ccHeader(m.cc)}
+	}
+	return p
+}
+
+// ccHeader is the CC header of keys, as a client library decodes it.
+func ccHeader(keys []string) []any {
+	a := make([]any, len(keys))
+	for i, k := range keys {
+		a[i] = k
+	}
+	return a
+}
 
 // Bind binds the queue to exchange with pattern; binding twice is a no-op.
 // pattern must be one that topic.Validate accepts (RabbitMQ would take "a*"
@@ -260,13 +315,17 @@ func (c *conn) Consume(handle func(*broker.Message)) error {
 			if err := c.ended(); err != nil {
 				return err
 			}
-			handle(&broker.Message{
+			msg := &broker.Message{
 				Exchange:   m.exchange,
 				RoutingKey: m.routingKey,
 				CC:         m.cc,
 				Body:       m.body,
 				Received:   time.Now(),
-			})
+			}
+			if c.wantProps.Load() > 0 {
+				msg.Props = m.properties()
+			}
+			handle(msg)
 			batch[i] = nil
 		}
 	}

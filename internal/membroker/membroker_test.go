@@ -41,6 +41,12 @@ func TestConformance(t *testing.T) {
 				t.Fatal(err)
 			}
 		},
+		PublishWith: func(t *testing.T, exchange, key string, cc []string, body []byte, p *broker.Properties) {
+			t.Helper()
+			if err := mb.PublishWith(exchange, key, cc, body, p); err != nil {
+				t.Fatal(err)
+			}
+		},
 		Reference: func(t *testing.T, bs []binding.Binding) func() [][]byte {
 			return reference(t, mb, bs)
 		},
