@@ -11,6 +11,10 @@ import (
 	"eventsproxy/internal/metrics"
 )
 
+// propertiesParam is the connect request's query parameter that opts in
+// to messages' properties and headers, with the value 1.
+const propertiesParam = "properties"
+
 // connect serves GET /api/events/v1/connect/: it admits the request or
 // refuses it, starts the writer of the request's transport and runs the
 // stream.
@@ -49,7 +53,7 @@ func (h *Handler) connect(w http.ResponseWriter, r *http.Request) {
 	hdr.Set("Cache-Control", "no-cache")
 	hdr.Set("X-Accel-Buffering", "no")
 	st := &stream{h: h, addr: addr, start: time.Now(), principal: principal, resume: resume, first: true,
-		props: r.URL.Query().Get("properties") == "1"}
+		props: r.URL.Query().Get(propertiesParam) == "1"}
 	ctx := r.Context()
 	var err error
 	var h1 *http1Writer

@@ -7,6 +7,9 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
 
 	"eventsproxy/internal/access"
 	"eventsproxy/internal/binding"
@@ -204,4 +207,23 @@ func matchesAny(ps []*regexp.Regexp, s string) bool {
 		}
 	}
 	return false
+}
+
+// TestPropertiesExampleAsDocumented: the example event of docs/api.md's
+// "Properties and headers" is what the service sends for that message.
+func TestPropertiesExampleAsDocumented(t *testing.T) {
+	section := docSection(t, "## Properties and headers")
+	i := strings.Index(section, "event: message\n")
+	j := strings.Index(section[i:], "\n```")
+	if i < 0 || j < 0 {
+		t.Fatal("no example event in the section")
+	}
+	want := section[i:i+j] + "\n"
+	m := &broker.Message{Exchange: "amq.topic", RoutingKey: "build.done", CC: []string{"route.index.a"}, Body: []byte(`{"n":1}`),
+		Props: &broker.Properties{ContentType: "application/json", DeliveryMode: 2, MessageID: "m-1",
+			Timestamp: time.Date(2026, 12, 2, 3, 0, 0, 0, time.UTC), AppID: "ci",
+			Headers: amqp.Table{"CC": []any{"route.index.a"}, "x-attempt": int32(3), "x-trace": "abc"}}}
+	if got := string(m.FramedProperties(messageHead, messageTail)); got != want {
+		t.Fatalf("docs/api.md shows\n%s\nthe service sends\n%s", want, got)
+	}
 }

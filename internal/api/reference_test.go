@@ -50,3 +50,25 @@ func TestReferenceDescribesTheRoutes(t *testing.T) {
 		t.Fatalf("documented paths %q, routed paths %q", documented, routed)
 	}
 }
+
+// TestReferenceDocumentsProperties: the reference documents the query
+// parameter that opts in to properties, with the one value that does.
+func TestReferenceDocumentsProperties(t *testing.T) {
+	var doc struct {
+		Paths map[string]map[string]struct {
+			Parameters []struct {
+				Name, In string
+				Schema   struct{ Enum []string }
+			}
+		}
+	}
+	if err := json.Unmarshal(referenceJSON, &doc); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range doc.Paths["/api/events/v1/connect/"]["get"].Parameters {
+		if p.Name == propertiesParam && p.In == "query" && slices.Equal(p.Schema.Enum, []string{"1"}) {
+			return
+		}
+	}
+	t.Fatalf("the connect request's parameter %q=1 is not in the reference", propertiesParam)
+}
