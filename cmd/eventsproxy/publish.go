@@ -33,6 +33,9 @@ Flags:
                        and eventsproxy lists those that start with "route." as
                        the message's routes; repeat for more
   --content-type TYPE  the message's content type (default application/json)
+  --header NAME=VALUE  a header of the message, a string (split at the first
+                       "="); streams that ask with properties=1 see it;
+                       repeat for more
   --timeout D          give up unless connected and confirmed within D
                        (default 10s)
 
@@ -48,7 +51,7 @@ Examples:
 
   eventsproxy publish --amqp-url amqp://guest:guest@127.0.0.1:5672/ \
       --exchange amq.topic --routing-key build.42.done \
-      --cc route.index.build.latest '{"build": 42, "state": "done"}'
+      --cc route.index.build.latest --header x-trace=abc '{"build": 42, "state": "done"}'
 
   export AMQP_URL=amqp://guest:guest@127.0.0.1:5672/
   eventsproxy publish --exchange amq.topic --routing-key log.line \
@@ -67,6 +70,7 @@ type publishOptions struct {
 	routingKey  string
 	cc          []string
 	contentType string
+	headers     [][2]string // --header, in order
 	timeout     time.Duration
 	body        []byte
 }
@@ -118,6 +122,21 @@ func loadPublish(args []string, getenv func(string) string, stdin io.Reader, std
 	fs.StringVar(&o.routingKey, "routing-key", "", "")
 	fs.Func("cc", "", func(s string) error { o.cc = append(o.cc, s); return nil })
 	fs.StringVar(&o.contentType, "content-type", "application/json", "")
+	var badHeaders []string
+	fs.Func("header", "", func(s string) error {
+		name, value, ok := strings.Cut(s, "=")
+		switch {
+		case !ok || name == "":
+			badHeaders = append(badHeaders, fmt.Sprintf("--header %q must be NAME=VALUE", s))
+		case len(name) > 255:
+			badHeaders = append(badHeaders, fmt.Sprintf("--header name %.20q... is over 255 bytes", name))
+		case name == "CC" || name == "BCC":
+			badHeaders = append(badHeaders, fmt.Sprintf("--header %s: use --cc for routing keys", name))
+		default:
+			o.headers = append(o.headers, [2]string{name, value})
+		}
+		return nil
+	})
 	fs.DurationVar(&o.timeout, "timeout", 10*time.Second, "")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -125,7 +144,7 @@ func loadPublish(args []string, getenv func(string) string, stdin io.Reader, std
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 
-	var problems []string
+	problems := badHeaders
 	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
 	switch u, err := url.Parse(o.amqpURL); {
 	case set["dev-url"] && set["amqp-url"]:
@@ -216,12 +235,18 @@ func (o *publishOptions) send(ctx context.Context) (unroutable bool, err error) 
 		Timestamp:    time.Now(),
 		DeliveryMode: amqp.Transient,
 	}
+	if len(o.cc) > 0 || len(o.headers) > 0 {
+		msg.Headers = amqp.Table{}
+	}
+	for _, h := range o.headers {
+		msg.Headers[h[0]] = h[1]
+	}
 	if len(o.cc) > 0 {
 		cc := make([]any, len(o.cc))
 		for i, k := range o.cc {
 			cc[i] = k
 		}
-		msg.Headers = amqp.Table{"CC": cc}
+		msg.Headers["CC"] = cc
 	}
 	// Mandatory, so that the broker tells us (before its confirm) when no
 	// queue took the message.

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	amqp "github.com/rabbitmq/amqp091-go"
+
 	"eventsproxy/internal/rabbittest"
 )
 
@@ -27,7 +29,8 @@ func TestPublishMessage(t *testing.T) {
 	}
 
 	code, stderr := runPublish(t, []string{"--amqp-url", rabbittest.URL(), "--exchange", ex, "--routing-key", "a.b",
-		"--cc", "route.x", "--cc", "c.d", "--content-type", "text/plain", "--", "-body starting with a dash"}, noEnvironment, nil)
+		"--cc", "route.x", "--cc", "c.d", "--content-type", "text/plain", "--header", "x-trace=a=b", "--header", "n=1",
+		"--", "-body starting with a dash"}, noEnvironment, nil)
 	if code != 0 {
 		t.Fatalf("exit code %d, stderr %q", code, stderr)
 	}
@@ -43,8 +46,8 @@ func TestPublishMessage(t *testing.T) {
 	if string(d.Body) != "-body starting with a dash" || d.ContentType != "text/plain" || d.RoutingKey != "a.b" || d.Exchange != ex {
 		t.Errorf("delivery: body %q, content type %q, routing key %q, exchange %q", d.Body, d.ContentType, d.RoutingKey, d.Exchange)
 	}
-	if cc, want := d.Headers["CC"], []any{"route.x", "c.d"}; !reflect.DeepEqual(cc, want) {
-		t.Errorf("CC header %#v, want %#v", cc, want)
+	if want := (amqp.Table{"CC": []any{"route.x", "c.d"}, "x-trace": "a=b", "n": "1"}); !reflect.DeepEqual(d.Headers, want) {
+		t.Errorf("headers %#v, want %#v", d.Headers, want)
 	}
 
 	// Without --cc there is no CC header; the content type defaults to JSON.
@@ -120,6 +123,8 @@ func TestPublishUsage(t *testing.T) {
 		{"flag after body", []string{"--amqp-url", url, "--exchange", "x", "{}", "--routing-key", "a"}, noEnvironment, 2, "one BODY at most"},
 		{"unknown flag", []string{"--nope"}, noEnvironment, 2, "flag provided but not defined"},
 		{"bad timeout", []string{"--amqp-url", url, "--exchange", "x", "--routing-key", "a", "--timeout", "0s", "{}"}, noEnvironment, 2, "--timeout 0s must be positive"},
+		{"bad header", []string{"--amqp-url", url, "--exchange", "x", "--routing-key", "a", "--header", "novalue", "--header", "CC=x", "{}"}, noEnvironment, 2,
+			"--header \"novalue\" must be NAME=VALUE\n--header CC: use --cc for routing keys"},
 		{"no body and no stdin", []string{"--amqp-url", url, "--exchange", "x", "--routing-key", "a"}, noEnvironment, 2, "no BODY argument and no stdin"},
 	}
 	for _, tt := range tests {

@@ -20,6 +20,9 @@ func (o *publishOptions) sendDev(ctx context.Context) error {
 	if len(o.cc) > 0 {
 		q["cc"] = o.cc
 	}
+	for _, h := range o.headers {
+		q.Add("header", h[0]+"="+h[1])
+	}
 	target := strings.TrimSuffix(o.devURL, "/") + membroker.PublishPath + "?" + q.Encode()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(o.body))
 	if err != nil {

@@ -25,7 +25,7 @@ func TestPublishIntoDev(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/api/events/v1/connect/?bindings="+url.QueryEscape(string(q)), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/api/events/v1/connect/?properties=1&bindings="+url.QueryEscape(string(q)), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,7 +41,8 @@ func TestPublishIntoDev(t *testing.T) {
 	}
 
 	var stdout, stderr bytes.Buffer
-	code := run(ctx, []string{"publish", "--dev-url", base, "--exchange", "amq.topic", "--routing-key", "a.b", "--cc", "route.index.x", `{"hello": "world"}`},
+	code := run(ctx, []string{"publish", "--dev-url", base, "--exchange", "amq.topic", "--routing-key", "a.b", "--cc", "route.index.x",
+		"--header", "x-trace=abc", "--content-type", "text/plain", `{"hello": "world"}`},
 		envOf(map[string]string{"AMQP_URL": "amqp://ignored/"}), strings.NewReader(""), &stdout, &stderr)
 	if code != 0 || !strings.Contains(stderr.String(), `published 18 bytes to exchange "amq.topic" with routing key "a.b"`) {
 		t.Fatalf("publish: exit %d, stderr %q", code, stderr.String())
@@ -57,11 +58,14 @@ func TestPublishIntoDev(t *testing.T) {
 		Exchange, RoutingKey string
 		Routes               []string
 		Payload              map[string]string
+		Properties           struct{ ContentType string }
+		Headers              map[string]any
 	}
 	if err := json.Unmarshal(ev.Data, &m); err != nil {
 		t.Fatal(err)
 	}
-	if m.Exchange != "amq.topic" || m.RoutingKey != "a.b" || !reflect.DeepEqual(m.Routes, []string{"index.x"}) || m.Payload["hello"] != "world" {
+	if m.Exchange != "amq.topic" || m.RoutingKey != "a.b" || !reflect.DeepEqual(m.Routes, []string{"index.x"}) || m.Payload["hello"] != "world" ||
+		m.Properties.ContentType != "text/plain" || !reflect.DeepEqual(m.Headers, map[string]any{"x-trace": "abc", "CC": []any{"route.index.x"}}) {
 		t.Errorf("message %s", ev.Data)
 	}
 

@@ -86,6 +86,11 @@ type messageData struct {
 	Redelivered bool            `json:"redelivered"`
 	Routes      []string        `json:"routes"`
 	Payload     json.RawMessage `json:"payload"`
+	// With --properties (properties=1).
+	Properties *struct {
+		ContentType string `json:"contentType"`
+	} `json:"properties"`
+	Headers map[string]json.RawMessage `json:"headers"`
 }
 
 // appendSummary appends a one-line summary of a `message` event's data
@@ -124,6 +129,19 @@ func appendSummary(dst, data []byte, at time.Time, color bool) []byte {
 	if m.Redelivered {
 		dst = append(dst, "  "...)
 		dst = paint(dst, sgrYellow, "redelivered")
+	}
+	if m.Properties != nil {
+		var parts []string
+		if m.Properties.ContentType != "" {
+			parts = append(parts, clean(m.Properties.ContentType, maxExchange))
+		}
+		if n := len(m.Headers); n > 0 {
+			parts = append(parts, strconv.Itoa(n)+" "+plural(n, "header", "headers"))
+		}
+		if len(parts) > 0 {
+			dst = append(dst, "  "...)
+			dst = paint(dst, sgrDim, strings.Join(parts, ", "))
+		}
 	}
 	dst = append(dst, "  "...)
 	dst = append(dst, preview(m.Payload)...)

@@ -84,6 +84,16 @@ func TestAppendSummary(t *testing.T) {
 			want: `05:06:07.008  amq.topic  a.b  1 route  redelivered  {"n":1}` + "\n",
 		},
 		{
+			name: "properties and headers",
+			data: `{"exchange":"amq.topic","routingKey":"a.b","redelivered":false,"routes":[],"payload":1,"properties":{"contentType":"application/json"},"headers":{"a":1,"b":"x"}}`,
+			want: `05:06:07.008  amq.topic  a.b  application/json, 2 headers  1` + "\n",
+		},
+		{
+			name: "properties without a content type",
+			data: `{"exchange":"amq.topic","routingKey":"a.b","redelivered":false,"routes":[],"payload":1,"properties":{},"headers":{"a":1}}`,
+			want: `05:06:07.008  amq.topic  a.b  1 header  1` + "\n",
+		},
+		{
 			name: "long payload cut",
 			data: `{"exchange":"amq.topic","routingKey":"k","routes":[],"payload":"` + strings.Repeat("x", 200) + `"}`,
 			want: `05:06:07.008  amq.topic  k  "` + strings.Repeat("x", 79) + "…\n",

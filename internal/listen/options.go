@@ -24,6 +24,8 @@ bindings, as it arrives, until interrupted.
 When stdout is not a terminal (a pipe, a file), or with --json, each message
 is one line of JSON: the data of the server's "message" event, as sent,
   {"exchange":"...","routingKey":"...","redelivered":false,"routes":[...],"payload":...}
+with --properties also "properties" and "headers" (the AMQP properties and
+headers table) after "payload".
 On a terminal, each message is a one-line summary instead: the time it
 arrived, the exchange (shortened: exchange/taskcluster-queue/v1/task-completed
 shows as queue/task-completed), the routing key, the number of routes and the
@@ -55,6 +57,9 @@ Flags:
                            failure, a server restart), from the last event
                            received: nothing is missed, or a warning on stderr
                            says "messages may be missing here (gap: REASON)"
+  --properties             ask for each message's AMQP properties and headers
+                           (properties=1): in the JSON lines, and on a
+                           terminal the content type after the routes
 
 Exit codes:
   0  interrupted (Ctrl-C, SIGTERM), or --count messages received
@@ -109,6 +114,9 @@ type Options struct {
 	// Resume opts in to a resumable stream, which Run reconnects by itself
 	// (see Run).
 	Resume bool
+	// Properties asks for messages' properties and headers
+	// (properties=1).
+	Properties bool
 	// Client makes the request; nil means a client of Run's own that keeps
 	// no idle connections and honours the HTTP(S)_PROXY variables.
 	Client *http.Client
@@ -152,6 +160,7 @@ func Load(args []string, getenv func(string) string) (*Options, error) {
 	fs.BoolVar(&o.NoColor, "no-color", false, "")
 	fs.IntVar(&o.Count, "count", 0, "")
 	fs.BoolVar(&o.Resume, "resume", false, "")
+	fs.BoolVar(&o.Properties, "properties", false, "")
 	fs.DurationVar(&o.Timeout, "timeout", DefaultTimeout, "")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {

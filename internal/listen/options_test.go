@@ -142,7 +142,7 @@ func env(kv ...string) func(string) string {
 
 func TestLoad(t *testing.T) {
 	t.Parallel()
-	o, err := Load([]string{"--url", "http://h:1", "--bind", "a=#", "--bind", "exchange/x/v1/y=p.*", "--json", "--count", "3", "--timeout", "5s", "--resume"}, env())
+	o, err := Load([]string{"--url", "http://h:1", "--bind", "a=#", "--bind", "exchange/x/v1/y=p.*", "--json", "--count", "3", "--timeout", "5s", "--resume", "--properties"}, env())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,7 +152,7 @@ func TestLoad(t *testing.T) {
 			{Exchange: "a", RoutingKeyPattern: "#"},
 			{Exchange: "exchange/x/v1/y", RoutingKeyPattern: "p.*"},
 		},
-		JSON: true, Count: 3, Timeout: 5 * time.Second, Resume: true,
+		JSON: true, Count: 3, Timeout: 5 * time.Second, Resume: true, Properties: true,
 	}
 	if !reflect.DeepEqual(o, want) {
 		t.Errorf("Load = %+v, want %+v", o, want)
@@ -170,7 +170,7 @@ func TestLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.Timeout != DefaultTimeout || o.Count != 0 || o.JSON || o.NoColor || o.Resume {
+	if o.Timeout != DefaultTimeout || o.Count != 0 || o.JSON || o.NoColor || o.Resume || o.Properties {
 		t.Errorf("defaults = %+v", o)
 	}
 }
@@ -255,7 +255,7 @@ func TestLoadHelp(t *testing.T) {
 // TestHelpNamesEveryFlag keeps Help and the flags Load defines together.
 func TestHelpNamesEveryFlag(t *testing.T) {
 	t.Parallel()
-	for _, f := range []string{"--url", "--bind", "--json", "--no-color", "--count", "--timeout", "--resume", "NO_COLOR"} {
+	for _, f := range []string{"--url", "--bind", "--json", "--no-color", "--count", "--timeout", "--resume", "--properties", "NO_COLOR"} {
 		if !strings.Contains(Help, f) {
 			t.Errorf("Help does not mention %s", f)
 		}

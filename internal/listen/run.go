@@ -46,6 +46,9 @@ func Run(ctx context.Context, opts *Options, stdout, stderr io.Writer) error {
 	if opts.Resume {
 		target += "&resume=1"
 	}
+	if opts.Properties {
+		target += "&properties=1"
+	}
 	l := &listener{opts: opts, stderr: stderr, w: newWriter(opts, stdout), target: target, shown: displayURL(target)}
 	err = l.listen(ctx)
 	pause := minReconnect

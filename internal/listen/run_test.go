@@ -255,8 +255,30 @@ func TestRunRequest(t *testing.T) {
 	if len(got) != 2 || got[0] != bs[0] || got[1] != bs[1] {
 		t.Errorf("bindings = %+v, want %+v", got, bs)
 	}
+	if r.URL.Query().Has("properties") {
+		t.Errorf("properties asked for without --properties: %s", r.URL)
+	}
 	if want := "listening: 2 bindings\n"; stderr.String() != want {
 		t.Errorf("stderr %q, want %q", stderr.String(), want)
+	}
+}
+
+// TestRunProperties: --properties asks for them, and the JSON lines carry
+// them as the server sent them.
+func TestRunProperties(t *testing.T) {
+	t.Parallel()
+	const data = `{"exchange":"amq.topic","routingKey":"a","redelivered":false,"routes":[],"payload":1,"properties":{"type":"t"},"headers":{"h":"v"}}`
+	srv, reqs := sseServer(t, stream(event{"ready", "{}"}, event{"message", data}), true)
+	var stdout bytes.Buffer
+	opts := &Options{URL: srv.URL, Bindings: testBindings, Count: 1, Properties: true}
+	if err := Run(context.Background(), opts, &stdout, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if r := <-reqs; r.URL.Query().Get("properties") != "1" {
+		t.Errorf("request %s does not ask for properties=1", r.URL)
+	}
+	if got := stdout.String(); got != data+"\n" {
+		t.Errorf("stdout %q, want %q", got, data+"\n")
 	}
 }
 

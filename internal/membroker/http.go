@@ -6,6 +6,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
 
 	"eventsproxy/internal/broker"
 )
@@ -36,9 +40,11 @@ type PublishError struct {
 // PublishHandler publishes the body of each POST to b, as
 // `eventsproxy publish --dev-url` sends it:
 //
-//	POST /dev/publish?exchange=amq.topic&routingKey=a.b&cc=route.x
+//	POST /dev/publish?exchange=amq.topic&routingKey=a.b&cc=route.x&header=x-trace=abc
 //
-// cc may be repeated; routingKey must be given, and may be empty. The
+// cc may be repeated; routingKey must be given, and may be empty. Each
+// header NAME=VALUE (repeatable) is a string header of the message, and
+// the request's Content-Type its content type. The
 // answer is 200 with a PublishResult, or a PublishError: 400 for a bad
 // request, 404 when the exchange does not exist, 413 for a body over
 // MaxPublishBody.
@@ -72,8 +78,20 @@ func (b *Broker) PublishHandler() http.Handler {
 			refuse(http.StatusBadRequest, "InputError", "Cannot read the body.")
 			return
 		}
+		props := &broker.Properties{ContentType: r.Header.Get("Content-Type"), DeliveryMode: 1, Timestamp: time.Now().Truncate(time.Second)}
+		for _, h := range q["header"] {
+			name, value, ok := strings.Cut(h, "=")
+			if !ok || name == "" || name == "CC" || name == "BCC" {
+				refuse(http.StatusBadRequest, "InputError", "The query parameter `header` must be NAME=VALUE, not %q (CC and BCC are routing: use `cc`).", h)
+				return
+			}
+			if props.Headers == nil {
+				props.Headers = amqp.Table{}
+			}
+			props.Headers[name] = value
+		}
 		cc := q["cc"]
-		if err := b.Publish(exchange, keys[0], cc, body); err != nil {
+		if err := b.PublishWith(exchange, keys[0], cc, body, props); err != nil {
 			if errors.Is(err, broker.ErrExchangeNotFound) {
 				refuse(http.StatusNotFound, "ExchangeNotFound", "Exchange %q does not exist.", exchange)
 				return

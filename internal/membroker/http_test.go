@@ -6,16 +6,24 @@ import (
 	"net/http/httptest"
 	"reflect"
 	"strings"
+	"sync/atomic"
 	"testing"
 
+	amqp "github.com/rabbitmq/amqp091-go"
+
 	"eventsproxy/internal/binding"
+	"eventsproxy/internal/broker"
 )
 
 func TestPublishHandler(t *testing.T) {
 	t.Parallel()
 	mb := New()
 	mb.DeclareExchange("amq.topic")
-	co := consume(t, dial(t, mb, binding.Binding{Exchange: "amq.topic", RoutingKeyPattern: "a.#"}))
+	c := dial(t, mb, binding.Binding{Exchange: "amq.topic", RoutingKeyPattern: "a.#"})
+	var asking atomic.Int32
+	asking.Store(1)
+	c.(broker.PropertyTaker).TakeProperties(&asking)
+	co := consume(t, c)
 	srv := httptest.NewServer(mb.PublishHandler())
 	defer srv.Close()
 
@@ -40,6 +48,15 @@ func TestPublishHandler(t *testing.T) {
 	if m.Exchange != "amq.topic" || m.RoutingKey != "a.b" || !reflect.DeepEqual(m.CC, []string{"route.x", "route.y"}) || string(m.Body) != `{"hello": 1}` {
 		t.Errorf("got %+v", m)
 	}
+	// Headers and the content type become the message's.
+	if code, _ := post("exchange=amq.topic&routingKey=a.c&header=x-trace=a%3Db&header=n=1", `{}`); code != 200 {
+		t.Fatalf("status %d", code)
+	}
+	m = co.next(t)
+	want := amqp.Table{"x-trace": "a=b", "n": "1"}
+	if m.Props == nil || m.Props.ContentType != "application/json" || !reflect.DeepEqual(m.Props.Headers, want) || m.Props.Timestamp.IsZero() {
+		t.Errorf("properties %+v, want content type application/json and headers %v", m.Props, want)
+	}
 
 	for _, tc := range []struct {
 		query string
@@ -50,6 +67,8 @@ func TestPublishHandler(t *testing.T) {
 		{"routingKey=a", 400, "InputError"},
 		{"exchange=amq.topic", 400, "InputError"},
 		{"exchange=amq.topic&routingKey=a&routingKey=b", 400, "InputError"},
+		{"exchange=amq.topic&routingKey=a&header=novalue", 400, "InputError"},
+		{"exchange=amq.topic&routingKey=a&header=CC=x", 400, "InputError"},
 	} {
 		if status, code := post(tc.query, "x"); status != tc.want || code != tc.code {
 			t.Errorf("%s: status %d %q, want %d %q", tc.query, status, code, tc.want, tc.code)
