@@ -15,6 +15,33 @@ export interface Message {
   routes: string[];
   /** The body as JSON, or as a string when it is not JSON. */
   payload: unknown;
+  /** With `properties: true`: the AMQP properties that are set. */
+  properties?: MessageProperties;
+  /**
+   * With `properties: true`: the headers table (CC among them). Byte
+   * arrays are base64 strings, timestamps RFC 3339 strings, decimals numbers.
+   */
+  headers?: Record<string, unknown>;
+  /** With `properties: true`: present when the headers were cut to the server's bounds. */
+  headersTruncated?: true;
+}
+
+/** A message's AMQP basic properties; those not set are absent. */
+export interface MessageProperties {
+  contentType?: string;
+  contentEncoding?: string;
+  /** 1 transient, 2 persistent. */
+  deliveryMode?: number;
+  priority?: number;
+  correlationId?: string;
+  replyTo?: string;
+  expiration?: string;
+  messageId?: string;
+  /** RFC 3339, UTC. */
+  timestamp?: string;
+  type?: string;
+  userId?: string;
+  appId?: string;
 }
 
 /**
@@ -72,6 +99,12 @@ export interface Options {
   rootUrl?: string | URL;
   /** Ask the server for resumable streams (`resume=1`): reconnections continue where they left off, or say `gap`. */
   resume?: boolean;
+  /**
+   * Ask for each message's AMQP properties and headers (`properties=1`):
+   * `Message.properties` and `Message.headers`. Tabs that share a stream
+   * should agree on it: the leader's choice holds.
+   */
+  properties?: boolean;
   /**
    * Share one stream among every tab of this origin that passes the same
    * name (`true` means `"default"`), through Web Locks and BroadcastChannel.

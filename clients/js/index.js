@@ -261,6 +261,7 @@ class Stream {
   url() {
     const u = new URL(CONNECT_PATH, this.opts.rootUrl);
     u.searchParams.set('bindings', JSON.stringify({ bindings: this.keys.map(fromKey) }));
+    if (this.opts.properties) u.searchParams.set('properties', '1');
     if (this.opts.resume) {
       u.searchParams.set('resume', '1');
       if (this.lastEventId && this.lastEventId !== '-') u.searchParams.set('lastEventId', this.lastEventId);

@@ -118,6 +118,22 @@ test('overflow and gap reach the page and every subscription', async (t) => {
   assert.deepEqual(seen, [['overflow', { dropped: 3 }], ['gap', { reason: 'broker' }]]);
 });
 
+test('properties: asked for with properties=1, and handed on as they come', async (t) => {
+  const srv = await fakeServer(t);
+  const c = client(t, srv, { properties: true });
+  const got = [];
+  const sub = c.subscribe(b('ex', '#'), (m) => got.push(m));
+  const r = await srv.next();
+  assert.equal(r.url.searchParams.get('properties'), '1');
+  r.start().send('ready', {});
+  await sub.ready;
+  const one = on(c, 'message');
+  const m = { ...msg('ex', 'one'), properties: { contentType: 'application/json' }, headers: { 'x-trace': 'abc' } };
+  r.send('message', m);
+  await one;
+  assert.deepEqual(got, [m]);
+});
+
 test('resume: tokens carry over to the next request, no local gap', async (t) => {
   const srv = await fakeServer(t);
   const c = client(t, srv, { resume: true });
