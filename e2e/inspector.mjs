@@ -139,6 +139,10 @@ function messages() {
       expanded: li.querySelector('.msg-toggle')?.getAttribute('aria-expanded') === 'true',
       // What a reader sees of the payload: innerText leaves out closed nodes.
       payload: payload && !payload.hidden ? payload.querySelector('.json')?.innerText ?? '' : '',
+      // The row's summary of properties and headers, and the expanded
+      // view of them.
+      meta: li.querySelector('.msg-meta')?.textContent ?? '',
+      props: payload && !payload.hidden ? payload.querySelector('.msg-props')?.innerText ?? '' : '',
     };
   }));
 }

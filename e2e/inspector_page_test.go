@@ -144,6 +144,11 @@ type shownMessage struct {
 	// Payload is the text of the payload as shown: empty while closed,
 	// without the inside of closed nodes.
 	Payload string `json:"payload"`
+	// Meta is the row's summary of the AMQP properties and headers (the
+	// content type, the number of headers); Props the text of their
+	// expanded view, empty while closed.
+	Meta  string `json:"meta"`
+	Props string `json:"props"`
 }
 
 // messageList is the page's message list, newest first.
@@ -226,6 +231,8 @@ type downloadedMessage struct {
 	Redelivered bool            `json:"redelivered"`
 	Routes      []string        `json:"routes"`
 	Payload     json.RawMessage `json:"payload"`
+	Properties  map[string]any  `json:"properties"`
+	Headers     map[string]any  `json:"headers"`
 }
 
 func (in *inspector) open(t testing.TB, pageURL string) {

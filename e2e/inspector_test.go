@@ -61,7 +61,11 @@ func TestInspector(t *testing.T) {
 		},
 		"note": markup,
 	}
-	ex.publish(t, key, jsonMessage(t, first, "route.index.project.inspector", "other.cc", "route.tc-treeherder.v2.inspector"))
+	msg := jsonMessage(t, first, "route.index.project.inspector", "other.cc", "route.tc-treeherder.v2.inspector")
+	msg.Headers["x-trace"] = "trace-4f2a"
+	msg.Headers["attempt"] = int32(2)
+	msg.MessageId, msg.AppId = "msg-77", "inspector-test"
+	ex.publish(t, key, msg)
 	m := in.waitMessages(t, 1).Messages[0]
 	if m.Exchange != ex.Name || m.RoutingKey != key {
 		t.Errorf("the message shows exchange %q and key %q, want %q and %q", m.Exchange, m.RoutingKey, ex.Name, key)
@@ -71,6 +75,11 @@ func TestInspector(t *testing.T) {
 	}
 	if m.Expanded || m.Payload != "" || !strings.Contains(m.Preview, `"taskId":"fN1SXlmtRbqpIk3CmfvmhA"`) {
 		t.Errorf("a new message should show a one-line preview of its payload and keep the payload closed: %+v", m)
+	}
+	// The page asks for properties: the row sums them up (CC, x-trace and
+	// attempt are three headers).
+	if want := "application/json · 3 headers"; m.Meta != want || m.Props != "" {
+		t.Errorf("the row sums up properties and headers as %q (expanded: %q), want %q and nothing expanded", m.Meta, m.Props, want)
 	}
 
 	// The payload opens as a tree whose deeper levels start closed.
@@ -84,6 +93,14 @@ func TestInspector(t *testing.T) {
 	}
 	if strings.Contains(m.Payload, "i-deepworker") {
 		t.Errorf("the payload's fourth level shows before it is opened:\n%s", m.Payload)
+	}
+	// Under the payload: every property set, and the headers table (the
+	// titles' case is the style sheet's).
+	for _, want := range []string{"properties\ncontentType\napplication/json", "deliveryMode\n1", "messageId\nmsg-77",
+		"appId\ninspector-test\nheaders", `"x-trace": "trace-4f2a"`, `"attempt": 2`, `"CC": [`} {
+		if !strings.Contains(strings.ToLower(m.Props), strings.ToLower(want)) {
+			t.Errorf("the opened message does not show %q under its payload; it shows:\n%s", want, m.Props)
+		}
 	}
 	list = in.payloadButton(t, 0, "Expand all")
 	if want := `"id": "i-deepworker"`; !strings.Contains(list.Messages[0].Payload, want) {
@@ -103,6 +120,7 @@ func TestInspector(t *testing.T) {
 	}{
 		{"no-such-word", 0},
 		{"DEEPWORKER", 1},
+		{"trace-4f2a", 1},
 		{"index.project inspector", 1},
 		{"index.project no-such-word", 0},
 		{ex.Name, 1},
@@ -156,6 +174,9 @@ func TestInspector(t *testing.T) {
 		if got.Exchange != ex.Name || got.RoutingKey != want.key || !reflect.DeepEqual(got.Routes, want.routes) ||
 			!jsonEqual(t, got.Payload, mustJSON(t, want.payload)) || got.ReceivedAt == "" {
 			t.Errorf("downloaded message %d is %+v, want key %q, routes %q, payload %s", i, got, want.key, want.routes, mustJSON(t, want.payload))
+		}
+		if got.Properties["contentType"] != "application/json" {
+			t.Errorf("downloaded message %d has properties %v, want its content type among them", i, got.Properties)
 		}
 	}
 

@@ -57,7 +57,7 @@ export function highlightMatches(list, terms) {
   const ranges = [];
   if (terms.length) {
     const walker = document.createTreeWalker(list, NodeFilter.SHOW_TEXT, {
-      acceptNode: (n) => (n.parentElement.closest('.msg-exchange, .msg-key, .route, .msg-preview, .json')
+      acceptNode: (n) => (n.parentElement.closest('.msg-exchange, .msg-key, .route, .msg-preview, .msg-meta, .props, .json')
         ? NodeFilter.FILTER_ACCEPT : NodeFilter.FILTER_REJECT),
     });
     for (let n = walker.nextNode(); n; n = walker.nextNode()) {

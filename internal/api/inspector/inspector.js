@@ -238,7 +238,9 @@ function connect() {
   // The token is read at each (re)connection, so that one pasted while the
   // page retries is used at the next attempt.
   const tokens = ui.tokenRow.hidden ? {} : { token: () => ui.token.value.trim() };
-  const client = new EventsClient({ rootUrl: document.baseURI, resume: true, ...tokens });
+  // properties: each message carries its AMQP properties and headers,
+  // shown in its row and its expanded view.
+  const client = new EventsClient({ rootUrl: document.baseURI, resume: true, properties: true, ...tokens });
   conn.client = client;
   conn.key = JSON.stringify(bindings);
   conn.wasReady = false;
@@ -402,6 +404,20 @@ ui.bannerClose.addEventListener('click', hideBanner);
 
 // ---- Messages ----------------------------------------------------------
 
+function isObject(v) {
+  return v !== null && typeof v === 'object' && !Array.isArray(v);
+}
+
+// metaText sums up a message's properties and headers for its row: the
+// content type and the number of headers.
+function metaText(m) {
+  const parts = [];
+  if (typeof m.properties.contentType === 'string') parts.push(m.properties.contentType);
+  const n = Object.keys(m.headers).length;
+  if (n) parts.push(`${n} ${n === 1 ? 'header' : 'headers'}`);
+  return parts.join(' · ');
+}
+
 function receive(data) {
   if (data === null || typeof data !== 'object') return;
   const msg = {
@@ -412,6 +428,9 @@ function receive(data) {
     redelivered: data.redelivered === true,
     routes: Array.isArray(data.routes) ? data.routes.map(String) : [],
     payload: data.payload,
+    properties: isObject(data.properties) ? data.properties : {},
+    headers: isObject(data.headers) ? data.headers : {},
+    headersTruncated: data.headersTruncated === true,
     row: null,
     expanded: false,
     search: null,
@@ -499,7 +518,8 @@ function shownCount() {
 
 function searchText(m) {
   if (m.search === null) {
-    m.search = [m.exchange, m.routingKey, ...m.routes, JSON.stringify(m.payload) ?? ''].join('\n').toLowerCase();
+    m.search = [m.exchange, m.routingKey, ...m.routes, JSON.stringify(m.payload) ?? '',
+      JSON.stringify(m.properties), JSON.stringify(m.headers)].join('\n').toLowerCase();
   }
   return m.search;
 }
@@ -587,6 +607,12 @@ function rowOf(m) {
   exchange.title = `Exchange ${m.exchange}`;
   head.append(exchange);
   if (m.redelivered) head.append(el('span', 'tag', 'redelivered'));
+  const meta = metaText(m);
+  if (meta) {
+    const chip = el('span', 'msg-meta', meta);
+    chip.title = 'Content type and headers: open the message to see them all';
+    head.append(chip);
+  }
   const key = el('div', 'msg-key');
   key.title = 'Routing key';
   key.append(...keyNodes(m.routingKey));
@@ -632,9 +658,36 @@ function setExpanded(m, expanded) {
       b.dataset.action = action;
       tools.append(b);
     }
-    payload.append(tools, jsonTree(m.payload));
+    payload.append(tools, jsonTree(m.payload), propsView(m));
   }
   payload.hidden = !expanded;
+}
+
+// propsView shows a message's AMQP properties (those set) and its headers
+// table, under its payload.
+function propsView(m) {
+  const box = el('div', 'msg-props');
+  box.append(el('h3', 'props-title', 'Properties'));
+  const names = Object.keys(m.properties);
+  if (names.length) {
+    const dl = el('dl', 'props');
+    for (const name of names) {
+      const v = m.properties[name];
+      dl.append(el('dt', '', name), el('dd', '', typeof v === 'string' ? v : JSON.stringify(v)));
+    }
+    box.append(dl);
+  } else {
+    box.append(el('p', 'props-none', 'None set.'));
+  }
+  box.append(el('h3', 'props-title', m.headersTruncated ? 'Headers (cut to the server\'s bounds)' : 'Headers'));
+  if (Object.keys(m.headers).length) {
+    const tree = jsonTree(m.headers);
+    tree.classList.add('headers');
+    box.append(tree);
+  } else {
+    box.append(el('p', 'props-none', 'None.'));
+  }
+  return box;
 }
 
 ui.list.addEventListener('click', async (e) => {
@@ -712,6 +765,8 @@ ui.download.addEventListener('click', () => {
     redelivered: m.redelivered,
     routes: m.routes,
     payload: m.payload,
+    properties: m.properties,
+    headers: m.headers,
   }));
   const blob = new Blob([JSON.stringify(shown, null, 2) + '\n'], { type: 'application/json' });
   const a = document.createElement('a');
