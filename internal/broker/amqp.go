@@ -370,8 +370,13 @@ func (c *amqpConn) Consume(handle func(*Message)) error {
 			err = c.takeDropped(handle)
 		}
 		now := time.Now()
+		props := c.wantProps.Load() > 0
 		for i := range c.batch {
-			handle(messageFromDelivery(&c.batch[i], now, c.wantProps.Load() > 0))
+			m := messageFromDelivery(&c.batch[i], now)
+			if props {
+				m.Props = propertiesFromDelivery(&c.batch[i])
+			}
+			handle(m)
 			c.batch[i] = amqp.Delivery{}
 		}
 	}

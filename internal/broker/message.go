@@ -47,10 +47,10 @@ type Message struct {
 	drop dropKind
 }
 
-// messageFromDelivery copies what eventsproxy needs out of d: its
-// properties and headers too when props is true.
-func messageFromDelivery(d *amqp.Delivery, now time.Time, props bool) *Message {
-	m := &Message{
+// messageFromDelivery copies what eventsproxy needs out of d, but its
+// properties (see propertiesFromDelivery).
+func messageFromDelivery(d *amqp.Delivery, now time.Time) *Message {
+	return &Message{
 		Exchange:    d.Exchange,
 		RoutingKey:  d.RoutingKey,
 		Redelivered: d.Redelivered,
@@ -58,10 +58,6 @@ func messageFromDelivery(d *amqp.Delivery, now time.Time, props bool) *Message {
 		Body:        d.Body,
 		Received:    now,
 	}
-	if props {
-		m.Props = propertiesFromDelivery(d)
-	}
-	return m
 }
 
 // dropKind says whether a Message stands for messages that the broker

@@ -17,6 +17,14 @@ import (
 
 const testHead, testTail = "event: message\ndata: ", "\nid: -\n\n"
 
+// withProperties is the message of d as the connection takes it while a
+// subscription asks for properties.
+func withProperties(d *amqp.Delivery) *Message {
+	m := messageFromDelivery(d, time.Now())
+	m.Props = propertiesFromDelivery(d)
+	return m
+}
+
 // TestMessageDataWithProperties is the golden form of a message's data
 // with its properties and headers: every property, and every type that a
 // headers table holds.
@@ -51,7 +59,7 @@ func TestMessageDataWithProperties(t *testing.T) {
 			"nested":   amqp.Table{"b": []any{int32(1), amqp.Table{}}, "a": "x"},
 		},
 	}
-	m := messageFromDelivery(d, time.Now(), true)
+	m := withProperties(d)
 	want := `{"exchange":"e","routingKey":"k","redelivered":false,"routes":["x"],"payload":{"a":1},` +
 		`"properties":{"contentType":"application/json","contentEncoding":"utf-8","deliveryMode":2,"priority":5,` +
 		`"correlationId":"c-1","replyTo":"r","expiration":"60000","messageId":"m-1","timestamp":"2026-12-02T03:14:15Z",` +
@@ -89,7 +97,7 @@ func TestMessageDataWithProperties(t *testing.T) {
 // without Props (a test's) gets empty objects.
 func TestMessageDataNoProperties(t *testing.T) {
 	t.Parallel()
-	m := messageFromDelivery(&amqp.Delivery{Exchange: "e", RoutingKey: "k"}, time.Now(), true)
+	m := withProperties(&amqp.Delivery{Exchange: "e", RoutingKey: "k"})
 	const want = `{"exchange":"e","routingKey":"k","redelivered":false,"routes":[],"payload":"","properties":{},"headers":{}}`
 	if got := string(m.FramedProperties("", "")); got != want {
 		t.Fatalf("got  %s\nwant %s", got, want)
@@ -97,9 +105,6 @@ func TestMessageDataNoProperties(t *testing.T) {
 	m = &Message{Exchange: "e", RoutingKey: "k"}
 	if got := string(m.FramedProperties("", "")); got != want {
 		t.Fatalf("without Props: got  %s\nwant %s", got, want)
-	}
-	if m := messageFromDelivery(&amqp.Delivery{Headers: amqp.Table{"a": "b"}, ContentType: "x"}, time.Now(), false); m.Props != nil {
-		t.Fatal("properties taken though not asked for")
 	}
 }
 
@@ -124,7 +129,7 @@ func TestHeadersBounds(t *testing.T) {
 		"large": {big, MaxHeadersJSON},
 		"deep":  {amqp.Table{"d": deep, "e": amqp.Table{"x": amqp.Table{}}}, 200},
 	} {
-		m := messageFromDelivery(&amqp.Delivery{Exchange: "e", Headers: tc.h}, time.Now(), true)
+		m := withProperties(&amqp.Delivery{Exchange: "e", Headers: tc.h})
 		data := m.FramedProperties("", "")
 		var got struct {
 			Headers          map[string]any
@@ -157,8 +162,8 @@ func FuzzHeadersJSON(f *testing.F) {
 	f.Fuzz(func(t *testing.T, program []byte, key, str string) {
 		g := &tableGen{program: program, key: key, str: str}
 		h := g.table(0)
-		m := messageFromDelivery(&amqp.Delivery{Exchange: "e", RoutingKey: "k", Headers: h,
-			ContentType: str, Timestamp: time.Unix(int64(g.u64()), 0)}, time.Now(), true)
+		m := withProperties(&amqp.Delivery{Exchange: "e", RoutingKey: "k", Headers: h,
+			ContentType: str, Timestamp: time.Unix(int64(g.u64()), 0)})
 		data := m.FramedProperties("", "")
 		if bytes.ContainsAny(data, "\r\n") || !utf8.Valid(data) {
 			t.Fatalf("data %q is not one line of UTF-8", data)
