@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -13,11 +14,11 @@ import (
 	"eventsproxy/internal/broker"
 )
 
-// rawStream opens a connect request for `#` on "ex" with the extra query
-// and returns the body's reader once the `ready` event has been read.
-func rawStream(t *testing.T, base, extra string) *bufio.Reader {
+// rawStream opens a connect request for `#` on exchange with the extra
+// query and returns the body's reader once the `ready` event has been read.
+func rawStream(t *testing.T, base, exchange, extra string) *bufio.Reader {
 	t.Helper()
-	q := url.QueryEscape(`{"bindings":[{"exchange":"ex","routingKeyPattern":"#"}]}`)
+	q := url.QueryEscape(`{"bindings":[{"exchange":` + strconv.Quote(exchange) + `,"routingKeyPattern":"#"}]}`)
 	resp, err := http.Get(base + "/api/events/v1/connect/?bindings=" + q + extra)
 	if err != nil {
 		t.Fatal(err)
@@ -55,9 +56,9 @@ func readRawEvent(t *testing.T, rd *bufio.Reader) string {
 // the bytes it always got, from the same message.
 func TestMessageProperties(t *testing.T) {
 	p := startMemProxy(t)
-	plain := rawStream(t, p.srv.URL, "")
-	withProps := rawStream(t, p.srv.URL, "&properties=1")
-	other := rawStream(t, p.srv.URL, "&properties=0")
+	plain := rawStream(t, p.srv.URL, "ex", "")
+	withProps := rawStream(t, p.srv.URL, "ex", "&properties=1")
+	other := rawStream(t, p.srv.URL, "ex", "&properties=0")
 	props := &broker.Properties{
 		ContentType: "application/json", DeliveryMode: 2, MessageID: "m-1",
 		Timestamp: time.Date(2026, 12, 2, 3, 0, 0, 0, time.UTC), AppID: "tests",
