@@ -192,8 +192,9 @@ type amqpConn struct {
 	dropped string // the dropped queue's name
 	batch   []amqp.Delivery
 
-	ctrlMu sync.Mutex // held by Bind and Unbind, so ctrl can be replaced
-	ctrl   *amqp.Channel
+	ctrlMu    sync.Mutex // held by Bind and Unbind, so ctrl can be replaced
+	ctrl      *amqp.Channel
+	ctrlSince time.Time // when ctrl was opened
 
 	types exchangeTypes // exchanges known to be topic exchanges
 
@@ -274,8 +275,16 @@ func (c *amqpConn) setUp(cfg *AMQPConfig) error {
 	// Binds go on a channel of their own: a failed bind closes the channel
 	// that asked, and that must never be the one that consumes.
 	c.ctrl, err = c.conn.Channel()
+	c.ctrlSince = time.Now()
 	return err
 }
+
+// ctrlRenewEvery is how long a control channel serves before the next
+// operation opens another: RabbitMQ remembers a channel's last dozen topic
+// permission answers for as long as it lives, so a re-bind on an old
+// channel would not see a permission withdrawn (see rebind.go). Tests
+// shorten it.
+var ctrlRenewEvery = DefaultRebindPeriod
 
 // capQueue adds the length limits to a queue's arguments; zero is no cap.
 func capQueue(args amqp.Table, maxLength, maxBytes int) {
@@ -316,6 +325,12 @@ func (c *amqpConn) Unbind(exchange, pattern string) error {
 func (c *amqpConn) control(op func(*amqp.Channel) error) error {
 	c.ctrlMu.Lock()
 	defer c.ctrlMu.Unlock()
+	if time.Since(c.ctrlSince) >= ctrlRenewEvery {
+		if ch, err := c.conn.Channel(); err == nil {
+			_ = c.ctrl.Close()
+			c.ctrl, c.ctrlSince = ch, time.Now()
+		}
+	}
 	err := op(c.ctrl)
 	if err == nil {
 		return nil
@@ -328,7 +343,7 @@ func (c *amqpConn) control(op func(*amqp.Channel) error) error {
 			_ = c.Close()
 			return errors.Join(err, fmt.Errorf("reopen control channel: %w", cerr))
 		}
-		c.ctrl = ch
+		c.ctrl, c.ctrlSince = ch, time.Now()
 	}
 	return err
 }

@@ -72,11 +72,10 @@ func TestRebindRefusedForOnePattern(t *testing.T) {
 	rabbittest.Publish(t, ch, ex, "a.b", nil, []byte(`0`))
 	expect(t, "0", map[string]*broker.Subscription{"a.#": subs["a.#"], "a.b (covered)": subs["a.b (covered)"]})
 
-	// a.# may not be bound any more; a.b, c and d may. A channel keeps
-	// the answers of its last dozen topic permission checks, so the
-	// re-binds on the control channel see the change once a refusal has
-	// closed it (and the worker opened another): a new stream on z, which
-	// is refused, and only it.
+	// a.# may not be bound any more; a.b, c and d may. A new stream on
+	// z is refused, and only it; the refusal closes the control channel,
+	// and the worker opens another, on which the re-binds see the change
+	// (a channel keeps its topic permission answers).
 	rabbittest.SetTopicPermissions(t, user, ex, ".*", `^(a\.b|c|d)$`)
 	if _, err := subscribeAMQP(t, b, binding.Binding{Exchange: ex, RoutingKeyPattern: "z"}); !errors.Is(err, broker.ErrAccessRefused) {
 		t.Fatalf("a new stream on z: %v, want ErrAccessRefused", err)
