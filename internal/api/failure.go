@@ -54,10 +54,9 @@ type failure struct {
 // classify says what a stream does about err, the error that ends it. It
 // is the one place where errors become client texts and reasons.
 func classify(err error) failure {
-	var berr *binding.Error
-	var bind *broker.BindError
-	var denied *access.DeniedError
-	var notTopic *broker.ExchangeTypeError
+	// errors.AsType, not errors.As: no target escapes, so the common
+	// ends (a client gone) allocate nothing.
+	bind, isBind := errors.AsType[*broker.BindError](err)
 	switch {
 	case errors.Is(err, errClientGone):
 		return failure{why: endClient}
@@ -65,21 +64,29 @@ func classify(err error) failure {
 		return failure{why: endWrite}
 	case errors.Is(err, errShutdown):
 		return failure{text: textShutdown, why: endShutdown}
-	case errors.As(err, &berr):
-		return failure{text: berr.Error(), why: endBadRequest}
-	case errors.As(err, &denied):
-		return failure{text: denied.Error(), why: endForbidden}
-	case errors.Is(err, errExpired):
-		return failure{text: textExpired, why: endExpired}
-	case errors.As(err, &bind) && errors.Is(err, broker.ErrExchangeNotFound):
-		return failure{text: fmt.Sprintf("Exchange %q does not exist.", bind.Binding.Exchange), why: endExchange}
-	case errors.As(err, &bind) && errors.As(err, &notTopic):
-		return failure{text: fmt.Sprintf("Exchange %q is a %s exchange; only topic exchanges are supported.", notTopic.Exchange, notTopic.Type), why: endExchange}
-	case errors.As(err, &bind) && errors.Is(err, broker.ErrAccessRefused):
-		return failure{text: fmt.Sprintf("Access to exchange %q with routingKeyPattern %q is not allowed.", bind.Binding.Exchange, bind.Binding.RoutingKeyPattern), why: endExchange}
-	case errors.Is(err, broker.ErrUnavailable), errors.Is(err, broker.ErrConnectionLost), errors.Is(err, broker.ErrClosed):
-		return failure{text: textUnavailable, why: endBroker}
-	default:
-		return failure{text: textInternal, why: endInternal, internal: true}
 	}
+	if berr, ok := errors.AsType[*binding.Error](err); ok {
+		return failure{text: berr.Error(), why: endBadRequest}
+	}
+	if denied, ok := errors.AsType[*access.DeniedError](err); ok {
+		return failure{text: denied.Error(), why: endForbidden}
+	}
+	if errors.Is(err, errExpired) {
+		return failure{text: textExpired, why: endExpired}
+	}
+	if isBind {
+		if errors.Is(err, broker.ErrExchangeNotFound) {
+			return failure{text: fmt.Sprintf("Exchange %q does not exist.", bind.Binding.Exchange), why: endExchange}
+		}
+		if notTopic, ok := errors.AsType[*broker.ExchangeTypeError](err); ok {
+			return failure{text: fmt.Sprintf("Exchange %q is a %s exchange; only topic exchanges are supported.", notTopic.Exchange, notTopic.Type), why: endExchange}
+		}
+		if errors.Is(err, broker.ErrAccessRefused) {
+			return failure{text: fmt.Sprintf("Access to exchange %q with routingKeyPattern %q is not allowed.", bind.Binding.Exchange, bind.Binding.RoutingKeyPattern), why: endExchange}
+		}
+	}
+	if errors.Is(err, broker.ErrUnavailable) || errors.Is(err, broker.ErrConnectionLost) || errors.Is(err, broker.ErrClosed) {
+		return failure{text: textUnavailable, why: endBroker}
+	}
+	return failure{text: textInternal, why: endInternal, internal: true}
 }
