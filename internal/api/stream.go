@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"sync"
@@ -441,9 +442,10 @@ func (st *stream) finish(err error) {
 	m := h.cfg.Metrics
 	m.StreamsOpen.Dec()
 	m.StreamsEnded.WithLabelValues(f.why).Inc()
-	h.log.Info("stream ended", "why", f.why, "client", st.addr,
-		"duration", time.Since(st.start).Round(time.Millisecond),
-		"bindings", st.bindings, "delivered", st.delivered, "dropped", st.dropped)
+	// LogAttrs: nothing boxed, once per stream.
+	h.log.LogAttrs(context.Background(), slog.LevelInfo, "stream ended", slog.String("why", f.why), slog.String("client", st.addr),
+		slog.Duration("duration", time.Since(st.start).Round(time.Millisecond)),
+		slog.Int("bindings", st.bindings), slog.Int("delivered", st.delivered), slog.Int("dropped", st.dropped))
 }
 
 // sendMessages writes an `overflow` event when messages were dropped, or
