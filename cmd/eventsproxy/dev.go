@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"eventsproxy/internal/api"
+	"eventsproxy/internal/broker"
 	"eventsproxy/internal/config"
 	"eventsproxy/internal/membroker"
 	"eventsproxy/internal/server"
@@ -39,7 +40,12 @@ func dev(ctx context.Context, args []string, getenv func(string) string, _ io.Re
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		rnd := rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
-		if err := taskgen.Run(genCtx, cfg.DevRate, rnd, mb.Publish); err != nil {
+		// With the properties Taskcluster's publishers give: JSON, persistent.
+		props := &broker.Properties{ContentType: "application/json", DeliveryMode: 2}
+		publish := func(exchange, key string, cc []string, body []byte) error {
+			return mb.PublishWith(exchange, key, cc, body, props)
+		}
+		if err := taskgen.Run(genCtx, cfg.DevRate, rnd, publish); err != nil {
 			log.Error("message generator stopped", "err", err)
 		}
 	})

@@ -96,7 +96,7 @@ func TestDev(t *testing.T) {
 	}
 	reqCtx, cancelReq := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancelReq()
-	req, err := http.NewRequestWithContext(reqCtx, http.MethodGet, base+"/api/events/v1/connect/?bindings="+url.QueryEscape(string(q)), nil)
+	req, err := http.NewRequestWithContext(reqCtx, http.MethodGet, base+"/api/events/v1/connect/?properties=1&bindings="+url.QueryEscape(string(q)), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,9 +131,17 @@ func TestDev(t *testing.T) {
 	var m struct {
 		Exchange   string `json:"exchange"`
 		RoutingKey string `json:"routingKey"`
+		// The generator's messages have Taskcluster's properties.
+		Properties struct {
+			ContentType  string `json:"contentType"`
+			DeliveryMode int    `json:"deliveryMode"`
+		} `json:"properties"`
 	}
 	if err := json.Unmarshal(ev.Data, &m); err != nil {
 		t.Fatalf("message data %s: %v", ev.Data, err)
+	}
+	if m.Properties.ContentType != "application/json" || m.Properties.DeliveryMode != 2 {
+		t.Errorf("message properties %+v, want application/json, persistent", m.Properties)
 	}
 	if words := strings.Split(m.RoutingKey, "."); m.Exchange != exchange || len(words) != 10 {
 		t.Fatalf("message on %q with routing key %q (%d words), want %s and 10 words", m.Exchange, m.RoutingKey, len(words), exchange)
