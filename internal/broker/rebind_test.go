@@ -294,3 +294,53 @@ func TestRebindTypeChanged(t *testing.T) {
 		}
 	})
 }
+
+// TestRebindWideAccessRefused: a wide key whose re-bind is refused for
+// access ends no stream (none asked for it): the patterns it served get
+// bindings of their own before it is unbound, and the exchange stays
+// narrow.
+func TestRebindWideAccessRefused(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newOpConn()
+		s := startSession(c, Limits{ClientBuffer: 10}.withDefaults(), intervals{rebind: 10 * time.Second, rebindGap: time.Second}, metrics.Discard(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+		defer s.end(ErrClosed)
+		s.setWidePolicy(WidePolicy{Keys: 3})
+		subs := map[string]*Subscription{}
+		for _, p := range []string{"primary.a.#", "primary.b.#", "primary.c.#"} {
+			subs[p] = subscribeTest(t, s, p)
+		}
+		synctest.Wait()
+		if got := wideKey(t, s); got != "primary.#" {
+			t.Fatalf("wide key: got %q, want primary.#", got)
+		}
+		c.mu.Lock()
+		c.fail = map[string]error{"bind primary.#": fmt.Errorf("%w: topic permission", ErrAccessRefused)}
+		c.mu.Unlock()
+		n := len(c.opsSince(0))
+		time.Sleep(10*time.Second + 500*time.Millisecond)
+		synctest.Wait()
+		for p, sub := range subs {
+			select {
+			case <-sub.Done():
+				t.Fatalf("%s ended: %v", p, sub.Err())
+			default:
+			}
+		}
+		ops := c.opsSince(n)
+		if len(ops) != 5 || ops[0] != "bind primary.#" || ops[4] != "unbind primary.#" {
+			t.Fatalf("ops %q, want the refused re-bind, three binds, then the unbind", ops)
+		}
+		if binds := slices.Sorted(slices.Values(ops[1:4])); !slices.Equal(binds, []string{"bind primary.a.#", "bind primary.b.#", "bind primary.c.#"}) {
+			t.Fatalf("ops %q, want the three patterns bound before the unbind", ops)
+		}
+		s.mu.Lock()
+		bound, wide := s.bound, s.widenings[testExchange].key
+		s.mu.Unlock()
+		if bound != 3 || wide != nil {
+			t.Errorf("%d keys bound, wide key %v; want 3 and none", bound, wide)
+		}
+		for p, sub := range subs {
+			checkRouted(t, s, sub, p[:len(p)-2]+".x")
+		}
+	})
+}
