@@ -455,3 +455,25 @@ func TestResumeRetellsAGapTheClientMissed(t *testing.T) {
 		o.expectGap("unknown")
 	})
 }
+
+// TestResumeRefusedStreamLeavesTheIDAlone: an `error` before a resumable
+// stream has its token carries no id, so that EventSource keeps the one
+// it had: none for a new stream (its reconnect is a new stream again, not
+// a `gap unknown`), the token for a reconnect (whose next try gets the
+// gap of that token).
+func TestResumeRefusedStreamLeavesTheIDAlone(t *testing.T) {
+	eachResume(t, api.Config{}, func(t *testing.T, e *env) {
+		_, last := e.lingering()
+		refused := error(&broker.BindError{Binding: binding.Binding{Exchange: "ex", RoutingKeyPattern: "#"}, Err: broker.ErrExchangeNotFound})
+		other := e.another(api.Config{})
+		defer other.close()
+		other.b.refuse.Store(&refused)
+		for _, token := range []string{"", last} {
+			o := other.openResume(token)
+			if ev := o.expectKind("error"); ev.ID != "" {
+				t.Fatalf("error before the stream's token with Last-Event-ID %q: id %q, want none", token, ev.ID)
+			}
+			o.expectEnd()
+		}
+	})
+}

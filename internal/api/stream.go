@@ -555,8 +555,15 @@ func (st *stream) appendMessage(dst []byte, msg *broker.Message, seq uint64) []b
 	return st.appendID(dst, seq)
 }
 
+// appendID ends an event with the id of seq. An event of a resumable
+// stream that has no token yet (an `error` before `ready`) has no id at
+// all, so that EventSource keeps the one it had: `-` would make its
+// reconnect a resume from nowhere, told `gap` `unknown`.
 func (st *stream) appendID(dst []byte, seq uint64) []byte {
 	if st.rs == nil {
+		if st.resume {
+			return append(dst, '\n')
+		}
 		return append(dst, idTail...)
 	}
 	dst = append(dst, "id: "...)
