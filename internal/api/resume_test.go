@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	amqp "github.com/rabbitmq/amqp091-go"
 
 	"eventsproxy/internal/api"
 	"eventsproxy/internal/binding"
@@ -475,5 +476,42 @@ func TestResumeRefusedStreamLeavesTheIDAlone(t *testing.T) {
 			}
 			o.expectEnd()
 		}
+	})
+}
+
+// TestResumeProperties: a resumable stream with properties=1 asks its
+// subscription for them, and its messages, replayed too, carry them; a
+// reconnect that asks for the other form does not take it over: `gap`
+// `bindings`, as for other bindings.
+func TestResumeProperties(t *testing.T) {
+	withProps := func(n int) *broker.Message {
+		m := message(n, "")
+		m.Props = &broker.Properties{ContentType: "text/x", Headers: amqp.Table{"h": int32(n)}}
+		return m
+	}
+	eachResume(t, api.Config{}, func(t *testing.T, e *env) {
+		c := e.connect(allOfEx, "&resume=1&properties=1", "", nil)
+		sub := <-e.b.subs
+		if !sub.props || !sub.resumable {
+			t.Fatalf("the subscription asks for properties %v, resumable %v; want both", sub.props, sub.resumable)
+		}
+		c.expectKind("ready")
+		sub.push(withProps(0), withProps(1))
+		last := c.nextMessage(0)
+		c.nextMessage(1)
+		c.leave()
+
+		r := e.connect(allOfEx, "&resume=1&properties=1", last, nil)
+		r.expectKind("ready")
+		ev := r.expectKind("message")
+		if want := `,"properties":{"contentType":"text/x"},"headers":{"h":1}}`; !strings.HasSuffix(string(ev.Data), want) {
+			t.Fatalf("%s: the replayed message is %s, want it to end with %s", r.proto, ev.Data, want)
+		}
+		r.leave()
+
+		o := e.connect(allOfEx, "&resume=1", ev.ID, nil)
+		<-e.b.subs
+		o.expectKind("ready")
+		o.expectGap("bindings")
 	})
 }
