@@ -8,6 +8,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -314,5 +315,36 @@ func TestSubscriptionProperties(t *testing.T) {
 	withProps.Close()
 	if n := s.props.Load(); n != 0 {
 		t.Fatalf("%d subscriptions counted as asking after Close, want 0", n)
+	}
+}
+
+// TestFramedPropertiesConcurrent: streams of both forms that send one
+// message at once share one buffer per form.
+func TestFramedPropertiesConcurrent(t *testing.T) {
+	t.Parallel()
+	m := withProperties(&amqp.Delivery{Exchange: "e", RoutingKey: "k", Body: []byte(`{}`), ContentType: "x",
+		Headers: amqp.Table{"a": "b"}})
+	const n = 8
+	plain, props := make([][]byte, n), make([][]byte, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			if i%2 == 0 {
+				props[i] = m.FramedProperties(testHead, testTail)
+				plain[i] = m.Framed(testHead, testTail)
+			} else {
+				plain[i] = m.Framed(testHead, testTail)
+				props[i] = m.FramedProperties(testHead, testTail)
+			}
+		})
+	}
+	wg.Wait()
+	for i := range n {
+		if &plain[i][0] != &plain[0][0] || &props[i][0] != &props[0][0] {
+			t.Fatalf("stream %d got a buffer of its own", i)
+		}
+	}
+	if want := testHead + string(m.Data()[:len(m.Data())-1]) + `,"properties":{"contentType":"x"},"headers":{"a":"b"}}` + testTail; string(props[0]) != want {
+		t.Fatalf("got %q, want %q", props[0], want)
 	}
 }
