@@ -112,8 +112,9 @@ func TestInspector(t *testing.T) {
 	}
 	in.screenshot(t, "expanded")
 
-	// The filter looks at the exchange, the routing key, the routes and the
-	// payload, ignoring case; every word must match.
+	// The filter looks at the exchange, the routing key, the routes, the
+	// payload, the properties and the headers, ignoring case; every word
+	// must match.
 	for _, tc := range []struct {
 		filter string
 		rows   int
