@@ -79,15 +79,18 @@ func (h *Handler) connect(w http.ResponseWriter, r *http.Request) {
 		st.finish(err)
 		return
 	}
-	// A reconnect that takes this stream over kicks it: it ends as if
-	// its client had left, and lingers for the taker.
-	// An HTTP/1.x stream's context is its writer's own already.
-	if h1 != nil {
-		st.kick = h1.cancel
-	} else {
-		var kick context.CancelFunc
-		ctx, kick = context.WithCancel(ctx)
-		st.kick = kick
+	if resume {
+		// A reconnect that takes this stream over kicks it: it ends as
+		// if its client had left, and lingers for the taker. An
+		// HTTP/1.x stream's context is its writer's own already; a
+		// stream that did not opt in needs none.
+		if h1 != nil {
+			st.kick = h1.cancel
+		} else {
+			var kick context.CancelFunc
+			ctx, kick = context.WithCancel(ctx)
+			st.kick = kick
+		}
 	}
 	sub, err := st.open(ctx, r, q)
 	if err != nil {
