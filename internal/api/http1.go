@@ -319,6 +319,8 @@ func (rs *runners) loop(rest func()) {
 	}
 }
 
+func (out *http1Writer) ownGoroutine() bool { return true }
+
 // end sends the body's last chunk (unless the client is gone) and closes
 // the connection.
 func (out *http1Writer) end(why string) {

@@ -289,106 +289,195 @@ func lastEventID(r *http.Request, q url.Values) string {
 	return q.Get("lastEventId")
 }
 
-// serve delivers sub's messages and pings until the stream ends, and
-// returns why it ended.
+// serve delivers sub's messages and pings until the stream ends, and then
+// gives sub back and finishes the stream.
 //
 // A stream whose messages come less than the pace (see pacer) after its
 // last write waits until the pace has gone by, or its buffer is half
 // full, before it takes them; while messages keep coming it then wakes up
 // only at that pace, not for each message.
-func (st *stream) serve(ctx context.Context, sub Subscription) error {
-	h := st.h
-	ping := time.NewTicker(h.cfg.PingInterval)
-	defer ping.Stop()
-	expired, stopExpiry := expiry(st.principal)
-	defer stopExpiry()
-	d := deliverer{st: st, sub: sub}
+//
+// An idle stream's goroutine waits with a small stack (see serving.wait).
+// A write grows it to 4 KiB for good: a collection halves a stack only
+// when less than a quarter of it is in use, counting 800 bytes that the
+// runtime keeps free for its own calls, which a waiting stream's never
+// is. So after each ping, which every stream writes now and then, the
+// stream goes on on a new goroutine where the writer gives it one
+// (HTTP/1), with a small stack again.
+func (st *stream) serve(ctx context.Context, sub Subscription) {
+	sv := &serving{st: st, ctx: ctx, sub: sub, ping: time.NewTicker(st.h.cfg.PingInterval)}
+	sv.expired, sv.stopExpiry = expiry(st.principal)
 	if st.rs != nil {
 		// A stream taken over may hold messages whose wake-up the stream
 		// that served it before took as it let go.
-		if _, err := d.take(); err != nil {
-			return err
+		if _, err := sv.take(); err != nil {
+			sv.end(err)
+			return
 		}
 	}
+	sv.run()
+}
+
+// serving is serve's state between wake-ups, which the goroutine that
+// serves the stream may hand to another.
+type serving struct {
+	st  *stream
+	ctx context.Context
+	sub Subscription
+
+	ping       *time.Ticker
+	expired    <-chan time.Time
+	stopExpiry func()
 	// due fires when a paced stream may write again (made when first
 	// needed: most streams never are); paced says that the stream waits
 	// for it rather than for Notify.
-	var due *time.Timer
-	defer func() {
-		if due != nil {
-			due.Stop()
-		}
-	}()
-	paced := false
-	for {
-		notify, half, dueC := sub.Notify(), (<-chan struct{})(nil), (<-chan time.Time)(nil)
-		if paced {
-			notify, half, dueC = nil, sub.Half(), due.C
-		}
-		select {
-		case <-ctx.Done():
-			return errClientGone
-		case <-h.shutdown:
-			return errShutdown
-		case <-sub.Done():
-			return sub.Err()
-		case <-expired:
-			return errExpired
-		case now := <-ping.C:
-			data := fmt.Appendf(nil, `{"time":%q}`, now.UTC().Format("2006-01-02T15:04:05.000Z07:00"))
-			if err := st.send(kindPing, data); err != nil {
-				return err
-			}
-			continue
-		case <-notify:
-			if wait := time.Until(st.written.Add(h.pace.current())); !d.backlog && wait > 0 {
-				// Messages come faster than the pace: let a few more
-				// gather, so that one write carries them.
-				due = resetTimer(due, wait)
-				paced = true
-				continue
-			}
-		case <-dueC:
-		case <-half:
-			// A burst: take it before the buffer overflows.
-			due.Stop()
-		}
-		if paced {
-			// What Notify says now, the take below sees.
-			select {
-			case <-sub.Notify():
-			default:
-			}
-		}
-		sent, err := d.take()
-		if err != nil {
-			return err
-		}
-		if sent && paced && !d.backlog {
-			// Still busy, most likely: look again once the pace has
-			// gone by, without a wake-up for each message until then.
-			due = resetTimer(due, max(time.Until(st.written.Add(h.pace.current())), 0))
-		} else {
-			// The messages stopped (or a backlog is left): wait for
-			// Notify.
-			paced = false
-		}
-	}
-}
+	due   *time.Timer
+	paced bool
 
-// deliverer is serve's state between takes from the subscription.
-type deliverer struct {
-	st      *stream
-	sub     Subscription
 	msgs    []*broker.Message
 	backlog bool
 }
 
+// What woke a waiting stream up (serving.wait).
+const (
+	wokeClientGone = iota
+	wokeShutdown
+	wokeSubDone
+	wokeExpired
+	wokePing
+	wokeNotify
+	wokeDue
+	wokeHalf
+)
+
+// run serves the stream until it ends, or until its goroutine hands it to
+// a new one.
+func (sv *serving) run() {
+	handOff, err := sv.loop()
+	if handOff {
+		sv.st.out.goOn(sv.run)
+		return
+	}
+	sv.end(err)
+}
+
+// loop serves the stream until it ends, and returns why; or, after a
+// ping, reports that a new goroutine should go on (handOff).
+func (sv *serving) loop() (handOff bool, err error) {
+	st := sv.st
+	for {
+		woke, now := sv.wait()
+		switch woke {
+		case wokeClientGone:
+			return false, errClientGone
+		case wokeShutdown:
+			return false, errShutdown
+		case wokeSubDone:
+			return false, sv.sub.Err()
+		case wokeExpired:
+			return false, errExpired
+		case wokePing:
+			if err := st.ping(now); err != nil {
+				return false, err
+			}
+			if st.out.ownGoroutine() {
+				return true, nil
+			}
+			continue
+		case wokeNotify:
+			if wait := time.Until(st.written.Add(st.h.pace.current())); !sv.backlog && wait > 0 {
+				// Messages come faster than the pace: let a few more
+				// gather, so that one write carries them.
+				sv.due = resetTimer(sv.due, wait)
+				sv.paced = true
+				continue
+			}
+		case wokeDue:
+		case wokeHalf:
+			// A burst: take it before the buffer overflows.
+			sv.due.Stop()
+		}
+		if err := sv.deliver(); err != nil {
+			return false, err
+		}
+	}
+}
+
+// wait waits for what the stream must do next. It is all that an idle
+// stream's stack holds besides loop and run, so it is kept out of them.
+//
+//go:noinline
+func (sv *serving) wait() (woke int, now time.Time) {
+	notify, half, dueC := sv.sub.Notify(), (<-chan struct{})(nil), (<-chan time.Time)(nil)
+	if sv.paced {
+		notify, half, dueC = nil, sv.sub.Half(), sv.due.C
+	}
+	select {
+	case <-sv.ctx.Done():
+		return wokeClientGone, now
+	case <-sv.st.h.shutdown:
+		return wokeShutdown, now
+	case <-sv.sub.Done():
+		return wokeSubDone, now
+	case <-sv.expired:
+		return wokeExpired, now
+	case now = <-sv.ping.C:
+		return wokePing, now
+	case <-notify:
+		return wokeNotify, now
+	case <-dueC:
+		return wokeDue, now
+	case <-half:
+		return wokeHalf, now
+	}
+}
+
+// deliver takes the messages that woke the stream up and writes them.
+func (sv *serving) deliver() error {
+	if sv.paced {
+		// What Notify says now, the take below sees.
+		select {
+		case <-sv.sub.Notify():
+		default:
+		}
+	}
+	sent, err := sv.take()
+	if err != nil {
+		return err
+	}
+	if sent && sv.paced && !sv.backlog {
+		// Still busy, most likely: look again once the pace has gone
+		// by, without a wake-up for each message until then.
+		sv.due = resetTimer(sv.due, max(time.Until(sv.st.written.Add(sv.st.h.pace.current())), 0))
+	} else {
+		// The messages stopped (or a backlog is left): wait for Notify.
+		sv.paced = false
+	}
+	return nil
+}
+
+// end stops the stream's timers, gives its subscription back and
+// finishes it for err.
+func (sv *serving) end(err error) {
+	sv.ping.Stop()
+	sv.stopExpiry()
+	if sv.due != nil {
+		sv.due.Stop()
+	}
+	sv.st.release(sv.sub, err)
+	sv.st.finish(err)
+}
+
+// ping writes a `ping` event for now.
+func (st *stream) ping(now time.Time) error {
+	return st.send(kindPing, fmt.Appendf(nil, `{"time":%q}`, now.UTC().Format("2006-01-02T15:04:05.000Z07:00")))
+}
+
 // take sends the subscription's gap, if it has one, and its messages; it
 // reports whether it sent anything.
-func (d *deliverer) take() (sent bool, err error) {
-	st := d.st
-	if d.sub.TakeGap() {
+func (sv *serving) take() (sent bool, err error) {
+	st := sv.st
+	if sv.sub.TakeGap() {
 		// The broker connection was lost; the bindings are back.
 		if err := st.sendGap(gapBroker); err != nil {
 			return true, err
@@ -396,18 +485,18 @@ func (d *deliverer) take() (sent bool, err error) {
 		sent = true
 	}
 	var dropped int
-	d.msgs, dropped = d.sub.TakeUpTo(d.msgs[:0], maxTake)
-	uncounted := d.sub.Uncounted()
-	if len(d.msgs) == 0 && dropped == 0 && !uncounted {
-		d.backlog = false
+	sv.msgs, dropped = sv.sub.TakeUpTo(sv.msgs[:0], maxTake)
+	uncounted := sv.sub.Uncounted()
+	if len(sv.msgs) == 0 && dropped == 0 && !uncounted {
+		sv.backlog = false
 		return sent, nil
 	}
-	taken, err := st.sendMessages(d.msgs, dropped, uncounted)
+	taken, err := st.sendMessages(sv.msgs, dropped, uncounted)
 	if err != nil {
 		return true, err
 	}
-	d.backlog = taken >= maxTake/2
-	clear(d.msgs)
+	sv.backlog = taken >= maxTake/2
+	clear(sv.msgs)
 	return true, nil
 }
 

@@ -16,6 +16,9 @@ type writer interface {
 	write(buf []byte) error
 	// goOn runs the rest of the stream, from its first message on.
 	goOn(rest func())
+	// ownGoroutine reports whether goOn runs rest on a new goroutine,
+	// with a small stack, so that the caller's may end.
+	ownGoroutine() bool
 	// end ends the response once the stream's last event is written; why
 	// says why the stream ended.
 	end(why string)
@@ -76,5 +79,7 @@ func (out *http2Writer) write(buf []byte) error {
 }
 
 func (out *http2Writer) goOn(rest func()) { rest() }
+
+func (out *http2Writer) ownGoroutine() bool { return false }
 
 func (out *http2Writer) end(string) {}
