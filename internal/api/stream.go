@@ -613,11 +613,15 @@ func gapData(reason string) []byte {
 	return fmt.Appendf(nil, `{"reason":%q}`, reason)
 }
 
-// send writes one event.
+// send writes one event. The buffer is not kept: the events written this
+// way (ready, ping, error, a gap mostly) are all that an idle stream writes,
+// and it should hold no buffer between them.
 func (st *stream) send(kind string, data []byte) error {
 	st.begin(len(kind) + len(data) + 32 + tokenLen)
 	st.buf = st.appendEvent(st.buf, kind, data)
-	return st.write()
+	err := st.write()
+	st.buf = nil
+	return err
 }
 
 // idTail is what sse.AppendEvent ends an event with.
