@@ -98,7 +98,7 @@ func (h *Handler) connect(w http.ResponseWriter, r *http.Request) {
 		st.finish(err)
 		return
 	}
-	st.out.goOn(func() { st.serve(ctx, sub) })
+	st.serve(ctx, sub)
 }
 
 // release gives sub back once the stream ends for err; a resumable stream

@@ -292,34 +292,45 @@ func (rs *runners) run(rest func()) {
 
 func (rs *runners) loop(rest func()) {
 	var idle *time.Timer
-	defer func() {
-		if idle != nil {
-			idle.Stop()
-		}
-	}()
-	for {
+	for rest != nil {
 		rest()
-		rest = nil // the stream's state is not kept alive while idle
-		if rs.idle.Add(1) > maxIdleRunners {
-			rs.idle.Add(-1)
-			return
-		}
-		idle = resetTimer(idle, rs.idleFor)
-		select {
-		case rest = <-rs.work:
-			rs.idle.Add(-1)
-			idle.Stop()
-		case <-idle.C:
-			rs.idle.Add(-1)
-			return
-		case <-rs.stop:
-			rs.idle.Add(-1)
-			return
-		}
+		// The stream's state is not kept alive while idle: rest is
+		// dead until next returns.
+		rest, idle = rs.next(idle)
+	}
+	if idle != nil {
+		idle.Stop()
 	}
 }
 
-func (out *http1Writer) ownGoroutine() bool { return true }
+// next waits, as an idle runner, for the rest of a new stream, and
+// returns it, or nil when the runner should end. It is kept out of loop,
+// so that what a stream's waits have below them on the stack is small.
+//
+//go:noinline
+func (rs *runners) next(idle *time.Timer) (rest func(), _ *time.Timer) {
+	if rs.idle.Add(1) > maxIdleRunners {
+		rs.idle.Add(-1)
+		return nil, idle
+	}
+	idle = resetTimer(idle, rs.idleFor)
+	select {
+	case rest = <-rs.work:
+		rs.idle.Add(-1)
+		idle.Stop()
+		return rest, idle
+	case <-idle.C:
+	case <-rs.stop:
+	}
+	rs.idle.Add(-1)
+	return nil, idle
+}
+
+// goOnNew runs rest on a new runner, not an idle one: its stack has grown.
+func (out *http1Writer) goOnNew(rest func()) bool {
+	go out.runners.loop(rest)
+	return true
+}
 
 // end sends the body's last chunk (unless the client is gone) and closes
 // the connection.

@@ -289,8 +289,9 @@ func lastEventID(r *http.Request, q url.Values) string {
 	return q.Get("lastEventId")
 }
 
-// serve delivers sub's messages and pings until the stream ends, and then
-// gives sub back and finishes the stream.
+// serve delivers sub's messages and pings, on a goroutine of the writer's
+// (goOn), until the stream ends, and then gives sub back and finishes the
+// stream.
 //
 // A stream whose messages come less than the pace (see pacer) after its
 // last write waits until the pace has gone by, or its buffer is half
@@ -302,8 +303,8 @@ func lastEventID(r *http.Request, q url.Values) string {
 // when less than a quarter of it is in use, counting 800 bytes that the
 // runtime keeps free for its own calls, which a waiting stream's never
 // is. So after each ping, which every stream writes now and then, the
-// stream goes on on a new goroutine where the writer gives it one
-// (HTTP/1), with a small stack again.
+// stream goes on on a new goroutine, with a small stack again, where the
+// stream has a goroutine of its own (HTTP/1).
 func (st *stream) serve(ctx context.Context, sub Subscription) {
 	sv := &serving{st: st, ctx: ctx, sub: sub, ping: time.NewTicker(st.h.cfg.PingInterval)}
 	sv.expired, sv.stopExpiry = expiry(st.principal)
@@ -315,7 +316,9 @@ func (st *stream) serve(ctx context.Context, sub Subscription) {
 			return
 		}
 	}
-	sv.run()
+	// Over HTTP/1 on a goroutine whose stack holds little below the
+	// stream's waits: run, and the runner's loop.
+	st.out.goOn(sv.run)
 }
 
 // serving is serve's state between wake-ups, which the goroutine that
@@ -353,16 +356,20 @@ const (
 // run serves the stream until it ends, or until its goroutine hands it to
 // a new one.
 func (sv *serving) run() {
-	handOff, err := sv.loop()
-	if handOff {
-		sv.st.out.goOn(sv.run)
-		return
+	for {
+		handOff, err := sv.loop()
+		if !handOff {
+			sv.end(err)
+			return
+		}
+		if sv.st.out.goOnNew(sv.run) {
+			return
+		}
 	}
-	sv.end(err)
 }
 
 // loop serves the stream until it ends, and returns why; or, after a
-// ping, reports that a new goroutine should go on (handOff).
+// ping, reports that a new goroutine may go on (handOff).
 func (sv *serving) loop() (handOff bool, err error) {
 	st := sv.st
 	for {
@@ -380,10 +387,7 @@ func (sv *serving) loop() (handOff bool, err error) {
 			if err := st.ping(now); err != nil {
 				return false, err
 			}
-			if st.out.ownGoroutine() {
-				return true, nil
-			}
-			continue
+			return true, nil
 		case wokeNotify:
 			if wait := time.Until(st.written.Add(st.h.pace.current())); !sv.backlog && wait > 0 {
 				// Messages come faster than the pace: let a few more

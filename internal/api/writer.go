@@ -16,9 +16,10 @@ type writer interface {
 	write(buf []byte) error
 	// goOn runs the rest of the stream, from its first message on.
 	goOn(rest func())
-	// ownGoroutine reports whether goOn runs rest on a new goroutine,
-	// with a small stack, so that the caller's may end.
-	ownGoroutine() bool
+	// goOnNew runs the rest of the stream on a new goroutine, which
+	// starts with a small stack, where the stream has goroutines of its
+	// own; it reports whether it did (else the caller goes on).
+	goOnNew(rest func()) bool
 	// end ends the response once the stream's last event is written; why
 	// says why the stream ended.
 	end(why string)
@@ -80,6 +81,6 @@ func (out *http2Writer) write(buf []byte) error {
 
 func (out *http2Writer) goOn(rest func()) { rest() }
 
-func (out *http2Writer) ownGoroutine() bool { return false }
+func (out *http2Writer) goOnNew(func()) bool { return false }
 
 func (out *http2Writer) end(string) {}
