@@ -67,7 +67,10 @@ func (h *Handler) connect(w http.ResponseWriter, r *http.Request) {
 		ctx, h1, err = h.startHTTP1(conn, r, hdr, later)
 		if later {
 			w := h1
-			ctx = broker.BeforeWait(ctx, func() { _ = w.flushHead() })
+			ctx = broker.BeforeWait(ctx, func() <-chan time.Time {
+				_ = w.flushHead()
+				return nil
+			})
 		}
 		st.out = h1
 	} else {

@@ -123,6 +123,29 @@ type readyBound struct {
 func (b readyBound) tellsWait() bool { return tellsWait(b.Broker) }
 
 func (b readyBound) Subscribe(ctx context.Context, bs []binding.Binding, opts broker.SubscribeOptions) (Subscription, error) {
+	if tellsWait(b.Broker) {
+		// The clock starts when Subscribe starts to wait: most
+		// subscriptions need no broker round trip, and a timer (and a
+		// context) each would cost them more than the rest of it.
+		// What a function already in ctx returns is dropped: connect's
+		// returns nothing.
+		next := broker.BeforeWaitFunc(ctx)
+		var timer *time.Timer
+		sub, err := b.Broker.Subscribe(broker.BeforeWait(ctx, func() <-chan time.Time {
+			if next != nil {
+				next()
+			}
+			timer = time.NewTimer(b.timeout)
+			return timer.C
+		}), bs, opts)
+		if timer != nil {
+			timer.Stop()
+		}
+		if errors.Is(err, broker.ErrWaitLimit) {
+			return nil, fmt.Errorf("%w after %v: %w", errReadyTimeout, b.timeout, broker.ErrUnavailable)
+		}
+		return sub, err
+	}
 	sctx, cancel := context.WithTimeoutCause(ctx, b.timeout, errReadyTimeout)
 	defer cancel()
 	sub, err := b.Broker.Subscribe(sctx, bs, opts)

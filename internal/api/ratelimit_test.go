@@ -14,6 +14,8 @@ import (
 
 	"eventsproxy/internal/api"
 	"eventsproxy/internal/binding"
+	"eventsproxy/internal/broker"
+	"eventsproxy/internal/brokertest"
 	"eventsproxy/internal/metrics"
 	"eventsproxy/internal/sse"
 )
@@ -75,6 +77,32 @@ func TestReadyTimeout(t *testing.T) {
 	t.Parallel()
 	fb := &fakeBroker{connected: true} // Subscribe waits for ever
 	h := api.NewHandler(api.Config{ReadyTimeout: 50 * time.Millisecond}, fb, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	srv := httptest.NewServer(h)
+	t.Cleanup(func() { closeServer(t, h, srv) })
+	resp := get(t, connectURL(srv.URL, `{"bindings":[{"exchange":"e","routingKeyPattern":"#"}]}`), nil)
+	r := sse.NewReader(resp.Body)
+	ev, err := r.Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var text string
+	_ = json.Unmarshal(ev.Data, &text)
+	if ev.Kind != "error" || text != "The service is temporarily unavailable; please reconnect later." {
+		t.Fatalf("got %q %q, want the unavailable error", ev.Kind, text)
+	}
+	if _, err := r.Next(); err != io.EOF {
+		t.Fatalf("after the error: %v, want the end of the stream", err)
+	}
+}
+
+// TestReadyTimeoutOnBroker is TestReadyTimeout on the broker, whose
+// Subscribe starts the clock only when it must wait for a bind (here, one
+// that never ends).
+func TestReadyTimeoutOnBroker(t *testing.T) {
+	d := holdingDialer{binding: make(chan struct{}, 1), release: make(chan struct{})}
+	b := brokertest.Start(t, d, broker.Config{})
+	t.Cleanup(func() { close(d.release) })
+	h := api.NewHandler(api.Config{ReadyTimeout: 50 * time.Millisecond}, api.FromBroker(b), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	srv := httptest.NewServer(h)
 	t.Cleanup(func() { closeServer(t, h, srv) })
 	resp := get(t, connectURL(srv.URL, `{"bindings":[{"exchange":"e","routingKeyPattern":"#"}]}`), nil)

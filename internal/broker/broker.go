@@ -283,19 +283,26 @@ func (b *Broker) Subscribe(ctx context.Context, bs []binding.Binding) (*Subscrip
 // SubscribeSurviving called with it call, once and on the calling
 // goroutine, before they wait for the broker; one that needs no broker
 // round trip (every binding is in place, or covered by one that is)
-// returns without calling f. A stream uses it to send its response's
-// header at once when it must wait, and together with `ready` when not.
-func BeforeWait(ctx context.Context, f func()) context.Context {
+// returns without calling f. When f returns a channel, the wait ends
+// when it receives too, with ErrWaitLimit: a time limit that costs a
+// Subscribe that does not wait nothing. A stream uses it to send its
+// response's header at once when it must wait, and together with `ready`
+// when not, and to bound its wait for `ready`.
+func BeforeWait(ctx context.Context, f func() <-chan time.Time) context.Context {
 	return context.WithValue(ctx, beforeWaitKey{}, f)
 }
 
 type beforeWaitKey struct{}
 
 // BeforeWaitFunc returns the function that BeforeWait put in ctx, or nil.
-func BeforeWaitFunc(ctx context.Context) func() {
-	f, _ := ctx.Value(beforeWaitKey{}).(func())
+func BeforeWaitFunc(ctx context.Context) func() <-chan time.Time {
+	f, _ := ctx.Value(beforeWaitKey{}).(func() <-chan time.Time)
 	return f
 }
+
+// ErrWaitLimit is Subscribe's error when the channel of BeforeWait's
+// function received before the broker confirmed the bindings.
+var ErrWaitLimit = errors.New("the wait for the broker reached its limit")
 
 // SubscribeSurviving is Subscribe for a subscription that outlives a lost
 // broker connection. Its Done is not closed when the connection goes: the

@@ -178,12 +178,13 @@ func (s *session) subscribeWith(ctx context.Context, bs []binding.Binding, opts 
 	if err != nil {
 		return nil, err
 	}
+	var limit <-chan time.Time
 	if pending > 0 {
 		if f := BeforeWaitFunc(ctx); f != nil {
-			f()
+			limit = f()
 		}
 	}
-	if err := s.await(ctx, answers, pending); err != nil {
+	if err := s.awaitBy(ctx, answers, pending, limit); err != nil {
 		sub.Close()
 		return nil, err
 	}
@@ -299,8 +300,16 @@ func (s *session) joinLocked(sub *Subscription, keys []bindKey, fresh map[bindKe
 // await waits for pending answers of the worker, and returns the first
 // error, ctx's error or the session's.
 func (s *session) await(ctx context.Context, answers <-chan error, pending int) error {
+	return s.awaitBy(ctx, answers, pending, nil)
+}
+
+// awaitBy is await that also ends, with ErrWaitLimit, when limit
+// receives.
+func (s *session) awaitBy(ctx context.Context, answers <-chan error, pending int, limit <-chan time.Time) error {
 	for ; pending > 0; pending-- {
 		select {
+		case <-limit:
+			return ErrWaitLimit
 		case err := <-answers:
 			if err != nil {
 				return err

@@ -584,7 +584,7 @@ func TestBeforeWait(t *testing.T) {
 	called := make(chan struct{})
 	got := make(chan error, 1)
 	go func() {
-		sub, err := s.subscribe(BeforeWait(ctx, func() { close(called) }), bindings("a.#"), false)
+		sub, err := s.subscribe(BeforeWait(ctx, func() <-chan time.Time { close(called); return nil }), bindings("a.#"), false)
 		if err == nil {
 			t.Cleanup(sub.Close)
 		}
@@ -601,7 +601,10 @@ func TestBeforeWait(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, p := range []string{"a.#", "a.b.#"} {
-		sub, err := s.subscribe(BeforeWait(ctx, func() { t.Errorf("%s: BeforeWait's function called with the binding in place", p) }), bindings(p), false)
+		sub, err := s.subscribe(BeforeWait(ctx, func() <-chan time.Time {
+			t.Errorf("%s: BeforeWait's function called with the binding in place", p)
+			return nil
+		}), bindings(p), false)
 		if err != nil {
 			t.Fatal(err)
 		}
