@@ -30,6 +30,7 @@ type http1Writer struct {
 	done     func()
 	deadline deadline
 	runners  *runners
+	readBuf  [64]byte // watch's
 	// head is the response's header while it waits to go out with the
 	// first write (see startHTTP1); headErr is its write's error.
 	head    []byte
@@ -86,9 +87,8 @@ func (out *http1Writer) flushHead() error {
 func (out *http1Writer) watch() {
 	defer out.done()
 	defer out.cancel()
-	b := make([]byte, 64)
 	for {
-		if _, err := out.conn.Read(b); err != nil {
+		if _, err := out.conn.Read(out.readBuf[:]); err != nil {
 			return
 		}
 	}
