@@ -25,22 +25,22 @@ import (
 	"eventsproxy/internal/metrics"
 )
 
-// BenchmarkIdleStreams is the load tool's S1 without RabbitMQ: streams
-// over loopback HTTP/1.1, each bound to a pattern of its own on the
-// in-process broker (wide bindings as `serve` has them by default), opened
-// one after another and left idle: not resumable, before any ping and once
-// each has written one (pinged), and resumable (resume=1). One op is one
-// stream opened and held. Besides the time to ready it reports what the
-// held streams cost the process, per stream, once a collection has run:
-// heap-B/stream (live heap bytes; goroutine descriptors, about 480 B
-// each, are not in it: the runtime keeps them once made, so they are made
-// before the baseline), objects/stream, stack-B/stream (goroutine
-// stacks), goroutines/stream and rss-B/stream.
+// BenchmarkIdleStreams is the load tool's S1 without RabbitMQ: idleStreams
+// streams over loopback HTTP/1.1, each bound to a pattern of its own on
+// the in-process broker (wide bindings as `serve` has them by default),
+// opened one after another and left idle: not resumable, before any ping
+// and once each has written one (pinged), and resumable (resume=1). One op
+// opens them all (ns/stream is the time to ready of one), measures them
+// and closes them. Per stream, once a collection has run, it reports what
+// the held streams cost the process: heap-B/stream (live heap bytes;
+// goroutine descriptors, about 480 B each, are not in it: the runtime
+// keeps them once made, so they are made before the baseline),
+// objects/stream, stack-B/stream (goroutine stacks), goroutines/stream
+// and rss-B/stream.
 //
 // The clients are raw sockets read with system calls, so that the figures
-// are the server's alone. Run with a fixed count, e.g. -benchtime=5000x
-// (two descriptors per stream: the process needs an open-file limit above
-// twice the count).
+// are the server's alone. Two descriptors per stream: the process needs an
+// open-file limit above 2 × idleStreams.
 func BenchmarkIdleStreams(b *testing.B) {
 	for _, tc := range []struct{ resume, pinged bool }{{false, false}, {false, true}, {true, false}} {
 		b.Run(fmt.Sprintf("resume=%v/pinged=%v", tc.resume, tc.pinged), func(b *testing.B) {
@@ -48,6 +48,9 @@ func BenchmarkIdleStreams(b *testing.B) {
 		})
 	}
 }
+
+// idleStreams is how many streams BenchmarkIdleStreams holds at once.
+const idleStreams = 5000
 
 func benchIdle(b *testing.B, resume, pinged bool) {
 	mb := membroker.New()
@@ -66,43 +69,67 @@ func benchIdle(b *testing.B, resume, pinged bool) {
 	b.Cleanup(func() { closeServer(b, h, srv) })
 	addr := srv.Listener.Addr().(*net.TCPAddr)
 
-	fds := make([]int, 0, b.N)
-	defer func() {
+	fds := make([]int, 0, idleStreams)
+	closeAll := func() {
 		for _, fd := range fds {
 			_ = syscall.Close(fd)
 		}
-	}()
-	makeGoroutines(2*b.N + 1000)
-	g0, ms0, rss0 := settled()
-	b.ResetTimer()
-	for i := range b.N {
-		u := connectURL("", fmt.Sprintf(`{"bindings":[{"exchange":"ex","routingKeyPattern":"primary.s%06d.#"}]}`, i))
-		if resume {
-			u += "&resume=1"
-		}
-		fd, err := openIdle(addr, "GET "+u+" HTTP/1.1\r\nHost: proxy\r\n\r\n")
-		if fd >= 0 {
-			fds = append(fds, fd)
-		}
-		if err != nil {
-			b.Fatalf("stream %d: %v", i, err)
-		}
+		fds = fds[:0]
 	}
-	b.StopTimer()
-	if pinged {
-		for i, fd := range fds {
-			if err := readTo(fd, "event: ping\n"); err != nil {
+	defer closeAll()
+	makeGoroutines(2*idleStreams + 1000)
+	var heap, objects, stack, goroutines, rss int64
+	b.ResetTimer()
+	for op := range b.N {
+		b.StopTimer()
+		g0, ms0, rss0 := settled()
+		b.StartTimer()
+		for i := range idleStreams {
+			u := connectURL("", fmt.Sprintf(`{"bindings":[{"exchange":"ex","routingKeyPattern":"primary.s%d-%06d.#"}]}`, op, i))
+			if resume {
+				u += "&resume=1"
+			}
+			fd, err := openIdle(addr, "GET "+u+" HTTP/1.1\r\nHost: proxy\r\n\r\n")
+			if fd >= 0 {
+				fds = append(fds, fd)
+			}
+			if err != nil {
 				b.Fatalf("stream %d: %v", i, err)
 			}
 		}
+		b.StopTimer()
+		if pinged {
+			for i, fd := range fds {
+				if err := readTo(fd, "event: ping\n"); err != nil {
+					b.Fatalf("stream %d: %v", i, err)
+				}
+			}
+		}
+		g1, ms1, rss1 := settled()
+		heap += int64(ms1.HeapAlloc) - int64(ms0.HeapAlloc)
+		objects += int64(ms1.HeapObjects) - int64(ms0.HeapObjects)
+		stack += int64(ms1.StackInuse) - int64(ms0.StackInuse)
+		goroutines += int64(g1 - g0)
+		rss += rss1 - rss0
+		// The next op starts once the streams' goroutines have ended
+		// (but for idle runners, which end on their own); resumable
+		// streams linger, so each op's have patterns of their own.
+		closeAll()
+		for deadline := time.Now().Add(time.Minute); runtime.NumGoroutine() > g0+100; {
+			if time.Now().After(deadline) {
+				b.Fatalf("%d goroutines a minute after the streams closed, %d before", runtime.NumGoroutine(), g0)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		b.StartTimer()
 	}
-	g1, ms1, rss1 := settled()
-	n := float64(b.N)
-	b.ReportMetric(float64(int64(ms1.HeapAlloc)-int64(ms0.HeapAlloc))/n, "heap-B/stream")
-	b.ReportMetric(float64(int64(ms1.HeapObjects)-int64(ms0.HeapObjects))/n, "objects/stream")
-	b.ReportMetric(float64(int64(ms1.StackInuse)-int64(ms0.StackInuse))/n, "stack-B/stream")
-	b.ReportMetric(float64(g1-g0)/n, "goroutines/stream")
-	b.ReportMetric(float64(rss1-rss0)/n, "rss-B/stream")
+	n := float64(b.N * idleStreams)
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/n, "ns/stream")
+	b.ReportMetric(float64(heap)/n, "heap-B/stream")
+	b.ReportMetric(float64(objects)/n, "objects/stream")
+	b.ReportMetric(float64(stack)/n, "stack-B/stream")
+	b.ReportMetric(float64(goroutines)/n, "goroutines/stream")
+	b.ReportMetric(float64(rss)/n, "rss-B/stream")
 }
 
 // makeGoroutines starts n goroutines and waits until they have ended, so
