@@ -88,7 +88,7 @@ func (h *Handler) connect(w http.ResponseWriter, r *http.Request) {
 		// HTTP/1.x stream's context is its writer's own already; a
 		// stream that did not opt in needs none.
 		if h1 != nil {
-			st.kick = h1.cancel
+			st.kick = h1.stop
 		} else {
 			var kick context.CancelFunc
 			ctx, kick = context.WithCancel(ctx)

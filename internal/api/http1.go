@@ -22,8 +22,9 @@ type http1Writer struct {
 	// chunked says whether the body is sent in chunks (HTTP/1.1) or ends
 	// with the connection (HTTP/1.0).
 	chunked bool
-	// stopClose unregisters the closing of conn when the stream's context
-	// ends; it reports whether it did so before the close ran.
+	// stopClose unregisters the closing of conn when the handler kills
+	// its streams; it reports whether it did so before the close ran
+	// (and then conn is the caller's to close).
 	stopClose func() bool
 	cancel    context.CancelFunc
 	// done tells the handler that the stream is over.
@@ -53,9 +54,12 @@ type http1Writer struct {
 func (h *Handler) startHTTP1(conn net.Conn, r *http.Request, hdr http.Header, later bool) (context.Context, *http1Writer, error) {
 	ctx, cancel := context.WithCancel(h.streamsCtx)
 	out := &http1Writer{
-		conn:      conn,
-		chunked:   r.ProtoAtLeast(1, 1),
-		stopClose: context.AfterFunc(ctx, func() { _ = conn.Close() }),
+		conn:    conn,
+		chunked: r.ProtoAtLeast(1, 1),
+		// On the handler's context, not the stream's: a hook on the
+		// stream's would leave a map in it for the stream's life. The
+		// stream's own ends close conn themselves (stop, end).
+		stopClose: context.AfterFunc(h.streamsCtx, func() { _ = conn.Close() }),
 		cancel:    cancel,
 		done:      h.streams.Done,
 		deadline:  deadline{timeout: h.cfg.WriteTimeout, set: conn.SetWriteDeadline},
@@ -80,13 +84,23 @@ func (out *http1Writer) flushHead() error {
 	return out.writeConn(nil)
 }
 
+// stop ends the stream's context and closes its connection (unless the
+// handler's kill or the stream's end closed it already): for a client that
+// went away (watch), or a reconnect that takes the stream over.
+func (out *http1Writer) stop() {
+	out.cancel()
+	if out.stopClose() {
+		_ = out.conn.Close()
+	}
+}
+
 // watch reads the connection until it fails, which is how a client that
-// goes away is noticed, and then ends the stream's context. A client has
+// goes away is noticed, and then stops the stream (stop). A client has
 // nothing more to say on a stream, so what it sends anyway is read and
 // dropped.
 func (out *http1Writer) watch() {
 	defer out.done()
-	defer out.cancel()
+	defer out.stop()
 	for {
 		if _, err := out.conn.Read(out.readBuf[:]); err != nil {
 			return
