@@ -32,6 +32,13 @@ const (
 // onBroker reports whether the broker holds the binding in phase p.
 func (p keyPhase) onBroker() bool { return p == keyBound || p == keyUnbinding }
 
+// waiter is a subscription waiting for a key's bind, and where the worker
+// answers it.
+type waiter struct {
+	sub    *Subscription
+	answer chan<- error
+}
+
 // keyState is one (exchange, pattern) that at least one subscription uses or
 // that is still bound on the broker. Guarded by session.mu.
 type keyState struct {
@@ -40,7 +47,7 @@ type keyState struct {
 	subs    map[*Subscription]struct{}
 	phase   keyPhase
 	queued  bool // on one of the worker's queues (which is not a phase: a key in any phase may be)
-	waiters []chan<- error
+	waiters []waiter
 	// held says that the wide-binding policy keeps the key in use, with
 	// or without subscriptions: it is its exchange's wide key (wide.go).
 	held bool
@@ -190,7 +197,7 @@ func (s *session) deleteLocked(ks *keyState) {
 	// answer lets a wait that outlives its subscription, such as an
 	// adoption's, go on.
 	for _, w := range ks.waiters {
-		w <- errReleased
+		w.answer <- errReleased
 	}
 	ks.waiters = nil
 	delete(s.keys, ks.key)

@@ -289,7 +289,7 @@ func (s *session) joinLocked(sub *Subscription, keys []bindKey, fresh map[bindKe
 				continue
 			}
 		}
-		ks.waiters = append(ks.waiters, ch)
+		ks.waiters = append(ks.waiters, waiter{sub, ch})
 		pending++
 		s.enqueueLocked(ks)
 		s.noteBindLocked(ks)

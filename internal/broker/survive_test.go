@@ -231,3 +231,41 @@ func TestAdoptedAfterAClosedOne(t *testing.T) {
 		t.Fatalf("after the gap: got %q, want the key other than %s", keysOf(msgs), closing)
 	}
 }
+
+// TestAdoptedSurvivesBindLostTwice checks that a surviving subscription
+// whose bindings a new session is binding again survives that session's
+// loss too: a bind that fails because the connection dropped, before the
+// session ends or while it ends, does not end it, and it is carried on.
+func TestAdoptedSurvivesBindLostTwice(t *testing.T) {
+	t.Parallel()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	lost := startSession(newOpConn(), Limits{ClientBuffer: 10}.withDefaults(), intervals{}, metrics.Discard(), log)
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	sub, err := lost.subscribe(ctx, bindings("a.#", "b.*"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sub.Close)
+	survivors := lost.end(ErrConnectionLost)
+	if len(survivors) != 1 || survivors[0] != sub {
+		t.Fatalf("survivors %v, want the surviving subscription alone", survivors)
+	}
+
+	c := newOpConn()
+	c.fail = map[string]error{"bind a.#": ErrConnectionLost}
+	held, _ := c.holdAt("bind b.*") // let go by the connection's close
+	s := startSession(c, Limits{ClientBuffer: 10}.withDefaults(), intervals{}, metrics.Discard(), log)
+	s.adopt(survivors)
+	waitHeld(t, held) // a.# failed before: the worker binds in order
+	if sub.isDone() {
+		t.Fatalf("done after a bind lost with the connection: %v", sub.Err())
+	}
+	survivors = s.end(ErrConnectionLost) // b.* fails while the session ends
+	if len(survivors) != 1 || survivors[0] != sub {
+		t.Fatalf("survivors %v, want the adopted subscription (done %v, %v)", survivors, sub.isDone(), sub.Err())
+	}
+	if sub.isDone() {
+		t.Fatalf("adopted subscription done after its session's loss: %v", sub.Err())
+	}
+}

@@ -210,7 +210,7 @@ func (s *session) coverUnderLocked(ks *keyState) {
 		k.coveredBy = ks
 		ks.covering[k] = struct{}{}
 		for _, w := range k.waiters {
-			w <- nil
+			w.answer <- nil
 		}
 		k.waiters = nil
 		if k.phase == keyBound {

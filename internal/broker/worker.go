@@ -98,7 +98,7 @@ func (s *session) coverNowLocked(ks *keyState) bool {
 	cover.covering[ks] = struct{}{}
 	s.metrics.BindOps.WithLabelValues("bind", "covered").Inc()
 	for _, w := range ks.waiters {
-		w <- nil
+		w.answer <- nil
 	}
 	ks.waiters = nil
 	return true
@@ -175,24 +175,40 @@ func (s *session) settle(ks *keyState, bind bool, err error) {
 		s.toLocked(ks, keyUnbound)
 	case bind:
 		result = "error"
-		if errors.Is(err, ErrExchangeNotFound) || errors.Is(err, ErrAccessRefused) || errors.Is(err, ErrNotTopic) {
+		refused := errors.Is(err, ErrExchangeNotFound) || errors.Is(err, ErrAccessRefused) || errors.Is(err, ErrNotTopic)
+		if refused {
 			result = "refused"
 		}
 		s.toLocked(ks, keyFailed)
 		berr := &BindError{Binding: binding.Binding{Exchange: ks.key.exchange, RoutingKeyPattern: ks.key.pattern}, Err: err}
 		if !s.ended() {
-			s.log.Info("bind refused", "exchange", ks.key.exchange, "pattern", ks.key.pattern, "err", err)
+			msg := "bind failed"
+			if refused {
+				msg = "bind refused"
+			}
+			s.log.Info(msg, "exchange", ks.key.exchange, "pattern", ks.key.pattern, "err", err)
+		}
+		// Streams past their ready on ks (a cover's handover, or a cover
+		// refused, moved them to a bind of its own) wait for nothing: a
+		// refusal ends them here, not in silence. Any other error is the
+		// connection's, and its loss ends them, or carries survivors on
+		// (session.end); a subscription waiting for ks (a new one, or a
+		// survivor being bound again) gets berr as its answer instead.
+		if refused && !s.ended() && len(ks.subs) > 0 {
+			waiting := make(map[*Subscription]struct{}, len(ks.waiters))
+			for _, w := range ks.waiters {
+				waiting[w.sub] = struct{}{}
+			}
+			for sub := range ks.subs {
+				if _, ok := waiting[sub]; !ok {
+					sub.fail(berr)
+				}
+			}
 		}
 		for _, w := range ks.waiters {
-			w <- berr
+			w.answer <- berr
 		}
 		ks.waiters = nil
-		// Streams past their ready on ks (a cover's handover, or a cover
-		// refused, moved them to a bind of its own) wait for nothing:
-		// they end here, not in silence.
-		for sub := range ks.subs {
-			sub.fail(berr)
-		}
 	default:
 		// An unbind that failed leaves at worst an unused binding, which
 		// goes with the queue; a missing exchange took it already.
@@ -205,7 +221,7 @@ func (s *session) settle(ks *keyState, bind bool, err error) {
 	s.metrics.BindOps.WithLabelValues(op, result).Inc()
 	if ks.phase == keyBound && len(ks.subs) > 0 {
 		for _, w := range ks.waiters {
-			w <- nil
+			w.answer <- nil
 		}
 		ks.waiters = nil
 	}
