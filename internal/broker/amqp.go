@@ -142,7 +142,7 @@ func (d *amqpDialer) dial(ctx context.Context, rawURL string) (Conn, error) {
 		}
 		return nil, fmt.Errorf("dial %s: %w", Redact(rawURL), err)
 	}
-	c := &amqpConn{conn: conn, flow: flow, closed: conn.NotifyClose(make(chan *amqp.Error, 1)), wantProps: new(atomic.Int32), checkEvery: dropCheckEvery}
+	c := &amqpConn{conn: conn, flow: flow, closed: conn.NotifyClose(make(chan *amqp.Error, 1)), checkEvery: dropCheckEvery}
 	if err := c.setUp(&d.cfg); err != nil {
 		_ = c.Close()
 		return nil, fmt.Errorf("set up queue: %w", err)
@@ -205,7 +205,8 @@ type amqpConn struct {
 	types exchangeTypes // exchanges known to be topic exchanges
 
 	// wantProps counts the subscriptions that ask for properties: while
-	// it is above 0, messages carry them (see PropertyTaker).
+	// it is above 0, messages carry them (see PropertyTaker). Nil (never
+	// told, as behind a wrapper that hides TakeProperties): they always do.
 	wantProps *atomic.Int32
 }
 
@@ -407,7 +408,7 @@ func (c *amqpConn) Consume(handle func(*Message)) error {
 			c.checked = time.Now()
 			err = c.takeDropped(handle)
 		}
-		props := c.wantProps.Load() > 0
+		props := c.wantProps == nil || c.wantProps.Load() > 0
 		for i := range c.batch {
 			m := messageFromDelivery(&c.batch[i], c.arrived[i])
 			if props {

@@ -43,7 +43,8 @@ type Conn interface {
 // (Message.Props) only while wanted is above 0, the number of
 // subscriptions that ask for them: taking them costs an allocation per
 // message. The Broker hands its count to such a connection before its
-// session starts; a Conn that is no PropertyTaker must always give them.
+// session starts; a Conn that is no PropertyTaker, or one never told (as
+// behind a wrapper that hides TakeProperties), must always give them.
 type PropertyTaker interface {
 	// TakeProperties is called before Consume.
 	TakeProperties(wanted *atomic.Int32)

@@ -152,8 +152,6 @@ func (b *Broker) Dial(ctx context.Context) (broker.Conn, error) {
 		queue: fmt.Sprintf("in-process/queue-%d", b.queues),
 		wake:  make(chan struct{}, 1),
 		done:  make(chan struct{}),
-
-		wantProps: new(atomic.Int32),
 	}
 	b.conns[c] = struct{}{}
 	return c, nil
@@ -214,7 +212,9 @@ type conn struct {
 	done chan struct{} // closed when the connection has ended
 
 	// wantProps counts the subscriptions that ask for properties: while
-	// it is above 0, messages carry them (broker.PropertyTaker).
+	// it is above 0, messages carry them (broker.PropertyTaker). Nil
+	// (never told, as behind a wrapper that hides TakeProperties): they
+	// always do.
 	wantProps *atomic.Int32
 
 	mu      sync.Mutex
@@ -322,7 +322,7 @@ func (c *conn) Consume(handle func(*broker.Message)) error {
 				Body:       m.body,
 				Received:   time.Now(),
 			}
-			if c.wantProps.Load() > 0 {
+			if c.wantProps == nil || c.wantProps.Load() > 0 {
 				msg.Props = m.properties()
 			}
 			handle(msg)
