@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -186,9 +187,26 @@ func (s *session) subscribeWith(ctx context.Context, bs []binding.Binding, opts 
 	}
 	if err := s.awaitBy(ctx, answers, pending, limit); err != nil {
 		sub.Close()
-		return nil, err
+		return nil, asSent(err, bs)
 	}
 	return sub, nil
+}
+
+// asSent returns err, a *BindError for a key of bs that the worker refused,
+// with the binding of bs whose normal form it is: the pattern the client
+// sent, not the one bound (the first such, or the normal form itself if
+// the client sent it). Any other err is returned as it is.
+func asSent(err error, bs []binding.Binding) error {
+	berr, ok := err.(*BindError)
+	if !ok || slices.Contains(bs, berr.Binding) {
+		return err
+	}
+	for _, b := range bs {
+		if b.Exchange == berr.Binding.Exchange && topic.Normalize(b.RoutingKeyPattern) == berr.Binding.RoutingKeyPattern {
+			return &BindError{Binding: b, Err: berr.Err}
+		}
+	}
+	return err
 }
 
 // add registers a subscription for bs, in the router at once, and asks the

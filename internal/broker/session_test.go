@@ -611,3 +611,24 @@ func TestBeforeWait(t *testing.T) {
 		t.Cleanup(sub.Close)
 	}
 }
+
+// TestRefusedNamesClientPattern checks that a bind refused at Subscribe
+// names the pattern the client sent, not the normal form that was bound.
+func TestRefusedNamesClientPattern(t *testing.T) {
+	t.Parallel()
+	c := newOpConn()
+	c.fail = map[string]error{"bind a.#": fmt.Errorf("%w: topic permission", ErrAccessRefused)}
+	s := testSession(t, c)
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	_, err := s.subscribe(ctx, bindings("b", "a.#.#"), false)
+	var berr *BindError
+	if !errors.As(err, &berr) || !errors.Is(err, ErrAccessRefused) || berr.Binding.RoutingKeyPattern != "a.#.#" {
+		t.Fatalf("Subscribe: %v, want a BindError for a.#.# with ErrAccessRefused", err)
+	}
+	// The normal form, when the client sent it too, is named as it is.
+	_, err = s.subscribe(ctx, bindings("a.#.#", "a.#"), false)
+	if !errors.As(err, &berr) || berr.Binding.RoutingKeyPattern != "a.#" {
+		t.Fatalf("Subscribe: %v, want a BindError for a.#", err)
+	}
+}
