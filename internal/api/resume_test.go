@@ -515,3 +515,37 @@ func TestResumeProperties(t *testing.T) {
 		o.expectGap("bindings")
 	})
 }
+
+// TestResumeReadyTimeout: a resumable stream whose bindings are not in
+// place within ReadyTimeout, while the broker connection is up, gets the
+// error any stream gets and ends; it does not wait for the broker, nor
+// subscribe again.
+func TestResumeReadyTimeout(t *testing.T) {
+	const timeout = 10 * time.Second
+	eachResume(t, api.Config{ReadyTimeout: timeout}, func(t *testing.T, e *env) {
+		e.b.hold.Store(true)
+		start := time.Now()
+		c := e.openResume("")
+		select {
+		case ev, ok := <-c.events:
+			if !ok {
+				t.Fatalf("%s: the stream ended with %v and no event, want the error", c.proto, c.err)
+			}
+			var text string
+			_ = json.Unmarshal(ev.Data, &text)
+			if ev.Kind != "error" || text != "The service is temporarily unavailable; please reconnect later." {
+				t.Fatalf("%s: got %q %s, want the unavailable error", c.proto, ev.Kind, ev.Data)
+			}
+		case <-time.After(10 * timeout):
+			t.Fatalf("%s: no event %v after the stream opened (%d subscribes), want the error after %v",
+				c.proto, time.Since(start), e.b.held.Load(), timeout)
+		}
+		if d := time.Since(start); d != timeout {
+			t.Errorf("the error came after %v, want %v", d, timeout)
+		}
+		c.expectEnd()
+		if n := e.b.held.Load(); n != 1 {
+			t.Errorf("%d subscribes, want 1", n)
+		}
+	})
+}

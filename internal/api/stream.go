@@ -197,7 +197,12 @@ func (st *stream) subscribe(ctx context.Context, bs []binding.Binding) (Subscrip
 			return sub, nil
 		case ctx.Err() != nil:
 			return nil, errClientGone
-		case !st.resume || !errors.Is(err, broker.ErrUnavailable) && !errors.Is(err, broker.ErrConnectionLost):
+		case !st.resume || errors.Is(err, errReadyTimeout):
+			// A ready timeout, which wraps ErrUnavailable, comes with the
+			// broker connection up (binds that are slow, under a bind
+			// flood say): a resumable stream gets its error too.
+			return nil, err
+		case !errors.Is(err, broker.ErrUnavailable) && !errors.Is(err, broker.ErrConnectionLost):
 			return nil, err
 		}
 		if ping == nil {

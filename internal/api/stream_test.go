@@ -197,6 +197,10 @@ type subBroker struct {
 	// refuse, when set, is Subscribe's error (a binding the broker
 	// refused, say).
 	refuse atomic.Pointer[error]
+	// hold: Subscribe never confirms the bindings; it returns only when
+	// its context ends. held counts such calls.
+	hold atomic.Bool
+	held atomic.Int32
 }
 
 func (b *subBroker) Subscribe(ctx context.Context, bs []binding.Binding, opts broker.SubscribeOptions) (api.Subscription, error) {
@@ -205,6 +209,11 @@ func (b *subBroker) Subscribe(ctx context.Context, bs []binding.Binding, opts br
 	}
 	if err := b.refuse.Load(); err != nil {
 		return nil, *err
+	}
+	if b.hold.Load() {
+		b.held.Add(1)
+		<-ctx.Done()
+		return nil, ctx.Err()
 	}
 	sub := newFakeSub(b.size)
 	sub.resumable = opts.Survive
