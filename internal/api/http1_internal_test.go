@@ -133,14 +133,12 @@ func TestRunnersReused(t *testing.T) {
 	rs.run(func() { ran <- struct{}{} })
 	<-ran
 	waitIdle(1)
-	sent := false
+	// The idle runner counts itself before it reaches its receive: the
+	// send waits for it, with a deadline.
 	select {
 	case rs.work <- func() { ran <- struct{}{} }:
-		sent = true
-	default:
-	}
-	if !sent {
-		t.Fatal("no idle runner took the next stream")
+	case <-time.After(30 * time.Second):
+		t.Fatal("no idle runner took the next stream in 30s")
 	}
 	<-ran
 	waitIdle(1)
