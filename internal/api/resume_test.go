@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
@@ -13,6 +14,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"eventsproxy/internal/access"
+	"eventsproxy/internal/accesstest"
 	"eventsproxy/internal/api"
 	"eventsproxy/internal/binding"
 	"eventsproxy/internal/broker"
@@ -546,6 +549,60 @@ func TestResumeReadyTimeout(t *testing.T) {
 		c.expectEnd()
 		if n := e.b.held.Load(); n != 1 {
 			t.Errorf("%d subscribes, want 1", n)
+		}
+	})
+}
+
+// TestResumeWaitingStreamExpires: a resumable stream that waits for the
+// broker ends when its token expires, with the error a live stream gets.
+func TestResumeWaitingStreamExpires(t *testing.T) {
+	each(t, func(t *testing.T, proto string) {
+		az, err := access.Open(access.Config{HMACSecrets: [][]byte{secret}, Leeway: -1}, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer az.Close()
+		e := newEnv(t, proto, api.Config{Access: az, PingInterval: 20 * time.Second}, 100)
+		defer e.close()
+		e.b.down.Store(true)
+		const life = time.Minute
+		c := accesstest.Grants("frank", "ex", "#")
+		c["exp"] = time.Now().Add(life).Unix()
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, connectURL("http://proxy", allOfEx)+"&resume=1", nil)
+		req.Header.Set("Authorization", "Bearer "+accesstest.Sign(t, secret, "HS256", "", c))
+		start := time.Now()
+		resp, err := (&http.Client{Transport: e.tr}).Do(req)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("a resumable stream with the broker down: %v %v, want 200", resp, err)
+		}
+		defer resp.Body.Close()
+		events := make(chan sse.Event, 16)
+		go func() {
+			defer close(events)
+			rd := sse.NewReader(resp.Body)
+			for {
+				ev, err := rd.Next()
+				if err != nil {
+					return
+				}
+				events <- ev
+			}
+		}()
+		select {
+		case ev, ok := <-events:
+			if !ok || ev.Kind != "error" || !strings.Contains(string(ev.Data), "expired") {
+				t.Fatalf("got %q %s (ok %v), want an error saying the token expired", ev.Kind, ev.Data, ok)
+			}
+		case <-time.After(10 * life):
+			t.Fatalf("no event %v after the stream opened, want the expiry error after %v", time.Since(start), life)
+		}
+		if d := time.Since(start); d > life {
+			t.Errorf("the error came after %v, want %v at most", d, life)
+		}
+		if ev, ok := <-events; ok {
+			t.Fatalf("after the error: %q %s, want the end of the stream", ev.Kind, ev.Data)
 		}
 	})
 }

@@ -190,6 +190,7 @@ const textWaiting = ": waiting for the broker\n\n"
 func (st *stream) subscribe(ctx context.Context, bs []binding.Binding) (Subscription, error) {
 	h := st.h
 	var ping *time.Ticker
+	var expired <-chan time.Time
 	for {
 		sub, err := h.broker.Subscribe(ctx, bs, broker.SubscribeOptions{Survive: st.resume, Properties: st.props})
 		switch {
@@ -208,6 +209,11 @@ func (st *stream) subscribe(ctx context.Context, bs []binding.Binding) (Subscrip
 		if ping == nil {
 			ping = time.NewTicker(h.cfg.PingInterval)
 			defer ping.Stop()
+			// The token's expiry ends a waiting stream as it ends a
+			// live one.
+			var stop func()
+			expired, stop = expiry(st.principal)
+			defer stop()
 			st.begin(len(textWaiting) + 16)
 			st.buf = fmt.Appendf(st.buf, "retry: %d\n", retryMillis)
 			st.first = false
@@ -223,6 +229,8 @@ func (st *stream) subscribe(ctx context.Context, bs []binding.Binding) (Subscrip
 				return nil, errClientGone
 			case <-h.shutdown:
 				return nil, errShutdown
+			case <-expired:
+				return nil, errExpired
 			case <-ping.C:
 				st.begin(len(textWaiting))
 				st.buf = append(st.buf, textWaiting...)
