@@ -53,7 +53,7 @@ func (h *Handler) connect(w http.ResponseWriter, r *http.Request) {
 	hdr.Set("Cache-Control", "no-cache")
 	hdr.Set("X-Accel-Buffering", "no")
 	st := &stream{h: h, addr: addr, start: time.Now(), principal: principal, resume: resume, first: true,
-		props: r.URL.Query().Get(propertiesParam) == "1"}
+		props: q.Get(propertiesParam) == "1"}
 	ctx := r.Context()
 	var err error
 	var h1 *http1Writer

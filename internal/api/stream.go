@@ -218,7 +218,7 @@ func (st *stream) subscribe(ctx context.Context, bs []binding.Binding) (Subscrip
 			st.buf = fmt.Appendf(st.buf, "retry: %d\n", retryMillis)
 			st.first = false
 			st.buf = append(st.buf, textWaiting...)
-			if err := st.write(); err != nil {
+			if err := st.writeOnce(); err != nil {
 				return nil, err
 			}
 		}
@@ -234,7 +234,7 @@ func (st *stream) subscribe(ctx context.Context, bs []binding.Binding) (Subscrip
 			case <-ping.C:
 				st.begin(len(textWaiting))
 				st.buf = append(st.buf, textWaiting...)
-				if err := st.write(); err != nil {
+				if err := st.writeOnce(); err != nil {
 					return nil, err
 				}
 			case <-up:
@@ -617,7 +617,7 @@ func (st *stream) sendGap(reason string) error {
 		n := len(st.buf)
 		st.buf = st.appendEvent(st.buf, kindGap, data)
 		rs.remember(sent{seq: rs.seq, reason: reason, size: len(st.buf) - n}, st.h.cfg.ResumeBytes)
-		if err := st.write(); err != nil {
+		if err := st.writeOnce(); err != nil {
 			return err
 		}
 	}
@@ -636,6 +636,12 @@ func gapData(reason string) []byte {
 func (st *stream) send(kind string, data []byte) error {
 	st.begin(len(kind) + len(data) + 32 + tokenLen)
 	st.buf = st.appendEvent(st.buf, kind, data)
+	return st.writeOnce()
+}
+
+// writeOnce writes st.buf and lets go of it, as send does: for what an
+// idle or waiting stream writes.
+func (st *stream) writeOnce() error {
 	err := st.write()
 	st.buf = nil
 	return err
