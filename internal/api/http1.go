@@ -108,12 +108,6 @@ func (out *http1Writer) watch() {
 	}
 }
 
-// writeHeader sends the response's status line and header.
-func (out *http1Writer) writeHeader(hdr http.Header) error {
-	out.head = out.header(hdr)
-	return out.flushHead()
-}
-
 // header returns the response's status line and header as net/http would
 // have written them: the fields sorted by name, with Date, Connection:
 // close (the stream ends with its connection) and, for HTTP/1.1,

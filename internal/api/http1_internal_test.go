@@ -12,6 +12,13 @@ import (
 	"go.uber.org/goleak"
 )
 
+// writeHeader sends the response's status line and header, as
+// startHTTP1 does.
+func (out *http1Writer) writeHeader(hdr http.Header) error {
+	out.head = out.header(hdr)
+	return out.flushHead()
+}
+
 // TestWriteHeaderAsNetHTTP checks that a stream's header is the bytes
 // http.Header.Write makes of it.
 func TestWriteHeaderAsNetHTTP(t *testing.T) {
