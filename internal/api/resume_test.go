@@ -524,7 +524,7 @@ func TestResumeProperties(t *testing.T) {
 // error any stream gets and ends; it does not wait for the broker, nor
 // subscribe again.
 func TestResumeReadyTimeout(t *testing.T) {
-	const timeout = 10 * time.Second
+	const timeout = api.DefaultReadyTimeout // = api.DefaultWriteTimeout
 	eachResume(t, api.Config{ReadyTimeout: timeout}, func(t *testing.T, e *env) {
 		e.b.hold.Store(true)
 		start := time.Now()

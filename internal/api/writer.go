@@ -67,6 +67,12 @@ func startHTTP2(w http.ResponseWriter, timeout time.Duration) (*http2Writer, err
 	if err := rc.Flush(); err != nil {
 		return out, fmt.Errorf("%w: %w", errWrite, err)
 	}
+	// The deadline that guard set was for the header. HTTP/2 resets a
+	// stream whose write deadline passes even with no write pending, so
+	// left in place it would cut a stream that waits that long for
+	// `ready` (its error after --ready-timeout too); each write sets its
+	// own.
+	_ = rc.SetWriteDeadline(time.Time{})
 	return out, nil
 }
 
