@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"eventsproxy/internal/metrics"
+
+	amqp "github.com/rabbitmq/amqp091-go"
 )
 
 // TestRebindPacing: each bound key in use is bound again a period after
@@ -154,9 +156,13 @@ func TestRebindFreshenWhileBehind(t *testing.T) {
 // pattern (RabbitMQ's topic permissions are per binding key) ends only the
 // streams on that pattern; a key it covered gets a bind of its own, and
 // the exchange's other keys are re-bound as before. When the covered
-// key's own bind is refused too, its stream ends rather than go silent.
+// key's own bind is refused too, or fails with another channel error of
+// the broker's (the connection still up), its stream ends rather than go
+// silent.
 func TestRebindAccessRefused(t *testing.T) {
-	for _, coveredRefused := range []bool{false, true} {
+	channelErr := &amqp.Error{Code: amqp.PreconditionFailed, Reason: "PRECONDITION_FAILED", Server: true, Recover: true}
+	for _, coveredErr := range []error{nil, fmt.Errorf("%w: topic permission", ErrAccessRefused), channelErr} {
+		coveredRefused := coveredErr != nil
 		synctest.Test(t, func(t *testing.T) {
 			c := newOpConn()
 			s := startSession(c, Limits{ClientBuffer: 10}.withDefaults(), intervals{rebind: 10 * time.Second, rebindGap: time.Second}, metrics.Discard(), slog.New(slog.NewTextHandler(io.Discard, nil)))
@@ -167,7 +173,7 @@ func TestRebindAccessRefused(t *testing.T) {
 			c.mu.Lock()
 			c.fail = map[string]error{"bind a.#": fmt.Errorf("%w: topic permission", ErrAccessRefused)}
 			if coveredRefused {
-				c.fail["bind a.x"] = fmt.Errorf("%w: topic permission", ErrAccessRefused)
+				c.fail["bind a.x"] = coveredErr
 			}
 			c.mu.Unlock()
 			n := len(c.opsSince(0))
@@ -186,9 +192,13 @@ func TestRebindAccessRefused(t *testing.T) {
 				default:
 					t.Fatalf("%s not ended after a refused bind", name)
 				}
+				want := error(ErrAccessRefused)
+				if name == "a.x" {
+					want = coveredErr
+				}
 				var berr *BindError
-				if err := sub.Err(); !errors.As(err, &berr) || !errors.Is(err, ErrAccessRefused) || berr.Binding.RoutingKeyPattern != name {
-					t.Errorf("%s: Err %v, want a BindError for %s with ErrAccessRefused", name, err, name)
+				if err := sub.Err(); !errors.As(err, &berr) || !errors.Is(err, want) || berr.Binding.RoutingKeyPattern != name {
+					t.Errorf("%s: Err %v, want a BindError for %s with %v", name, err, name, want)
 				}
 			}
 			for name, sub := range open {

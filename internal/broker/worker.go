@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"eventsproxy/internal/binding"
+
+	amqp "github.com/rabbitmq/amqp091-go"
 )
 
 // maxBindsInRow is how many binds the worker does in a row while unbinds
@@ -190,11 +192,13 @@ func (s *session) settle(ks *keyState, bind bool, err error) {
 		}
 		// Streams past their ready on ks (a cover's handover, or a cover
 		// refused, moved them to a bind of its own) wait for nothing: a
-		// refusal ends them here, not in silence. Any other error is the
-		// connection's, and its loss ends them, or carries survivors on
-		// (session.end); a subscription waiting for ks (a new one, or a
-		// survivor being bound again) gets berr as its answer instead.
-		if refused && !s.ended() && len(ks.subs) > 0 {
+		// refusal, or another channel error of the broker's while the
+		// connection stays up, ends them here, not in silence. A lost
+		// connection's error does not: its loss ends them, or carries
+		// survivors on (session.end). A subscription waiting for ks (a
+		// new one, or a survivor being bound again) gets berr as its
+		// answer instead.
+		if (refused || channelError(err)) && !s.ended() && len(ks.subs) > 0 {
 			waiting := make(map[*Subscription]struct{}, len(ks.waiters))
 			for _, w := range ks.waiters {
 				waiting[w.sub] = struct{}{}
@@ -231,4 +235,13 @@ func (s *session) settle(ks *keyState, bind bool, err error) {
 	} else if !ks.inUse() && !ks.phase.onBroker() {
 		s.deleteLocked(ks)
 	}
+}
+
+// channelError reports whether err is a channel exception that the broker
+// raised (its channel closed, the connection still up), as opposed to the
+// connection's loss, which amqp091-go reports as a connection error or as
+// amqp.ErrClosed.
+func channelError(err error) bool {
+	var aerr *amqp.Error
+	return errors.As(err, &aerr) && aerr.Server && aerr.Recover
 }
