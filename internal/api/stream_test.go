@@ -479,6 +479,25 @@ func TestStreamPings(t *testing.T) {
 	})
 }
 
+// TestStreamPingsSlowerThanWriteTimeout: a ping interval longer than the
+// write timeout leaves an idle stream open on both transports (HTTP/2
+// resets a stream whose write deadline passes, even with no write
+// pending, so a deadline left in place after a write would cut it).
+func TestStreamPingsSlowerThanWriteTimeout(t *testing.T) {
+	each(t, func(t *testing.T, proto string) {
+		const every = 2 * time.Minute // > api.DefaultWriteTimeout
+		e := newEnv(t, proto, api.Config{PingInterval: every}, 10)
+		defer e.close()
+		start := time.Now()
+		c := e.open(nil)
+		c.expect("ready", "{}")
+		for i := 1; i <= 2; i++ {
+			want := start.Add(time.Duration(i) * every).UTC().Format("2006-01-02T15:04:05.000Z")
+			c.expect("ping", `{"time":"`+want+`"}`)
+		}
+	})
+}
+
 func TestStreamOrderAndOverflow(t *testing.T) {
 	each(t, func(t *testing.T, proto string) {
 		e := newEnv(t, proto, api.Config{}, 3)

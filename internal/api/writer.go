@@ -53,16 +53,16 @@ func (d *deadline) move() {
 // streams cannot be taken from it. The stream stays on net/http's
 // goroutine, as the response ends when the handler returns.
 type http2Writer struct {
-	w        http.ResponseWriter
-	rc       *http.ResponseController
-	deadline deadline
+	w       http.ResponseWriter
+	rc      *http.ResponseController
+	timeout time.Duration
 }
 
 // startHTTP2 sends the response's header (set on w already) and returns
 // the stream's writer.
 func startHTTP2(w http.ResponseWriter, timeout time.Duration) (*http2Writer, error) {
 	rc := http.NewResponseController(w)
-	out := &http2Writer{w: w, rc: rc, deadline: deadline{timeout: timeout, set: rc.SetWriteDeadline}}
+	out := &http2Writer{w: w, rc: rc, timeout: timeout}
 	w.WriteHeader(http.StatusOK)
 	if err := rc.Flush(); err != nil {
 		return out, fmt.Errorf("%w: %w", errWrite, err)
@@ -76,11 +76,18 @@ func startHTTP2(w http.ResponseWriter, timeout time.Duration) (*http2Writer, err
 	return out, nil
 }
 
+// write bounds each write by the timeout and clears the deadline after
+// it: HTTP/2 resets a stream whose deadline passes with no write pending,
+// so a deadline kept ahead of the writes (as deadline does for HTTP/1.x)
+// would cut an idle stream whose pings are further apart than timeout.
 func (out *http2Writer) write(buf []byte) error {
-	out.deadline.move()
+	_ = out.rc.SetWriteDeadline(time.Now().Add(out.timeout))
 	_, err := out.w.Write(buf[headroom:])
 	if err == nil {
 		err = out.rc.Flush()
+	}
+	if err == nil {
+		_ = out.rc.SetWriteDeadline(time.Time{})
 	}
 	return err
 }
