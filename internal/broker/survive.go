@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"errors"
+	"time"
 
 	"eventsproxy/internal/topic"
 )
@@ -18,6 +19,10 @@ import (
 // message routed to it: what it missed is all before the gap. A
 // subscription still waiting for its bindings when the next session ends
 // too is carried on to the one after, and gets one gap for both.
+
+// lostBindWait is how long a survivor whose bind failed with the
+// connection's loss waits for its session to end before it fails.
+const lostBindWait = 30 * time.Second
 
 // adopt moves subs, survivors of an earlier session, to s, and starts what
 // gives each its gap once its bindings are back. It is called once, right
@@ -70,6 +75,16 @@ func (s *session) adopt(subs []*Subscription) {
 			}
 			if errors.Is(err, errReleased) {
 				continue // closed meanwhile
+			}
+			if err != nil && !endsStreams(err) {
+				// The connection was lost under the bind: its session
+				// ends (it has not yet noticed) and carries sub on.
+				// Should it not end, sub is not left waiting in silence.
+				select {
+				case <-s.done:
+					return
+				case <-time.After(lostBindWait):
+				}
 			}
 			if err != nil {
 				a.sub.fail(err)

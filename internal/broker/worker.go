@@ -177,7 +177,7 @@ func (s *session) settle(ks *keyState, bind bool, err error) {
 		s.toLocked(ks, keyUnbound)
 	case bind:
 		result = "error"
-		refused := errors.Is(err, ErrExchangeNotFound) || errors.Is(err, ErrAccessRefused) || errors.Is(err, ErrNotTopic)
+		refused := isRefusal(err)
 		if refused {
 			result = "refused"
 		}
@@ -198,7 +198,7 @@ func (s *session) settle(ks *keyState, bind bool, err error) {
 		// survivors on (session.end). A subscription waiting for ks (a
 		// new one, or a survivor being bound again) gets berr as its
 		// answer instead.
-		if (refused || channelError(err)) && !s.ended() && len(ks.subs) > 0 {
+		if endsStreams(err) && !s.ended() && len(ks.subs) > 0 {
 			waiting := make(map[*Subscription]struct{}, len(ks.waiters))
 			for _, w := range ks.waiters {
 				waiting[w.sub] = struct{}{}
@@ -244,4 +244,17 @@ func (s *session) settle(ks *keyState, bind bool, err error) {
 func channelError(err error) bool {
 	var aerr *amqp.Error
 	return errors.As(err, &aerr) && aerr.Server && aerr.Recover
+}
+
+// isRefusal reports whether a bind's err is the broker's refusal of it.
+func isRefusal(err error) bool {
+	return errors.Is(err, ErrExchangeNotFound) || errors.Is(err, ErrAccessRefused) || errors.Is(err, ErrNotTopic)
+}
+
+// endsStreams reports whether a bind's err ends the streams waiting for
+// it or past their ready on it: a refusal, or another channel error of the
+// broker's. Any other error is the connection's loss, which ends its
+// session, and that ends them or carries survivors on.
+func endsStreams(err error) bool {
+	return isRefusal(err) || channelError(err)
 }
