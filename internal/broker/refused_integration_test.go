@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	amqp "github.com/rabbitmq/amqp091-go"
 
 	"eventsproxy/internal/binding"
 	"eventsproxy/internal/broker"
@@ -15,6 +16,22 @@ import (
 	"eventsproxy/internal/metrics"
 	"eventsproxy/internal/rabbittest"
 )
+
+// startAsUser starts a Broker on the test node as a user of its own (whose
+// topic permissions the test may change), re-binding every 300 ms, and
+// declares an exchange, on a channel of the test's, for it to bind.
+func startAsUser(t *testing.T) (user string, m *metrics.Metrics, b *broker.Broker, ch *amqp.Channel, ex string) {
+	t.Helper()
+	user, userURL := rabbittest.AddUser(t)
+	m = metrics.New(prometheus.NewRegistry())
+	b = brokertest.Start(t, broker.AMQP(broker.AMQPConfig{
+		URL:            userURL,
+		QueuePrefix:    rabbittest.Unique("eventsproxy-test/") + "/",
+		ConnectionName: rabbittest.Unique("eventsproxy test " + t.Name() + " "),
+	}), broker.WithExchangeCheck(broker.Config{Metrics: m, RebindPeriod: 300 * time.Millisecond}, time.Hour))
+	ch = rabbittest.Channel(t, rabbittest.Dial(t, "eventsproxy test "+t.Name()))
+	return user, m, b, ch, rabbittest.Exchange(t, ch, "eventsproxy-test/x/")
+}
 
 // wantEnded fails the test unless sub ends, within 60 s, with a BindError
 // for exchange and pattern that wraps want.
@@ -51,16 +68,7 @@ func wantOpen(t *testing.T, subs map[string]*broker.Subscription) {
 // go on, one that the refused pattern covered gets a binding of its own,
 // and new streams are bound on a channel opened again.
 func TestRebindRefusedForOnePattern(t *testing.T) {
-	user, userURL := rabbittest.AddUser(t)
-	m := metrics.New(prometheus.NewRegistry())
-	b := brokertest.Start(t, broker.AMQP(broker.AMQPConfig{
-		URL:            userURL,
-		QueuePrefix:    rabbittest.Unique("eventsproxy-test/") + "/",
-		ConnectionName: rabbittest.Unique("eventsproxy test " + t.Name() + " "),
-	}), broker.WithExchangeCheck(broker.Config{Metrics: m, RebindPeriod: 300 * time.Millisecond}, time.Hour))
-	conn := rabbittest.Dial(t, "eventsproxy test "+t.Name())
-	ch := rabbittest.Channel(t, conn)
-	ex := rabbittest.Exchange(t, ch, "eventsproxy-test/x/")
+	user, m, b, ch, ex := startAsUser(t)
 	subs := map[string]*broker.Subscription{}
 	for _, c := range []struct{ name, pattern string }{{"a.#", "a.#"}, {"a.b (covered)", "a.b"}, {"c (1)", "c"}, {"c (2)", "c"}} {
 		sub, err := subscribeAMQP(t, b, binding.Binding{Exchange: ex, RoutingKeyPattern: c.pattern})

@@ -6,12 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"eventsproxy/internal/binding"
 	"eventsproxy/internal/broker"
-	"eventsproxy/internal/brokertest"
-	"eventsproxy/internal/metrics"
 	"eventsproxy/internal/rabbittest"
 )
 
@@ -22,16 +18,7 @@ import (
 // pattern no longer allowed is refused and its stream ends, while the
 // other pattern's stream goes on.
 func TestWithdrawnPermissionFoundByRebind(t *testing.T) {
-	user, userURL := rabbittest.AddUser(t)
-	m := metrics.New(prometheus.NewRegistry())
-	b := brokertest.Start(t, broker.AMQP(broker.AMQPConfig{
-		URL:            userURL,
-		QueuePrefix:    rabbittest.Unique("eventsproxy-test/") + "/",
-		ConnectionName: rabbittest.Unique("eventsproxy test " + t.Name() + " "),
-	}), broker.WithExchangeCheck(broker.Config{Metrics: m, RebindPeriod: 300 * time.Millisecond}, time.Hour))
-	conn := rabbittest.Dial(t, "eventsproxy test "+t.Name())
-	ch := rabbittest.Channel(t, conn)
-	ex := rabbittest.Exchange(t, ch, "eventsproxy-test/x/")
+	user, m, b, ch, ex := startAsUser(t)
 	subs := map[string]*broker.Subscription{}
 	for _, p := range []string{"a", "b"} {
 		sub, err := subscribeAMQP(t, b, binding.Binding{Exchange: ex, RoutingKeyPattern: p})
