@@ -438,6 +438,13 @@ func (c *amqpConn) Consume(handle func(*Message)) error {
 	return ErrConnectionLost
 }
 
+// tookLost routes what one message of the lost queue means: a loss that
+// nobody can count.
+func (c *amqpConn) tookLost(handle func(*Message)) {
+	c.flow.Took()
+	handle(&Message{Received: time.Now(), drop: dropUncounted})
+}
+
 // takeBatch waits for deliveries of our queue and puts them in c.batch, up
 // to maxBatch: those that wait and, until checkEvery has passed since the
 // last drop check, those that arrive. An uncounted loss from the lost
@@ -450,8 +457,7 @@ func (c *amqpConn) takeBatch(handle func(*Message)) (ok bool, err error) {
 			if !ok {
 				return false, nil
 			}
-			c.flow.Took()
-			handle(&Message{Received: time.Now(), drop: dropUncounted})
+			c.tookLost(handle)
 		case d, ok := <-c.deliveries:
 			if !ok {
 				return false, nil
@@ -488,8 +494,7 @@ waiting:
 			if !ok {
 				return false, nil
 			}
-			c.flow.Took()
-			handle(&Message{Received: time.Now(), drop: dropUncounted})
+			c.tookLost(handle)
 		case d, ok := <-c.deliveries:
 			if !ok {
 				return false, nil

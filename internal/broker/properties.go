@@ -138,10 +138,7 @@ func appendPropertiesJSON(b *bytes.Buffer, p *Properties) {
 		return
 	}
 	first := true
-	str := func(name, v string) {
-		if v == "" {
-			return
-		}
+	key := func(name string) {
 		if !first {
 			b.WriteByte(',')
 		}
@@ -149,20 +146,18 @@ func appendPropertiesJSON(b *bytes.Buffer, p *Properties) {
 		b.WriteByte('"')
 		b.WriteString(name)
 		b.WriteString(`":`)
-		writeJSONString(b, v)
+	}
+	str := func(name, v string) {
+		if v != "" {
+			key(name)
+			writeJSONString(b, v)
+		}
 	}
 	num := func(name string, v uint8) {
-		if v == 0 {
-			return
+		if v != 0 {
+			key(name)
+			b.WriteString(strconv.Itoa(int(v)))
 		}
-		if !first {
-			b.WriteByte(',')
-		}
-		first = false
-		b.WriteByte('"')
-		b.WriteString(name)
-		b.WriteString(`":`)
-		b.WriteString(strconv.Itoa(int(v)))
 	}
 	str("contentType", p.ContentType)
 	str("contentEncoding", p.ContentEncoding)
