@@ -157,7 +157,10 @@ func newDropFixture(t *testing.T, cfg AMQPConfig) *dropFixture {
 	cfg.QueuePrefix = rabbittest.Unique("eventsproxy-test/") + "/"
 	cfg.ConnectionName = "eventsproxy test " + t.Name()
 	f.d = &stallDialer{Dialer: AMQP(cfg)}
-	f.b = New(f.d, Config{Metrics: metrics.New(prometheus.NewRegistry())}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	// Buffers that hold every message of a run: what a stream is told of
+	// is then what the broker dropped alone, not also what its buffer did
+	// while the test's reader caught up with a batch.
+	f.b = New(f.d, Config{Metrics: metrics.New(prometheus.NewRegistry()), ClientBuffer: 100_000, ClientBufferBytes: 1 << 30}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	runCtx, stop := context.WithCancel(context.Background())
 	ran := make(chan error, 1)
 	go func() { ran <- f.b.Run(runCtx) }()
